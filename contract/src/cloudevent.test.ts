@@ -1,0 +1,49 @@
+import t from 'tap';
+import { decodeCrashMessage, encodeCrashMessage, toCloudEvent, CRASH_EVENT_TYPE } from './cloudevent.ts';
+import { crashKey } from './topics.ts';
+import { validExamples } from './examples.ts';
+
+const examples = validExamples();
+const pod = examples.find((e) => e.name === 'segv-stored')?.event;
+const host = examples.find((e) => e.name === 'host-process')?.event;
+if (!pod || !host) throw new Error('examples missing');
+
+t.test('a crash round-trips through the CloudEvents envelope', async (t) => {
+  const envelope = toCloudEvent(pod);
+  t.equal(envelope.specversion, '1.0');
+  t.equal(envelope.type, CRASH_EVENT_TYPE);
+  t.equal(envelope.id, pod.crash.id);
+  t.equal(envelope.source, '/nodes/node-a');
+  t.equal(envelope.subject, 'payments/api-7d9f8-x2x9z/api');
+  t.same(decodeCrashMessage(encodeCrashMessage(pod)), { ok: true, value: pod });
+});
+
+t.test('the Kafka key groups a pod, and a host process by its node', async (t) => {
+  t.equal(crashKey(pod), 'payments/5f0c8a52-8d7e-4c11-9f70-3f2b6c7d8e01');
+  t.equal(crashKey(host), '_host/node-a');
+});
+
+t.test('bad records are rejected with the field named', async (t) => {
+  const cases: [string, Buffer | null, string][] = [
+    ['null value', null, '(record): value is empty'],
+    ['not JSON', Buffer.from('{"specversion":'), '(record): not JSON'],
+    ['an array', Buffer.from('[]'), '(record): must be a JSON object'],
+    [
+      'wrong specversion',
+      Buffer.from(JSON.stringify({ ...toCloudEvent(pod), specversion: '0.3' })),
+      'specversion',
+    ],
+    ['wrong type', Buffer.from(JSON.stringify({ ...toCloudEvent(pod), type: 'x' })), 'type'],
+    [
+      'event invalid',
+      Buffer.from(JSON.stringify({ ...toCloudEvent(pod), data: { ...pod, schema_version: 2 } })),
+      'data.schema_version',
+    ],
+    ['id mismatch', Buffer.from(JSON.stringify({ ...toCloudEvent(pod), id: 'other' })), 'id: must equal'],
+  ];
+  for (const [name, value, expected] of cases) {
+    const result = decodeCrashMessage(value);
+    t.equal(result.ok, false, `${name} rejected`);
+    if (!result.ok) t.ok(result.errors[0]?.startsWith(expected), `${name}: ${result.errors.join('; ')}`);
+  }
+});

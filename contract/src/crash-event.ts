@@ -1,0 +1,140 @@
+import { Type, type Static, type TUnsafe } from '@sinclair/typebox';
+
+// The crash event, version 1 (DESIGN.md §3). This TypeBox definition is the one source of truth:
+// the TypeScript type is derived from it and crash-event.schema.json is generated from it.
+
+function StringEnum<const T extends readonly string[]>(values: T, description: string): TUnsafe<T[number]> {
+  return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], description });
+}
+
+const strict = { additionalProperties: false } as const;
+const Name = (description: string, maxLength = 253) => Type.String({ minLength: 1, maxLength, description });
+const Count = (description: string) => Type.Integer({ minimum: 0, description });
+
+export const DUMP_STATUSES = ['stored', 'pending', 'skipped', 'truncated', 'failed'] as const;
+export type DumpStatus = (typeof DUMP_STATUSES)[number];
+
+export const CONTAINER_RUNTIMES = ['containerd', 'cri-o', 'docker', 'unknown'] as const;
+
+/** UUIDv7 in its canonical lower-case text form. */
+export const CRASH_ID_PATTERN = '^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$';
+
+export const Frame = Type.Object(
+  {
+    module: Type.Optional(Type.String({ maxLength: 4096 })),
+    function: Type.Optional(Type.String({ maxLength: 4096 })),
+    offset: Type.Optional(Count('Offset of the instruction within the module')),
+    build_id: Type.Optional(Type.String({ pattern: '^[0-9a-f]{2,128}$' })),
+  },
+  strict,
+);
+
+export const MappedModule = Type.Object(
+  {
+    path: Type.String({ minLength: 1, maxLength: 4096 }),
+    build_id: Type.Optional(Type.String({ pattern: '^[0-9a-f]{2,128}$' })),
+  },
+  strict,
+);
+
+export const CrashEventSchema = Type.Object(
+  {
+    schema_version: Type.Literal(1),
+    '@timestamp': Type.String({ format: 'date-time', description: 'When the kernel reported the crash' }),
+    crash: Type.Object(
+      { id: Type.String({ pattern: CRASH_ID_PATTERN, description: 'UUIDv7 made by the handler' }) },
+      strict,
+    ),
+    kubernetes: Type.Optional(
+      Type.Object(
+        {
+          namespace: Name('Namespace of the pod', 63),
+          pod: Type.Object({ name: Name('Pod name'), uid: Type.String({ format: 'uuid' }) }, strict),
+          container: Type.Object({ name: Name('Container name', 63) }, strict),
+          node: Type.Object({ name: Name('Node name') }, strict),
+          labels: Type.Optional(Type.Record(Type.String(), Type.String({ maxLength: 63 }))),
+          owner: Type.Optional(Type.Object({ kind: Name('Owner kind'), name: Name('Owner name') }, strict)),
+        },
+        { ...strict, description: 'Absent when the process ran outside any pod' },
+      ),
+    ),
+    container: Type.Optional(
+      Type.Object(
+        {
+          id: Type.String({ pattern: '^[0-9a-f]{12,64}$' }),
+          runtime: StringEnum(CONTAINER_RUNTIMES, 'Container runtime named by the cgroup path'),
+          image: Type.Optional(
+            Type.Object(
+              {
+                name: Type.Optional(Name('Image reference', 1024)),
+                digest: Type.Optional(Type.String({ pattern: '^[a-z0-9]+:[0-9a-f]{32,}$' })),
+              },
+              strict,
+            ),
+          ),
+        },
+        strict,
+      ),
+    ),
+    process: Type.Object(
+      {
+        pid: Type.Integer({ minimum: 1, description: 'PID in the host namespace' }),
+        ns_pid: Type.Optional(Type.Integer({ minimum: 1 })),
+        tid: Type.Optional(Type.Integer({ minimum: 1 })),
+        executable: Type.Optional(Type.String({ maxLength: 4096 })),
+        name: Type.String({ maxLength: 64, description: 'comm' }),
+        args: Type.Optional(Type.Array(Type.String({ maxLength: 4096 }), { maxItems: 256 })),
+        uid: Type.Optional(Count('uid')),
+        gid: Type.Optional(Count('gid')),
+      },
+      strict,
+    ),
+    signal: Type.Object(
+      {
+        number: Type.Integer({ minimum: 0, maximum: 128 }),
+        name: Type.String({ pattern: '^(SIG[A-Z0-9+]+|UNKNOWN)$' }),
+        code: Type.Optional(Type.Integer()),
+      },
+      strict,
+    ),
+    fault: Type.Optional(Type.Object({ address: Type.String({ pattern: '^0x[0-9a-f]{1,16}$' }) }, strict)),
+    dump: Type.Object(
+      {
+        status: StringEnum(DUMP_STATUSES, 'What became of the core'),
+        reason: Type.Optional(Type.String({ maxLength: 1024 })),
+        path: Type.Optional(
+          Type.String({ minLength: 1, maxLength: 1024, description: 'Relative to the storage root' }),
+        ),
+        size_bytes: Type.Optional(Count('Raw size of the core as the kernel wrote it')),
+        stored_bytes: Type.Optional(Count('Size on the storage root')),
+        compression: Type.Optional(StringEnum(['zstd', 'none'] as const, 'Compression of the stored core')),
+        sha256: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$', description: 'Of the raw core' })),
+        limit_bytes: Type.Optional(Count('Size limit in force')),
+      },
+      strict,
+    ),
+    analysis: Type.Optional(
+      Type.Object(
+        {
+          frames: Type.Optional(Type.Array(Frame, { maxItems: 256 })),
+          modules: Type.Optional(Type.Array(MappedModule, { maxItems: 4096 })),
+          build_id: Type.Optional(Type.String({ pattern: '^[0-9a-f]{2,128}$' })),
+          signature: Type.Optional(Type.String({ maxLength: 1024 })),
+          title: Type.Optional(Type.String({ maxLength: 1024 })),
+        },
+        strict,
+      ),
+    ),
+    collector: Type.Object(
+      {
+        version: Name('Collector version', 64),
+        node: Name('Node the collector runs on'),
+        handler_ms: Type.Optional(Type.Number({ minimum: 0 })),
+      },
+      strict,
+    ),
+  },
+  { ...strict, $id: 'https://podmortem.io/schemas/crash-event/v1', title: 'podmortem crash event v1' },
+);
+
+export type CrashEvent = Static<typeof CrashEventSchema>;

@@ -1,0 +1,132 @@
+// Elasticsearch index template for crash events: composable, built from two component templates,
+// for time-based indices podmortem-crashes-YYYY.MM behind the read alias podmortem-crashes.
+// Only core features: no ingest pipelines, ILM or data streams (the local server has none, and the
+// indexer deletes whole indices for retention).
+
+export const CRASH_INDEX_PREFIX = 'podmortem-crashes-';
+export const CRASH_ALIAS = 'podmortem-crashes';
+export const CRASH_INDEX_TEMPLATE = 'podmortem-crashes';
+/** Raised on every change of the templates below; the indexer upgrades an older installed one. */
+export const CRASH_TEMPLATE_VERSION = 1;
+
+const keyword = { type: 'keyword', ignore_above: 1024 } as const;
+const long = { type: 'long' } as const;
+const searchableKeyword = { ...keyword, fields: { text: { type: 'text' } } } as const;
+
+export const crashMappings = {
+  dynamic: 'strict',
+  properties: {
+    '@timestamp': { type: 'date' },
+    schema_version: { type: 'short' },
+    crash: { properties: { id: keyword } },
+    kubernetes: {
+      properties: {
+        namespace: keyword,
+        pod: { properties: { name: keyword, uid: keyword } },
+        container: { properties: { name: keyword } },
+        node: { properties: { name: keyword } },
+        labels: { type: 'flattened' },
+        owner: { properties: { kind: keyword, name: keyword } },
+      },
+    },
+    container: {
+      properties: {
+        id: keyword,
+        runtime: keyword,
+        image: { properties: { name: keyword, digest: keyword } },
+      },
+    },
+    process: {
+      properties: {
+        pid: long,
+        ns_pid: long,
+        tid: long,
+        executable: searchableKeyword,
+        name: keyword,
+        args: searchableKeyword,
+        uid: long,
+        gid: long,
+      },
+    },
+    signal: { properties: { number: { type: 'short' }, name: keyword, code: { type: 'integer' } } },
+    fault: { properties: { address: keyword } },
+    dump: {
+      properties: {
+        status: keyword,
+        reason: searchableKeyword,
+        path: { type: 'keyword', index: false },
+        size_bytes: long,
+        stored_bytes: long,
+        compression: keyword,
+        sha256: keyword,
+        limit_bytes: long,
+      },
+    },
+    analysis: {
+      properties: {
+        frames: {
+          properties: { module: keyword, function: keyword, offset: long, build_id: keyword },
+        },
+        modules: { properties: { path: keyword, build_id: keyword } },
+        build_id: keyword,
+        signature: searchableKeyword,
+        title: searchableKeyword,
+      },
+    },
+    collector: { properties: { version: keyword, node: keyword, handler_ms: { type: 'float' } } },
+  },
+} as const;
+
+export interface CrashTemplateOptions {
+  /** Replicas per index; 0 on a single-node cluster. */
+  replicas: number;
+  shards: number;
+}
+
+export const defaultCrashTemplateOptions: CrashTemplateOptions = { replicas: 0, shards: 1 };
+
+export function crashIndexTemplates(options: CrashTemplateOptions = defaultCrashTemplateOptions) {
+  const meta = { managed_by: 'podmortem', template_version: CRASH_TEMPLATE_VERSION };
+  return {
+    componentTemplates: [
+      {
+        name: 'podmortem-crashes-settings',
+        template: {
+          settings: { number_of_shards: options.shards, number_of_replicas: options.replicas },
+        },
+        version: CRASH_TEMPLATE_VERSION,
+        _meta: meta,
+      },
+      {
+        name: 'podmortem-crashes-mappings',
+        template: { mappings: crashMappings },
+        version: CRASH_TEMPLATE_VERSION,
+        _meta: meta,
+      },
+    ],
+    indexTemplate: {
+      name: CRASH_INDEX_TEMPLATE,
+      index_patterns: [`${CRASH_INDEX_PREFIX}*`],
+      composed_of: ['podmortem-crashes-settings', 'podmortem-crashes-mappings'],
+      template: { aliases: { [CRASH_ALIAS]: {} } },
+      priority: 200,
+      version: CRASH_TEMPLATE_VERSION,
+      _meta: meta,
+    },
+  };
+}
+
+/** The monthly index a crash belongs in, by its own time (UTC). */
+export function crashIndexFor(timestamp: string | Date): string {
+  const d = typeof timestamp === 'string' ? new Date(timestamp) : timestamp;
+  if (Number.isNaN(d.getTime())) throw new Error(`not a time: ${String(timestamp)}`);
+  const month = String(d.getUTCMonth() + 1).padStart(2, '0');
+  return `${CRASH_INDEX_PREFIX}${d.getUTCFullYear()}.${month}`;
+}
+
+/** The month an index holds, or undefined for names that are not ours. */
+export function crashIndexMonth(index: string): Date | undefined {
+  const m = /^podmortem-crashes-(\d{4})\.(\d{2})$/.exec(index);
+  if (!m) return undefined;
+  return new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, 1));
+}

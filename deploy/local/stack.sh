@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The local stack: real Kafka, Elasticsearch and Prometheus on 127.0.0.1.
+#   stack.sh up|down|status|logs [kafka|elasticsearch|prometheus]...
+# Defaults (ports, heaps) are in stack.env; data, jars and logs live in $PODMORTEM_STACK_DIR
+# (default .stack/ in the repository).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+all=(kafka elasticsearch prometheus)
+
+usage() {
+  cat <<USAGE
+usage: npm run stack -- <command> [component...]
+
+commands:
+  up       install what is missing and start each component; a running one is left alone
+  down     stop the processes this stack started (by pid file, never by name)
+  status   print each component's state and the version the server itself reports
+  logs     print the last lines of each component's log
+
+components: ${all[*]} (default: all)
+environment: PODMORTEM_STACK_DIR and the keys of deploy/local/stack.env override the defaults
+USAGE
+}
+
+cmd=${1:-}
+case "$cmd" in
+  up | down | status | logs) shift ;;
+  -h | --help | help) usage; exit 0 ;;
+  *) usage >&2; exit 2 ;;
+esac
+
+components=("$@")
+[ ${#components[@]} -gt 0 ] || components=("${all[@]}")
+for c in "${components[@]}"; do
+  case " ${all[*]} " in *" $c "*) ;; *) echo "stack: unknown component '$c' (one of: ${all[*]})" >&2; exit 2 ;; esac
+done
+
+# Stop in reverse order of start; status reports every component and fails if any is stopped.
+if [ "$cmd" = down ]; then
+  for ((i = ${#components[@]} - 1; i >= 0; i--)); do bash "$here/${components[$i]}.sh" down; done
+  exit 0
+fi
+rc=0
+for c in "${components[@]}"; do
+  bash "$here/$c.sh" "$cmd" || rc=$?
+done
+exit "$rc"
