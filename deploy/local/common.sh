@@ -18,13 +18,15 @@ export PODMORTEM_STACK_DIR=$STACK_DIR
 log() { printf '%s: %s\n' "$COMPONENT" "$*"; }
 die() { printf '%s: error: %s\n' "$COMPONENT" "$*" >&2; exit 1; }
 
-# A pid file names the process this stack started; a stale file (process gone) counts as stopped.
+# A pid file names the process this stack started. A stale file (process gone, or the pid reused
+# by a process that does not name this stack's folder on its command line) counts as stopped.
 pid_alive() {
   local pidfile=$1
   [ -f "$pidfile" ] || return 1
   local pid
   pid=$(cat "$pidfile")
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$STACK_DIR"
 }
 
 # Stops exactly the process in the pid file (and its process group), never by name.

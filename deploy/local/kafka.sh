@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+COMPONENT=kafka
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+# A single-node Kafka (KRaft, one process that is broker and controller) on 127.0.0.1, run from
+# the Maven Central jars: no Docker, no tarball download. Everything lives in $STACK_DIR/kafka.
+#
+#   kafka.sh up       resolve the jars if missing, format the storage if new, start, wait for ready
+#   kafka.sh down     stop the process in kafka.pid (never by name)
+#   kafka.sh status   running (exit 0) or stopped (exit 3)
+#   kafka.sh logs     tail of the server log (logs -f to follow)
+#   kafka.sh install  only resolve the jars
+#
+# Environment (defaults in stack.env): PODMORTEM_KAFKA_PORT, PODMORTEM_KAFKA_CONTROLLER_PORT,
+# PODMORTEM_KAFKA_HEAP; also PODMORTEM_KAFKA_VERSION (default: kafka.version of kafka/pom.xml),
+# PODMORTEM_KAFKA_START_TIMEOUT (seconds, default 120) and JAVA_HOME (default: java on PATH).
+
+POM="$LOCAL_DIR/kafka/pom.xml"
+KAFKA_DIR="$STACK_DIR/kafka"
+LIB_DIR="$KAFKA_DIR/lib"
+DATA_DIR="$KAFKA_DIR/data"
+LOG_DIR="$KAFKA_DIR/logs"
+PIDFILE="$KAFKA_DIR/kafka.pid"
+VERSION_FILE="$KAFKA_DIR/kafka.version" # the version the running broker reported at start
+SERVER_PROPS="$KAFKA_DIR/server.properties"
+LOG4J_PROPS="$KAFKA_DIR/log4j2.properties"
+TOOLS_LOG4J_PROPS="$KAFKA_DIR/log4j2-tools.properties" # one-shot tools: warnings to stderr only
+SERVER_LOG="$LOG_DIR/server.log"
+CONSOLE_LOG="$LOG_DIR/kafka.out" # the JVM's own stdout/stderr: crashes, not the broker's logging
+
+HOST=$PODMORTEM_STACK_HOST
+PORT=$PODMORTEM_KAFKA_PORT
+CONTROLLER_PORT=$PODMORTEM_KAFKA_CONTROLLER_PORT
+HEAP=$PODMORTEM_KAFKA_HEAP
+START_TIMEOUT=${PODMORTEM_KAFKA_START_TIMEOUT:-120}
+JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
+VERSION=${PODMORTEM_KAFKA_VERSION:-$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM")}
+[ -n "$VERSION" ] || die "no kafka.version in $POM"
+
+# The lib folder is complete for exactly the version and pom named in its marker.
+lib_marker() { printf 'kafka %s, pom %s\n' "$VERSION" "$(cksum <"$POM" | cut -d' ' -f1)"; }
+
+install() {
+  if [ -f "$LIB_DIR/.resolved" ] && [ "$(cat "$LIB_DIR/.resolved")" = "$(lib_marker)" ]; then
+    return 0
+  fi
+  command -v mvn >/dev/null || die "mvn not found (Debian: apt-get install maven)"
+  log "resolving Kafka $VERSION from Maven Central into $LIB_DIR…"
+  mkdir -p "$KAFKA_DIR" "$LOG_DIR"
+  local staging="$KAFKA_DIR/lib.partial" resolve_log="$LOG_DIR/resolve.log" start=$SECONDS
+  rm -rf "$staging"
+  if ! mvn -B -ntp -f "$POM" dependency:copy-dependencies \
+    -Dkafka.version="$VERSION" -DincludeScope=runtime -DoutputDirectory="$staging" \
+    >"$resolve_log" 2>&1; then
+    grep -E '\[ERROR\]' "$resolve_log" | head -n 20 >&2 || true
+    die "could not resolve Kafka $VERSION; see $resolve_log"
+  fi
+  [ -f "$staging/kafka_2.13-$VERSION.jar" ] || die "kafka_2.13-$VERSION.jar missing after resolve; see $resolve_log"
+  lib_marker >"$staging/.resolved"
+  rm -rf "$LIB_DIR"
+  mv "$staging" "$LIB_DIR"
+  log "resolved $(find "$LIB_DIR" -name '*.jar' | wc -l) jars ($(du -sh "$LIB_DIR" | cut -f1)) in $((SECONDS - start))s"
+}
+
+write_config() {
+  mkdir -p "$DATA_DIR" "$LOG_DIR"
+  cat >"$SERVER_PROPS" <<EOF
+# Written by deploy/local/kafka.sh on every start; edit that script, not this file.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@$HOST:$CONTROLLER_PORT
+controller.listener.names=CONTROLLER
+listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$HOST:$PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$DATA_DIR
+
+# One node: every internal topic has one replica, and clients create their topics themselves.
+num.partitions=1
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+auto.create.topics.enable=false
+group.initial.rebalance.delay.ms=0
+# 50 partitions each (the default) only slow a one-node dev broker down: its start loads every
+# one of them, and the first group or transaction creates them.
+offsets.topic.num.partitions=10
+transaction.state.log.num.partitions=10
+EOF
+  # Everything at INFO into one rolling file; the console gets nothing.
+  cat >"$LOG4J_PROPS" <<EOF
+# Written by deploy/local/kafka.sh on every start.
+status = warn
+appender.server.type = RollingFile
+appender.server.name = server
+appender.server.fileName = $SERVER_LOG
+appender.server.filePattern = $SERVER_LOG.%i
+appender.server.layout.type = PatternLayout
+appender.server.layout.pattern = [%d] %p %m (%c)%n
+appender.server.policies.type = Policies
+appender.server.policies.size.type = SizeBasedTriggeringPolicy
+appender.server.policies.size.size = 50MB
+appender.server.strategy.type = DefaultRolloverStrategy
+appender.server.strategy.max = 3
+rootLogger.level = info
+rootLogger.appenderRef.server.ref = server
+# Per-partition state changes and per-request lines would bury the rest.
+logger.statechange.name = state.change.logger
+logger.statechange.level = warn
+logger.request.name = kafka.request.logger
+logger.request.level = warn
+EOF
+  cat >"$TOOLS_LOG4J_PROPS" <<EOF
+# Written by deploy/local/kafka.sh: for one-shot tools (StorageTool, TopicCommand…), not the broker.
+status = warn
+appender.stderr.type = Console
+appender.stderr.name = stderr
+appender.stderr.target = SYSTEM_ERR
+appender.stderr.layout.type = PatternLayout
+appender.stderr.layout.pattern = %p %m (%c)%n
+rootLogger.level = warn
+rootLogger.appenderRef.stderr.ref = stderr
+EOF
+}
+
+format_storage() {
+  if [ -f "$DATA_DIR/meta.properties" ]; then return 0; fi
+  local cluster_id
+  cluster_id=$("$JAVA" -cp "$LIB_DIR/*" -Dlog4j2.configurationFile="$TOOLS_LOG4J_PROPS" \
+    kafka.tools.StorageTool random-uuid) || die "StorageTool random-uuid failed"
+  log "formatting storage in $DATA_DIR (cluster id $cluster_id)"
+  "$JAVA" -cp "$LIB_DIR/*" -Dlog4j2.configurationFile="$TOOLS_LOG4J_PROPS" \
+    kafka.tools.StorageTool format --cluster-id "$cluster_id" --config "$SERVER_PROPS" \
+    >"$LOG_DIR/format.log" 2>&1 || { cat "$LOG_DIR/format.log" >&2; die "formatting failed; see $LOG_DIR/format.log"; }
+}
+
+# Ready = the port answers and this run's log says the server finished starting. While waiting,
+# a broker that died is reported at once instead of at the timeout (fd 4 is the real stderr,
+# since wait_until silences the command it polls).
+broker_ready() {
+  if ! pid_alive "$PIDFILE"; then
+    rm -f "$PIDFILE"
+    { tail -n 20 "$SERVER_LOG" "$CONSOLE_LOG" 2>/dev/null || true; } >&4
+    die "the broker exited during startup; see $SERVER_LOG and $CONSOLE_LOG" 2>&4
+  fi
+  port_open "$PORT" && grep -q 'Kafka Server started' "$SERVER_LOG"
+}
+
+# The version the broker itself logs at start ("Kafka version: X" of its app-info), this run's.
+reported_version() {
+  sed -n '/Kafka version: /{s/.*Kafka version: \([^ ]*\).*/\1/p;q}' "$SERVER_LOG" 2>/dev/null || true
+}
+
+up() {
+  if pid_alive "$PIDFILE"; then
+    log "already running (pid $(cat "$PIDFILE")), nothing to do"
+    return 0
+  fi
+  rm -f "$PIDFILE" "$VERSION_FILE"
+  command -v "$JAVA" >/dev/null || die "java not found (need 17 or newer)"
+  port_open "$PORT" && die "port $HOST:$PORT is taken by another process"
+  port_open "$CONTROLLER_PORT" && die "port $HOST:$CONTROLLER_PORT is taken by another process"
+  install
+  write_config
+  format_storage
+
+  # A fresh log per run, so readiness and the version are read from this run only.
+  local f
+  for f in "$SERVER_LOG" "$CONSOLE_LOG"; do
+    if [ -f "$f" ]; then mv -f "$f" "$f.prev"; fi
+  done
+  rm -f "$SERVER_LOG".[0-9]*
+  local start=$SECONDS
+  log "starting Kafka $VERSION on $HOST:$PORT (controller $CONTROLLER_PORT, heap $HEAP)"
+  # setsid: own session, so the broker outlives the calling shell and its terminal. log4j's own
+  # shutdown hook would stop logging halfway through the broker's shutdown, so it is off.
+  setsid "$JAVA" -Xms"$HEAP" -Xmx"$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$LOG4J_PROPS" -Dkafka.logs.dir="$LOG_DIR" \
+    -Dlog4j2.shutdownHookEnabled=false \
+    -cp "$LIB_DIR/*" kafka.Kafka "$SERVER_PROPS" </dev/null >"$CONSOLE_LOG" 2>&1 &
+  echo $! >"$PIDFILE"
+  log "waiting for the broker (pid $(cat "$PIDFILE"), timeout ${START_TIMEOUT}s, log $SERVER_LOG)…"
+  exec 4>&2
+  wait_until "broker" "$START_TIMEOUT" "$SERVER_LOG" broker_ready
+  exec 4>&-
+  reported_version >"$VERSION_FILE"
+  log "up in $((SECONDS - start))s: Kafka $(cat "$VERSION_FILE") on $HOST:$PORT"
+}
+
+status() {
+  if pid_alive "$PIDFILE"; then
+    local version
+    version=$(cat "$VERSION_FILE" 2>/dev/null || true)
+    [ -n "$version" ] || version=$(reported_version)
+    echo "kafka: running (pid $(cat "$PIDFILE")) on $HOST:$PORT, version ${version:-unknown}"
+    return 0
+  fi
+  echo "kafka: stopped"
+  return 3
+}
+
+logs() {
+  [ -f "$SERVER_LOG" ] || die "no log yet ($SERVER_LOG)"
+  if [ "${1:-}" = "-f" ]; then exec tail -n 100 -F "$SERVER_LOG"; fi
+  tail -n "${1:-100}" "$SERVER_LOG"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) stop_pidfile "$PIDFILE" && rm -f "$VERSION_FILE" ;;
+  status) status ;;
+  logs) shift; logs "$@" ;;
+  install) install ;;
+  *) echo "usage: $0 up|down|status|logs [-f|N]|install" >&2; exit 2 ;;
+esac
