@@ -1,0 +1,6 @@
+export * from './errors.ts';
+export * from './retry.ts';
+export * from './lifecycle.ts';
+export * from './config.ts';
+export * from './logger.ts';
+export * from './ops-server.ts';

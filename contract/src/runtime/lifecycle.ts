@@ -1,0 +1,57 @@
+import type { Logger } from 'pino';
+
+// Every long-lived part has start() and shutdown(deadline). shutdown is safe before start and
+// safe twice; it stops input, flushes, and honours its deadline.
+
+export interface Component {
+  readonly name: string;
+  start(): Promise<void>;
+  /** Resolves by `deadline` (epoch ms) at the latest, abandoning what is not done by then. */
+  shutdown(deadline: number): Promise<void>;
+}
+
+/** Resolves with the value, or with `fallback` once the deadline has passed. */
+export async function beforeDeadline<T>(work: Promise<T>, deadline: number, fallback: T): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<T>((resolve) => {
+    timer = setTimeout(() => resolve(fallback), Math.max(0, deadline - Date.now()));
+  });
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Starts components in order and shuts them down in reverse on SIGTERM or SIGINT (or when
+ * `stop` is called), each within what is left of `graceMs`. Resolves when all are down.
+ */
+export function runComponents(components: Component[], logger: Logger, graceMs = 25_000) {
+  let stopping: Promise<void> | undefined;
+  const stop = (reason: string): Promise<void> => {
+    stopping ??= (async () => {
+      logger.info({ reason }, 'shutting down');
+      const deadline = Date.now() + graceMs;
+      for (const c of [...components].reverse()) {
+        try {
+          await c.shutdown(deadline);
+        } catch (err) {
+          logger.error({ err, component: c.name }, 'shutdown failed');
+        }
+      }
+      logger.info('stopped');
+    })();
+    return stopping;
+  };
+  const onSignal = (signal: NodeJS.Signals) => void stop(signal);
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  const started = (async () => {
+    for (const c of components) {
+      await c.start();
+      logger.info({ component: c.name }, 'started');
+    }
+  })();
+  return { started, stop };
+}
