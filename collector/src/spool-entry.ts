@@ -1,0 +1,134 @@
+import { open, readFile, rename, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { isCrashId } from '@podmortem/contract';
+import type { DumpStatus } from '@podmortem/contract';
+
+// The spool is the durable hand-off between the handler (run by the kernel, once per crash) and
+// the agent (long-lived). One crash = <crash-id>.core.zst (absent when no dump was kept) and
+// <crash-id>.meta.json. The handler writes each under a temporary name, fsyncs, renames, and
+// renames the meta last: a .meta.json in the spool means the entry is complete. The agent deletes
+// both only after storage, OTLP and Kafka acknowledged the crash.
+
+export const SPOOL_META_SUFFIX = '.meta.json';
+export const SPOOL_CORE_SUFFIX = '.core.zst';
+export const SPOOL_TMP_PREFIX = '.tmp-';
+
+/** Facts the kernel passed on the handler's command line (core_pattern specifiers). */
+export interface KernelFacts {
+  /** %P: pid in the initial (host) pid namespace */
+  pid: number;
+  /** %p: pid in the process's own pid namespace */
+  nsPid: number;
+  /** %I: tid in the initial pid namespace */
+  tid: number;
+  /** %i: tid in the process's own namespace */
+  nsTid: number;
+  /** %s */
+  signal: number;
+  /** %t: seconds since the epoch */
+  time: number;
+  /** %c: the RLIMIT_CORE soft limit */
+  coreLimit: number;
+  /** %e: comm */
+  comm: string;
+  /** %E: executable path ('!' already turned back into '/') */
+  exePath: string;
+  /** %h */
+  hostname: string;
+  /** %u, %g */
+  uid: number;
+  gid: number;
+}
+
+/** What the handler read of /proc/<pid> while the crashing process still existed. */
+export interface ProcFacts {
+  /** Raw /proc/<pid>/cgroup, for the agent's pod resolution. */
+  cgroup: string;
+  cmdline: string[];
+  comm: string;
+  exe?: string;
+  /** NSpid line of /proc/<pid>/status: the pid in each nested namespace, outermost first. */
+  nsPids: number[];
+  ppid?: number;
+}
+
+export interface SpoolDump {
+  status: Extract<DumpStatus, 'stored' | 'skipped' | 'truncated' | 'failed'>;
+  reason?: string;
+  /** Bytes the kernel wrote (read from stdin, even past the limit). */
+  sizeBytes: number;
+  /** Compressed bytes in the spool file; 0 when none was kept. */
+  storedBytes: number;
+  /** sha256 of the raw bytes that were kept (all of them unless truncated). */
+  sha256?: string;
+  compression: 'zstd' | 'none';
+  limitBytes: number;
+}
+
+export interface SpoolMeta {
+  version: 1;
+  crashId: string;
+  /** ISO time the handler started: when the kernel reported the crash, to the millisecond. */
+  timestamp: string;
+  node: string;
+  kernel: KernelFacts;
+  proc?: ProcFacts;
+  /** Why proc is missing (the process was gone, no permission…). */
+  procError?: string;
+  dump: SpoolDump;
+  handlerMs: number;
+  collectorVersion: string;
+}
+
+export function spoolPaths(spoolDir: string, crashId: string) {
+  return {
+    meta: join(spoolDir, crashId + SPOOL_META_SUFFIX),
+    core: join(spoolDir, crashId + SPOOL_CORE_SUFFIX),
+    tmpMeta: join(spoolDir, SPOOL_TMP_PREFIX + crashId + SPOOL_META_SUFFIX),
+    tmpCore: join(spoolDir, SPOOL_TMP_PREFIX + crashId + SPOOL_CORE_SUFFIX),
+  };
+}
+
+/** Writes the meta file atomically: temporary name, fsync, rename, fsync of the folder. */
+export async function writeSpoolMeta(spoolDir: string, meta: SpoolMeta): Promise<void> {
+  const paths = spoolPaths(spoolDir, meta.crashId);
+  const file = await open(paths.tmpMeta, 'w', 0o600);
+  try {
+    await file.writeFile(JSON.stringify(meta));
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  await rename(paths.tmpMeta, paths.meta);
+  await fsyncDir(spoolDir);
+}
+
+export async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+export async function readSpoolMeta(spoolDir: string, crashId: string): Promise<SpoolMeta> {
+  return JSON.parse(await readFile(spoolPaths(spoolDir, crashId).meta, 'utf8')) as SpoolMeta;
+}
+
+/** Complete entries in the spool, oldest crash first (crash ids sort by time). */
+export async function listSpool(spoolDir: string): Promise<string[]> {
+  const names = await readdir(spoolDir);
+  return names
+    .filter((n) => n.endsWith(SPOOL_META_SUFFIX) && !n.startsWith(SPOOL_TMP_PREFIX))
+    .map((n) => n.slice(0, -SPOOL_META_SUFFIX.length))
+    .filter(isCrashId)
+    .sort();
+}
+
+/** Removes a delivered entry: the meta last, so a crash mid-way leaves an entry to redo, never half one. */
+export async function removeSpoolEntry(spoolDir: string, crashId: string): Promise<void> {
+  const paths = spoolPaths(spoolDir, crashId);
+  await rm(paths.core, { force: true });
+  await rm(paths.meta, { force: true });
+}
