@@ -126,9 +126,12 @@ export async function listSpool(spoolDir: string): Promise<string[]> {
     .sort();
 }
 
-/** Removes a delivered entry: the meta last, so a crash mid-way leaves an entry to redo, never half one. */
+/**
+ * Removes a delivered entry, the meta first: a crash mid-way leaves at worst a core without a meta,
+ * which no reader takes for an entry (the agent's sweep removes such orphans).
+ */
 export async function removeSpoolEntry(spoolDir: string, crashId: string): Promise<void> {
   const paths = spoolPaths(spoolDir, crashId);
-  await rm(paths.core, { force: true });
   await rm(paths.meta, { force: true });
+  await rm(paths.core, { force: true });
 }
