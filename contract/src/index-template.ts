@@ -81,16 +81,22 @@ export interface CrashTemplateOptions {
   /** Replicas per index; 0 on a single-node cluster. */
   replicas: number;
   shards: number;
+  /**
+   * The read alias; every other name derives from it (indices `<alias>-YYYY.MM`, templates
+   * `<alias>`, `<alias>-settings`, `<alias>-mappings`), so tests can keep a set of their own.
+   */
+  alias?: string;
 }
 
 export const defaultCrashTemplateOptions: CrashTemplateOptions = { replicas: 0, shards: 1 };
 
 export function crashIndexTemplates(options: CrashTemplateOptions = defaultCrashTemplateOptions) {
   const meta = { managed_by: 'podmortem', template_version: CRASH_TEMPLATE_VERSION };
+  const alias = options.alias ?? CRASH_ALIAS;
   return {
     componentTemplates: [
       {
-        name: 'podmortem-crashes-settings',
+        name: `${alias}-settings`,
         template: {
           settings: { number_of_shards: options.shards, number_of_replicas: options.replicas },
         },
@@ -98,17 +104,17 @@ export function crashIndexTemplates(options: CrashTemplateOptions = defaultCrash
         _meta: meta,
       },
       {
-        name: 'podmortem-crashes-mappings',
+        name: `${alias}-mappings`,
         template: { mappings: crashMappings },
         version: CRASH_TEMPLATE_VERSION,
         _meta: meta,
       },
     ],
     indexTemplate: {
-      name: CRASH_INDEX_TEMPLATE,
-      index_patterns: [`${CRASH_INDEX_PREFIX}*`],
-      composed_of: ['podmortem-crashes-settings', 'podmortem-crashes-mappings'],
-      template: { aliases: { [CRASH_ALIAS]: {} } },
+      name: options.alias === undefined ? CRASH_INDEX_TEMPLATE : alias,
+      index_patterns: [`${alias}-*`],
+      composed_of: [`${alias}-settings`, `${alias}-mappings`],
+      template: { aliases: { [alias]: {} } },
       priority: 200,
       version: CRASH_TEMPLATE_VERSION,
       _meta: meta,
@@ -117,16 +123,19 @@ export function crashIndexTemplates(options: CrashTemplateOptions = defaultCrash
 }
 
 /** The monthly index a crash belongs in, by its own time (UTC). */
-export function crashIndexFor(timestamp: string | Date): string {
+export function crashIndexFor(timestamp: string | Date, alias: string = CRASH_ALIAS): string {
   const d = typeof timestamp === 'string' ? new Date(timestamp) : timestamp;
   if (Number.isNaN(d.getTime())) throw new Error(`not a time: ${String(timestamp)}`);
   const month = String(d.getUTCMonth() + 1).padStart(2, '0');
-  return `${CRASH_INDEX_PREFIX}${d.getUTCFullYear()}.${month}`;
+  return `${alias}-${d.getUTCFullYear()}.${month}`;
 }
 
-/** The month an index holds, or undefined for names that are not ours. */
-export function crashIndexMonth(index: string): Date | undefined {
-  const m = /^podmortem-crashes-(\d{4})\.(\d{2})$/.exec(index);
+/** The month an index holds, or undefined for names that are not ours (not `<alias>-YYYY.MM`). */
+export function crashIndexMonth(index: string, alias: string = CRASH_ALIAS): Date | undefined {
+  if (!index.startsWith(`${alias}-`)) return undefined;
+  const m = /^(\d{4})\.(\d{2})$/.exec(index.slice(alias.length + 1));
   if (!m) return undefined;
-  return new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, 1));
+  const month = Number(m[2]);
+  if (month < 1 || month > 12) return undefined;
+  return new Date(Date.UTC(Number(m[1]), month - 1, 1));
 }

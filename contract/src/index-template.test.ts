@@ -1,0 +1,56 @@
+import t from 'tap';
+import {
+  CRASH_ALIAS,
+  CRASH_INDEX_TEMPLATE,
+  CRASH_TEMPLATE_VERSION,
+  crashIndexFor,
+  crashIndexMonth,
+  crashIndexTemplates,
+} from './index-template.ts';
+
+t.test('the default names are the contract names', async (t) => {
+  const { componentTemplates, indexTemplate } = crashIndexTemplates();
+  t.same(
+    componentTemplates.map((c) => c.name),
+    ['podmortem-crashes-settings', 'podmortem-crashes-mappings'],
+  );
+  t.equal(indexTemplate.name, CRASH_INDEX_TEMPLATE);
+  t.same(indexTemplate.index_patterns, ['podmortem-crashes-*']);
+  t.same(indexTemplate.composed_of, ['podmortem-crashes-settings', 'podmortem-crashes-mappings']);
+  t.same(Object.keys(indexTemplate.template.aliases), [CRASH_ALIAS]);
+  t.equal(indexTemplate.version, CRASH_TEMPLATE_VERSION);
+});
+
+t.test('another alias renames every template, pattern and index consistently', async (t) => {
+  const { componentTemplates, indexTemplate } = crashIndexTemplates({
+    replicas: 1,
+    shards: 2,
+    alias: 'x-crashes',
+  });
+  t.same(
+    componentTemplates.map((c) => c.name),
+    ['x-crashes-settings', 'x-crashes-mappings'],
+  );
+  t.equal(indexTemplate.name, 'x-crashes');
+  t.same(indexTemplate.index_patterns, ['x-crashes-*']);
+  t.same(indexTemplate.composed_of, ['x-crashes-settings', 'x-crashes-mappings']);
+  t.same(Object.keys(indexTemplate.template.aliases), ['x-crashes']);
+  t.same(componentTemplates[0]?.template, { settings: { number_of_shards: 2, number_of_replicas: 1 } });
+  t.equal(crashIndexFor('2026-03-04T05:06:07Z', 'x-crashes'), 'x-crashes-2026.03');
+  t.same(crashIndexMonth('x-crashes-2026.03', 'x-crashes'), new Date(Date.UTC(2026, 2, 1)));
+});
+
+t.test('crashIndexMonth recognises only <alias>-YYYY.MM', async (t) => {
+  for (const name of [
+    'podmortem-crashes-2026.13',
+    'podmortem-crashes-2026.00',
+    'podmortem-crashes-2026.1',
+    'podmortem-crashes-2026.01-restored',
+    'other-2026.01',
+    'podmortem-crashes-x-2026.01',
+  ]) {
+    t.equal(crashIndexMonth(name), undefined, name);
+  }
+  t.equal(crashIndexMonth('x-crashes-2026.03'), undefined, 'another alias is not ours by default');
+  t.equal(crashIndexMonth('podmortem-crashes-2026.03', 'x-crashes'), undefined);
+});
