@@ -1,6 +1,6 @@
 import { open, readFile, rename, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isCrashId } from '@podmortem/contract';
+import { isCrashId } from '@podmortem/contract/crash-id';
 import type { DumpStatus } from '@podmortem/contract';
 
 // The spool is the durable hand-off between the handler (run by the kernel, once per crash) and

@@ -1,4 +1,5 @@
 import { Type, type Static, type TUnsafe } from '@sinclair/typebox';
+import { CRASH_ID_PATTERN } from './crash-id.ts';
 
 // The crash event, version 1 (DESIGN.md §3). This TypeBox definition is the one source of truth:
 // the TypeScript type is derived from it and crash-event.schema.json is generated from it.
@@ -16,8 +17,7 @@ export type DumpStatus = (typeof DUMP_STATUSES)[number];
 
 export const CONTAINER_RUNTIMES = ['containerd', 'cri-o', 'docker', 'unknown'] as const;
 
-/** UUIDv7 in its canonical lower-case text form. */
-export const CRASH_ID_PATTERN = '^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$';
+export { CRASH_ID_PATTERN };
 
 export const Frame = Type.Object(
   {

@@ -1,5 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { CRASH_ID_PATTERN } from './crash-event.ts';
+
+// Kept free of other imports: the core handler (run by the kernel once per crash, where start-up
+// time is the crashing process's wait) imports it alone through '@podmortem/contract/crash-id'.
+
+/** UUIDv7 in its canonical lower-case text form. */
+export const CRASH_ID_PATTERN = '^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$';
 
 const crashIdRe = new RegExp(CRASH_ID_PATTERN);
 
