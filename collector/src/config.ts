@@ -1,0 +1,123 @@
+import { fileURLToPath } from 'node:url';
+import { Type, type Static } from '@sinclair/typebox';
+import { CRASH_TOPIC } from '@podmortem/contract';
+import { loadConfig } from '@podmortem/contract/runtime';
+
+// The agent's whole configuration: one schema, every key documented, read from
+// PODMORTEM_COLLECTOR_* variables and validated before anything starts.
+
+export const ENV_PREFIX = 'PODMORTEM_COLLECTOR_';
+
+const handlerInImage = fileURLToPath(new URL('../bin/podmortem-handler', import.meta.url));
+
+const Path = (def: string, description: string) => Type.String({ minLength: 1, default: def, description });
+const Ms = (def: number, description: string) => Type.Integer({ minimum: 1, default: def, description });
+
+export const CollectorConfigSchema = Type.Object(
+  {
+    nodeName: Type.String({
+      minLength: 1,
+      maxLength: 253,
+      description: 'Name of this node (the downward API spec.nodeName); pods are looked up on it only',
+    }),
+    spoolDir: Path('/var/lib/podmortem/spool', 'Node spool the handler writes crashes into'),
+    storageRoot: Path(
+      '/var/lib/podmortem/storage',
+      'Storage root (the NFS volume) dumps and events are kept on',
+    ),
+    storageMinFreeBytes: Type.Integer({
+      minimum: 0,
+      default: 256 * 1024 * 1024,
+      description: 'Free space kept on the storage root; below it crashes wait in the spool',
+    }),
+    stateDir: Path('/var/lib/podmortem/state', 'Where the original kernel settings are backed up'),
+    handlerPath: Path(handlerInImage, 'The handler executable shipped with the agent'),
+    handlerInstallDir: Type.String({
+      default: '',
+      description: 'Host folder the handler is copied to for the kernel to run; empty runs it in place',
+    }),
+    manageCorePattern: Type.Boolean({
+      default: true,
+      description: 'Set kernel.core_pattern and core_pipe_limit on start and restore them on shutdown',
+    }),
+    corePipeLimit: Type.Integer({
+      minimum: 1,
+      default: 64,
+      description: 'kernel.core_pipe_limit: crashes handled at once (the kernel waits for each handler)',
+    }),
+    kafkaBrokers: Type.Array(Type.String({ minLength: 1 }), {
+      minItems: 1,
+      default: ['kafka:9092'],
+      description: 'Kafka bootstrap brokers, comma-separated host:port',
+    }),
+    kafkaTopic: Type.String({
+      minLength: 1,
+      maxLength: 249,
+      default: CRASH_TOPIC,
+      description: 'Crash topic',
+    }),
+    kafkaClientId: Type.String({
+      minLength: 1,
+      default: 'podmortem-collector',
+      description: 'Kafka client id',
+    }),
+    kafkaTimeoutMs: Ms(30_000, 'Kafka request timeout'),
+    otlpEndpoint: Type.String({
+      pattern: '^https?://',
+      default: 'http://otel-collector:4318/v1/logs',
+      description: 'OTLP/HTTP logs endpoint (full URL, …/v1/logs)',
+    }),
+    otlpTimeoutMs: Ms(10_000, 'OTLP export timeout'),
+    kubeconfig: Type.String({
+      default: '',
+      description:
+        'kubeconfig file; empty uses the in-cluster service account (or KUBECONFIG / ~/.kube/config)',
+    }),
+    opsHost: Type.String({
+      minLength: 1,
+      default: '0.0.0.0',
+      description: 'Address of /metrics /healthz /readyz',
+    }),
+    opsPort: Type.Integer({
+      minimum: 0,
+      maximum: 65535,
+      default: 9402,
+      description: 'Port of /metrics /healthz /readyz',
+    }),
+    concurrency: Type.Integer({
+      minimum: 1,
+      maximum: 64,
+      default: 4,
+      description: 'Spool entries delivered at once',
+    }),
+    maxQueued: Type.Integer({
+      minimum: 1,
+      default: 10_000,
+      description: 'Spool entries held in memory; more wait on disk for a later sweep',
+    }),
+    sweepIntervalMs: Ms(30_000, 'Spool sweep period (file events can be missed)'),
+    retryInitialMs: Ms(500, 'First retry delay of a failed delivery step'),
+    retryMaxMs: Ms(30_000, 'Longest retry delay of a failed delivery step'),
+    podWaitMs: Ms(
+      60_000,
+      "How long a crash waits for its container's pod to appear before it is delivered with the cgroup facts only",
+    ),
+    tombstoneMs: Ms(3_600_000, 'How long deleted pods are remembered, for crashes of pods already gone'),
+    orphanAgeMs: Ms(3_600_000, 'Age after which half-written spool files (no meta) are removed'),
+    handlerLogFile: Type.String({
+      default: '',
+      description: "The handler's log file, followed into the agent's log; empty follows none",
+    }),
+    shutdownGraceMs: Ms(25_000, 'Time allowed for a clean shutdown on SIGTERM'),
+  },
+  { additionalProperties: false },
+);
+
+export type CollectorConfig = Static<typeof CollectorConfigSchema>;
+
+export function loadCollectorConfig(
+  env: Record<string, string | undefined> = process.env,
+  overrides: Partial<CollectorConfig> = {},
+): CollectorConfig {
+  return loadConfig(CollectorConfigSchema, ENV_PREFIX, env, overrides);
+}

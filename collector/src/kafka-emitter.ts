@@ -1,0 +1,106 @@
+import { Kafka, logLevel, Partitioners, type Producer, type logCreator } from 'kafkajs';
+import type { Logger } from 'pino';
+import { crashKey, encodeCrashMessage, type CrashEvent } from '@podmortem/contract';
+import type { Component } from '@podmortem/contract/runtime';
+import { AgentError } from './errors.ts';
+
+// Announces each crash on Kafka: a CloudEvents structured JSON record keyed namespace/pod-uid, by
+// an idempotent producer with acks=all, so an acknowledged record is on every in-sync replica and
+// a retried send does not write it twice within a producer session (across sessions the crash id
+// makes the duplicate harmless).
+
+export interface KafkaEmitterParams {
+  brokers: string[];
+  topic: string;
+  clientId: string;
+  timeoutMs: number;
+  logger: Logger;
+}
+
+function kafkaLogs(logger: Logger): logCreator {
+  return () =>
+    ({ level, log }) => {
+      const { message, ...extra } = log;
+      if (level === logLevel.ERROR) logger.error(extra, message);
+      else if (level === logLevel.WARN) logger.warn(extra, message);
+      else if (level === logLevel.INFO) logger.info(extra, message);
+      else logger.debug(extra, message);
+    };
+}
+
+export class KafkaEmitter implements Component {
+  readonly name = 'kafka-emitter';
+  private readonly params: KafkaEmitterParams;
+  private producer: Producer | undefined;
+  private connecting: Promise<Producer> | undefined;
+
+  constructor(params: KafkaEmitterParams) {
+    this.params = params;
+  }
+
+  /** Connecting waits for the first send: the agent starts (and spools) with Kafka down. */
+  async start(): Promise<void> {}
+
+  private connect(): Promise<Producer> {
+    this.connecting ??= (async () => {
+      const kafka = new Kafka({
+        clientId: this.params.clientId,
+        brokers: this.params.brokers,
+        connectionTimeout: Math.min(this.params.timeoutMs, 10_000),
+        requestTimeout: this.params.timeoutMs,
+        // Our own retry (per delivery step, with backoff) takes over after a short burst.
+        retry: { retries: 2, initialRetryTime: 200, maxRetryTime: 2000 },
+        logLevel: logLevel.WARN,
+        logCreator: kafkaLogs(this.params.logger.child({ component: 'kafkajs' })),
+      });
+      const producer = kafka.producer({
+        idempotent: true,
+        maxInFlightRequests: 1,
+        allowAutoTopicCreation: false,
+        createPartitioner: Partitioners.DefaultPartitioner,
+      });
+      try {
+        await producer.connect();
+      } catch (err) {
+        await producer.disconnect().catch(() => undefined);
+        throw err;
+      }
+      this.producer = producer;
+      return producer;
+    })();
+    this.connecting.catch(() => (this.connecting = undefined));
+    return this.connecting;
+  }
+
+  /** Resolves once the brokers acknowledged the record (acks=all). */
+  async emit(event: CrashEvent): Promise<void> {
+    try {
+      const producer = await this.connect();
+      await producer.send({
+        topic: this.params.topic,
+        acks: -1,
+        timeout: this.params.timeoutMs,
+        messages: [
+          {
+            key: crashKey(event),
+            value: encodeCrashMessage(event),
+            headers: { 'content-type': 'application/cloudevents+json; charset=utf-8' },
+          },
+        ],
+      });
+    } catch (err) {
+      throw new AgentError('PM_ERR_KAFKA', `topic ${this.params.topic}: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+  }
+
+  async shutdown(): Promise<void> {
+    const connecting = this.connecting;
+    this.connecting = undefined;
+    this.producer = undefined;
+    if (!connecting) return;
+    const producer = await connecting.catch(() => undefined);
+    await producer?.disconnect().catch(() => undefined);
+  }
+}
