@@ -1,0 +1,182 @@
+import type { Client } from '@elastic/elasticsearch';
+import type { CrashEvent } from '@podmortem/contract';
+import { isRetriable, retry, type Logger } from '@podmortem/contract/runtime';
+import { elasticsearchStatus, fromElasticsearchError, IndexerError, retriableStatus } from './errors.ts';
+import type { IndexerTelemetry } from './telemetry.ts';
+
+// Bulk-indexes crash events by id (`index` op: a re-delivered event overwrites itself, never
+// doubles) and sorts every item's answer: acknowledged, to try again (429, 5xx, blocks), or
+// rejected for good (mapping errors). A write returns only when each item is acknowledged or
+// rejected; until then the items still wanted are retried with backoff, whatever the cause.
+
+export interface BulkItem<R> {
+  id: string;
+  index: string;
+  document: CrashEvent;
+  /** The caller's handle on the item (its Kafka record). */
+  ref: R;
+}
+
+export interface BulkWriteResult<R> {
+  indexed: { item: BulkItem<R>; result: string }[];
+  rejected: { item: BulkItem<R>; error: string }[];
+}
+
+/** What Elasticsearch said about one item of a bulk request. */
+export interface BulkItemAnswer {
+  status: number;
+  result?: string;
+  error?: { type?: string; reason?: string | null; caused_by?: { type?: string; reason?: string | null } };
+}
+
+export type ItemOutcome =
+  | { kind: 'indexed'; result: string }
+  | { kind: 'retry'; reason: string }
+  | { kind: 'rejected'; reason: string };
+
+/** Error types that pass once something outside the document changes (blocks, overload). */
+const retriableTypes = new Set([
+  'cluster_block_exception',
+  'es_rejected_execution_exception',
+  'unavailable_shards_exception',
+  'circuit_breaking_exception',
+  'node_not_connected_exception',
+  'no_shard_available_action_exception',
+  'process_cluster_event_timeout_exception',
+]);
+
+function reasonOf(answer: BulkItemAnswer): string {
+  const e = answer.error;
+  if (!e) return `status ${answer.status}`;
+  const cause = e.caused_by ? ` (caused by ${e.caused_by.type ?? 'error'}: ${e.caused_by.reason ?? ''})` : '';
+  return `${e.type ?? 'error'}: ${e.reason ?? ''}${cause}`;
+}
+
+export function classifyBulkItem(answer: BulkItemAnswer | undefined): ItemOutcome {
+  if (!answer) return { kind: 'retry', reason: 'no answer for the item' };
+  if (answer.status >= 200 && answer.status < 300 && !answer.error) {
+    return { kind: 'indexed', result: answer.result ?? 'indexed' };
+  }
+  const reason = reasonOf(answer);
+  if (retriableStatus(answer.status) || retriableTypes.has(answer.error?.type ?? '')) {
+    return { kind: 'retry', reason };
+  }
+  return { kind: 'rejected', reason };
+}
+
+export interface BulkWriterParams {
+  es: Client;
+  telemetry: IndexerTelemetry;
+  logger: Logger;
+  retryInitialMs: number;
+  retryMaxMs: number;
+  /** Bulk `timeout`: how long Elasticsearch waits for an unavailable shard. */
+  shardWaitMs: number;
+}
+
+export interface WriteOptions {
+  signal: AbortSignal;
+  /** Called before each wait after a failure (the caller pauses its input, once). */
+  onRetry?: () => void;
+}
+
+export class BulkWriter {
+  private readonly params: BulkWriterParams;
+
+  constructor(params: BulkWriterParams) {
+    this.params = params;
+  }
+
+  async write<R>(items: BulkItem<R>[], options: WriteOptions): Promise<BulkWriteResult<R>> {
+    const result: BulkWriteResult<R> = { indexed: [], rejected: [] };
+    if (items.length === 0) return result;
+    const { telemetry, logger } = this.params;
+    let pending = items;
+    await retry(
+      'bulk index',
+      async () => {
+        const answers = await this.bulkOnce(pending, options.signal);
+        const again: BulkItem<R>[] = [];
+        let firstReason = '';
+        pending.forEach((item, i) => {
+          const outcome = classifyBulkItem(answers[i]);
+          if (outcome.kind === 'indexed') result.indexed.push({ item, result: outcome.result });
+          else if (outcome.kind === 'rejected') result.rejected.push({ item, error: outcome.reason });
+          else {
+            again.push(item);
+            firstReason ||= outcome.reason;
+          }
+        });
+        pending = again;
+        if (again.length > 0) {
+          throw new IndexerError(
+            'PM_ERR_ES_RETRY',
+            `${again.length} of ${answers.length} documents to try again: ${firstReason}`,
+          );
+        }
+      },
+      {
+        retries: Infinity,
+        initialMs: this.params.retryInitialMs,
+        maxMs: this.params.retryMaxMs,
+        signal: options.signal,
+        // Whatever the request failed with (network, 5xx, even 401/403 while credentials are fixed),
+        // the records stay in Kafka and the consumer waits: nothing is dropped for a request-level
+        // failure. Programmer errors are not retried.
+        retriable: (err) => err instanceof IndexerError || isRetriable(err),
+        onRetry: (err, attempt, delayMs) => {
+          telemetry.retried.inc({ operation: 'bulk' });
+          logger.warn(
+            { err: err instanceof Error ? err.message : err, attempt, delayMs, records: pending.length },
+            'bulk index failed, retrying',
+          );
+          options.onRetry?.();
+        },
+      },
+    );
+    for (const { result: r } of result.indexed) telemetry.indexed.inc({ result: r });
+    return result;
+  }
+
+  /** One bulk request; its answers in the order of `items`, or a request-level error. */
+  private async bulkOnce<R>(
+    items: BulkItem<R>[],
+    signal: AbortSignal,
+  ): Promise<(BulkItemAnswer | undefined)[]> {
+    const { es, telemetry } = this.params;
+    const operations: unknown[] = [];
+    for (const item of items) {
+      operations.push({ index: { _index: item.index, _id: item.id } }, item.document);
+    }
+    const end = telemetry.bulkDuration.startTimer();
+    try {
+      const res = await es.bulk({ operations, timeout: `${this.params.shardWaitMs}ms` }, { signal });
+      end({ status: res.errors ? 'partial' : 'ok' });
+      if (res.items.length !== items.length) {
+        throw new IndexerError(
+          'PM_ERR_ES_UNAVAILABLE',
+          `bulk answered ${res.items.length} items for ${items.length} documents`,
+        );
+      }
+      return res.items.map((entry) => {
+        const answer = entry.index;
+        return answer ? { status: answer.status, result: answer.result, error: answer.error } : undefined;
+      });
+    } catch (err) {
+      if (!(err instanceof IndexerError)) end({ status: 'error' });
+      if (elasticsearchStatus(err) === 413 && items.length > 1) return this.bulkInHalves(items, signal);
+      if (elasticsearchStatus(err) === 413) {
+        return [{ status: 413, error: { type: 'request_entity_too_large', reason: 'document too large' } }];
+      }
+      throw fromElasticsearchError('bulk index', err);
+    }
+  }
+
+  private async bulkInHalves<R>(items: BulkItem<R>[], signal: AbortSignal) {
+    const half = Math.ceil(items.length / 2);
+    return [
+      ...(await this.bulkOnce(items.slice(0, half), signal)),
+      ...(await this.bulkOnce(items.slice(half), signal)),
+    ];
+  }
+}

@@ -1,0 +1,136 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { CRASH_ALIAS, CRASH_DLQ_TOPIC, CRASH_TOPIC } from '@podmortem/contract';
+import { ConfigError, envName, loadConfig } from '@podmortem/contract/runtime';
+
+// The indexer's one configuration schema: environment variables PODMORTEM_INDEXER_<KEY>, each with
+// a documented default, validated before anything connects (a bad value exits naming the variable).
+
+export const CONFIG_PREFIX = 'PODMORTEM_INDEXER_';
+
+const Ms = (def: number, description: string, minimum = 1) =>
+  Type.Integer({ minimum, default: def, description });
+
+export const IndexerConfigSchema = Type.Object({
+  kafkaBrokers: Type.Array(Type.String({ minLength: 1 }), {
+    minItems: 1,
+    default: ['127.0.0.1:19092'],
+    description: 'Kafka bootstrap brokers, comma-separated host:port',
+  }),
+  kafkaClientId: Type.String({ minLength: 1, default: 'podmortem-indexer', description: 'Kafka client id' }),
+  groupId: Type.String({
+    minLength: 1,
+    default: 'podmortem-indexer',
+    description: 'Consumer group; instances with the same group share the partitions',
+  }),
+  topic: Type.String({ minLength: 1, default: CRASH_TOPIC, description: 'Topic of crash events' }),
+  dlqTopic: Type.String({
+    minLength: 1,
+    default: CRASH_DLQ_TOPIC,
+    description: 'Dead-letter topic for records that are invalid or that Elasticsearch rejects',
+  }),
+  fromBeginning: Type.Boolean({
+    default: true,
+    description: 'Where a new group starts: the oldest record (true) or new records only (false)',
+  }),
+  partitionsConsumedConcurrently: Type.Integer({
+    minimum: 1,
+    maximum: 64,
+    default: 2,
+    description: 'Partitions whose batches are indexed at the same time',
+  }),
+  sessionTimeoutMs: Ms(30_000, 'Kafka group session timeout: a member silent this long is removed', 6000),
+  heartbeatIntervalMs: Ms(3000, 'Kafka group heartbeat interval, also while a batch waits for Elasticsearch'),
+  elasticsearchUrl: Type.String({
+    pattern: '^https?://',
+    default: 'http://127.0.0.1:19200',
+    description: 'Elasticsearch URL',
+  }),
+  elasticsearchRequestTimeoutMs: Ms(60_000, 'Timeout of one request to Elasticsearch'),
+  indexAlias: Type.String({
+    pattern: '^[a-z0-9][a-z0-9._-]*$',
+    maxLength: 200,
+    default: CRASH_ALIAS,
+    description:
+      'Read alias of the crash indices; indices are <alias>-YYYY.MM and the templates are named after it',
+  }),
+  indexShards: Type.Integer({
+    minimum: 1,
+    maximum: 64,
+    default: 1,
+    description: 'Primary shards per monthly index',
+  }),
+  indexReplicas: Type.Integer({
+    minimum: 0,
+    maximum: 16,
+    default: 0,
+    description: 'Replicas per monthly index',
+  }),
+  bulkMaxRecords: Type.Integer({
+    minimum: 1,
+    maximum: 10_000,
+    default: 1000,
+    description: 'Records per bulk request; offsets are committed after each acknowledged bulk',
+  }),
+  bulkMaxBytes: Type.Integer({
+    minimum: 1024,
+    default: 8 * 1024 * 1024,
+    description: 'Bytes of record values per bulk request (a bigger single record goes alone)',
+  }),
+  bulkShardWaitMs: Ms(
+    30_000,
+    'How long Elasticsearch waits for an unavailable shard before answering 503 for the items of a bulk',
+  ),
+  retryInitialMs: Ms(
+    200,
+    'First backoff delay when Elasticsearch or Kafka fails (then doubled, with jitter)',
+  ),
+  retryMaxMs: Ms(10_000, 'Longest backoff delay between two attempts'),
+  retentionDays: Type.Integer({
+    minimum: 0,
+    default: 395,
+    description:
+      'Monthly indices whose whole month is older than this many days are deleted; 0 keeps everything',
+  }),
+  retentionIntervalMs: Ms(3_600_000, 'How often the retention job runs', 1000),
+  opsHost: Type.String({
+    minLength: 1,
+    default: '0.0.0.0',
+    description: 'Address of /metrics, /healthz, /readyz',
+  }),
+  opsPort: Type.Integer({
+    minimum: 0,
+    maximum: 65535,
+    default: 9465,
+    description: 'Port of the ops server (0: any)',
+  }),
+  shutdownGraceMs: Ms(25_000, 'On SIGTERM: time to finish the batch in flight and leave the group'),
+});
+
+export type IndexerConfig = Static<typeof IndexerConfigSchema>;
+
+export function loadIndexerConfig(
+  env: Record<string, string | undefined> = process.env,
+  overrides: Partial<IndexerConfig> = {},
+): IndexerConfig {
+  const config = loadConfig(IndexerConfigSchema, CONFIG_PREFIX, env, overrides);
+  const must = (ok: boolean, key: keyof IndexerConfig, message: string) => {
+    if (!ok) throw new ConfigError(envName(CONFIG_PREFIX, key), message);
+  };
+  must(
+    config.heartbeatIntervalMs * 3 <= config.sessionTimeoutMs,
+    'heartbeatIntervalMs',
+    `must be at most a third of ${envName(CONFIG_PREFIX, 'sessionTimeoutMs')} (${config.sessionTimeoutMs})`,
+  );
+  must(
+    config.bulkShardWaitMs < config.elasticsearchRequestTimeoutMs,
+    'bulkShardWaitMs',
+    `must be shorter than ${envName(CONFIG_PREFIX, 'elasticsearchRequestTimeoutMs')} (${config.elasticsearchRequestTimeoutMs})`,
+  );
+  must(
+    config.retryInitialMs <= config.retryMaxMs,
+    'retryInitialMs',
+    `must not exceed ${envName(CONFIG_PREFIX, 'retryMaxMs')} (${config.retryMaxMs})`,
+  );
+  must(config.dlqTopic !== config.topic, 'dlqTopic', 'must differ from the topic it collects rejects of');
+  return config;
+}

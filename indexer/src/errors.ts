@@ -1,0 +1,56 @@
+import { errors as esErrors } from '@elastic/elasticsearch';
+import { messageOf, PodmortemError } from '@podmortem/contract/runtime';
+
+// The indexer's error codes. Records that can never be indexed go to the dead-letter topic with
+// their code in a header; everything Elasticsearch or Kafka may still accept later is retried.
+
+export const indexerErrorCodes = {
+  PM_ERR_RECORD_NOT_JSON: { retriable: false, summary: 'the record value is empty or not a JSON object' },
+  PM_ERR_RECORD_INVALID: { retriable: false, summary: 'the record is not a valid crash event v1 message' },
+  PM_ERR_ES_REJECTED: { retriable: false, summary: 'Elasticsearch rejected the document for good' },
+  PM_ERR_ES_RETRY: { retriable: true, summary: 'Elasticsearch could not take some documents now' },
+  PM_ERR_ES_UNAVAILABLE: { retriable: true, summary: 'Elasticsearch did not answer or failed' },
+  PM_ERR_ES_REQUEST: { retriable: false, summary: 'Elasticsearch refused the request' },
+  PM_ERR_ES_NOT_READY: { retriable: true, summary: 'the Elasticsearch cluster is not ready' },
+  PM_ERR_TEMPLATE: { retriable: false, summary: 'the index templates could not be installed' },
+  PM_ERR_DLQ: { retriable: true, summary: 'the dead-letter topic did not acknowledge' },
+  PM_ERR_SHUTDOWN: { retriable: false, summary: 'the indexer is shutting down' },
+} as const;
+
+export type IndexerErrorCode = keyof typeof indexerErrorCodes;
+
+export class IndexerError extends PodmortemError {
+  declare readonly code: IndexerErrorCode;
+
+  constructor(code: IndexerErrorCode, message: string, cause?: unknown) {
+    super(code, message, { retriable: indexerErrorCodes[code].retriable, cause });
+    this.name = 'IndexerError';
+  }
+}
+
+/** HTTP statuses after which the same request may succeed. */
+export function retriableStatus(status: number): boolean {
+  return status === 408 || status === 429 || status >= 500;
+}
+
+/**
+ * An error of the Elasticsearch client as one of ours: network failures, timeouts and 408/429/5xx
+ * are retriable; other answers (400 bad request, 401/403, 404) are not.
+ */
+export function fromElasticsearchError(what: string, err: unknown): IndexerError {
+  if (err instanceof IndexerError) return err;
+  if (err instanceof esErrors.ResponseError) {
+    const status = err.meta.statusCode ?? 0;
+    const code = retriableStatus(status) ? 'PM_ERR_ES_UNAVAILABLE' : 'PM_ERR_ES_REQUEST';
+    return new IndexerError(code, `${what}: Elasticsearch answered ${status}: ${messageOf(err)}`, err);
+  }
+  if (err instanceof esErrors.SerializationError || err instanceof esErrors.ConfigurationError) {
+    return new IndexerError('PM_ERR_ES_REQUEST', `${what}: ${messageOf(err)}`, err);
+  }
+  return new IndexerError('PM_ERR_ES_UNAVAILABLE', `${what}: ${messageOf(err)}`, err);
+}
+
+/** The status of an Elasticsearch response error, if it is one. */
+export function elasticsearchStatus(err: unknown): number | undefined {
+  return err instanceof esErrors.ResponseError ? err.meta.statusCode : undefined;
+}

@@ -1,0 +1,205 @@
+import type { Client } from '@elastic/elasticsearch';
+import { beforeDeadline, messageOf, retry, type Component, type Logger } from '@podmortem/contract/runtime';
+import { Partitioners, type Consumer, type Kafka } from 'kafkajs';
+import { createBatchHandler, type BatchHandler } from './batch-handler.ts';
+import { BulkWriter } from './bulk-writer.ts';
+import type { IndexerConfig } from './config.ts';
+import { DeadLetterWriter } from './dead-letter.ts';
+import type { IndexerTelemetry } from './telemetry.ts';
+import {
+  installCrashTemplatesWithRetry,
+  waitForElasticsearch,
+  type TemplateInstallReport,
+} from './template-installer.ts';
+
+// The indexer component: waits for Elasticsearch, installs or upgrades the index templates, waits
+// for its topics, then consumes the crash topic in a consumer group (see batch-handler.ts).
+// shutdown(deadline): no new chunk starts, the chunk in flight finishes or is abandoned
+// uncommitted near the deadline, and the consumer leaves the group; safe before start and twice.
+
+export interface IndexerParams {
+  config: IndexerConfig;
+  logger: Logger;
+  telemetry: IndexerTelemetry;
+  es: Client;
+  kafka: Kafka;
+  /** The consumer stopped for good (kafkajs gave up): the process should exit and be restarted. */
+  onFatal?: (err: unknown) => void;
+}
+
+export class Indexer implements Component {
+  readonly name = 'indexer';
+  private readonly params: IndexerParams;
+  private readonly startAbort = new AbortController();
+  private readonly abandon = new AbortController();
+  private readonly deadLetter: DeadLetterWriter;
+  private readonly handler: BatchHandler;
+  private consumer: Consumer | undefined;
+  private stopping = false;
+  private shutdownDone: Promise<void> | undefined;
+  private running = false;
+  private joined = false;
+  private templates: TemplateInstallReport | undefined;
+
+  constructor(params: IndexerParams) {
+    this.params = params;
+    const { config, logger, telemetry, es, kafka } = params;
+    this.deadLetter = new DeadLetterWriter({
+      producer: kafka.producer({
+        idempotent: true,
+        maxInFlightRequests: 1,
+        allowAutoTopicCreation: false,
+        createPartitioner: Partitioners.DefaultPartitioner,
+      }),
+      topic: config.dlqTopic,
+      telemetry,
+      logger,
+      retryInitialMs: config.retryInitialMs,
+      retryMaxMs: config.retryMaxMs,
+    });
+    this.handler = createBatchHandler({
+      alias: config.indexAlias,
+      bulk: new BulkWriter({
+        es,
+        telemetry,
+        logger,
+        retryInitialMs: config.retryInitialMs,
+        retryMaxMs: config.retryMaxMs,
+        shardWaitMs: config.bulkShardWaitMs,
+      }),
+      deadLetter: this.deadLetter,
+      telemetry,
+      logger,
+      bulkMaxRecords: config.bulkMaxRecords,
+      bulkMaxBytes: config.bulkMaxBytes,
+      heartbeatIntervalMs: config.heartbeatIntervalMs,
+      stopping: () => this.stopping,
+      abandonSignal: this.abandon.signal,
+    });
+  }
+
+  /** Consuming in the group, and no partition waiting for Elasticsearch. */
+  ready(): boolean {
+    return this.running && this.joined && this.handler.waiting === 0;
+  }
+
+  /** What the start-up did to the templates (for tests and logs). */
+  get templateReport(): TemplateInstallReport | undefined {
+    return this.templates;
+  }
+
+  async start(): Promise<void> {
+    if (this.running || this.consumer) return;
+    const { config, logger, es, kafka, telemetry } = this.params;
+    const signal = this.startAbort.signal;
+    const backoff = { signal, retryInitialMs: config.retryInitialMs, retryMaxMs: config.retryMaxMs };
+    await waitForElasticsearch(es, logger, backoff);
+    this.templates = await installCrashTemplatesWithRetry(
+      {
+        es,
+        alias: config.indexAlias,
+        shards: config.indexShards,
+        replicas: config.indexReplicas,
+        logger,
+        telemetry,
+      },
+      backoff,
+    );
+    const kafkaRetry = {
+      retries: Infinity,
+      initialMs: config.retryInitialMs,
+      maxMs: config.retryMaxMs,
+      signal,
+      retriable: () => true,
+      onRetry: (err: unknown, attempt: number, delayMs: number) =>
+        logger.warn({ err: messageOf(err), attempt, delayMs }, 'Kafka not ready, retrying'),
+    };
+    await retry('kafka topics', () => this.checkTopics(), kafkaRetry);
+    await retry('dead-letter producer', () => this.deadLetter.start(), kafkaRetry);
+    signal.throwIfAborted();
+
+    const consumer = kafka.consumer({
+      groupId: config.groupId,
+      sessionTimeout: config.sessionTimeoutMs,
+      heartbeatInterval: config.heartbeatIntervalMs,
+      allowAutoTopicCreation: false,
+      retry: { restartOnFailure: () => Promise.resolve(!this.stopping) },
+    });
+    this.consumer = consumer;
+    const { events } = consumer;
+    consumer.on(events.GROUP_JOIN, ({ payload }) => {
+      this.joined = true;
+      telemetry.consumerLag.reset();
+      logger.info(
+        { memberId: payload.memberId, assignment: payload.memberAssignment },
+        'joined the consumer group',
+      );
+    });
+    consumer.on(events.REBALANCING, () => {
+      this.joined = false;
+    });
+    consumer.on(events.STOP, () => {
+      this.joined = false;
+    });
+    consumer.on(events.CRASH, ({ payload }) => {
+      this.joined = false;
+      logger.error({ err: messageOf(payload.error), restart: payload.restart }, 'consumer crashed');
+      if (!payload.restart && !this.stopping) this.params.onFatal?.(payload.error);
+    });
+    await retry('kafka consumer', () => consumer.connect(), kafkaRetry);
+    await retry(
+      'kafka subscribe',
+      () => consumer.subscribe({ topic: config.topic, fromBeginning: config.fromBeginning }),
+      kafkaRetry,
+    );
+    signal.throwIfAborted();
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: config.partitionsConsumedConcurrently,
+      eachBatch: (payload) => this.handler.handle(payload),
+    });
+    this.running = true;
+  }
+
+  private async checkTopics(): Promise<void> {
+    const { kafka, config } = this.params;
+    const admin = kafka.admin({ retry: { retries: 1 } });
+    await admin.connect();
+    try {
+      await admin.fetchTopicMetadata({ topics: [config.topic, config.dlqTopic] });
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
+  shutdown(deadline: number): Promise<void> {
+    this.shutdownDone ??= this.stop(deadline);
+    return this.shutdownDone;
+  }
+
+  private async stop(deadline: number): Promise<void> {
+    const { logger } = this.params;
+    this.stopping = true;
+    this.startAbort.abort(new Error('shutting down'));
+    // Finish the chunk in flight unless it is waiting for a server that is down, but keep time to
+    // leave the group cleanly.
+    const reserve = Math.max(1000, (deadline - Date.now()) / 5);
+    if (this.handler.waiting > 0) this.abandon.abort();
+    await beforeDeadline(this.handler.idle(), deadline - reserve, undefined);
+    this.abandon.abort();
+    const consumer = this.consumer;
+    if (consumer) {
+      await beforeDeadline(
+        consumer
+          .disconnect()
+          .catch((err: unknown) => logger.warn({ err: messageOf(err) }, 'consumer disconnect failed')),
+        deadline,
+        undefined,
+      );
+    }
+    this.running = false;
+    this.joined = false;
+    await this.deadLetter.shutdown(deadline);
+  }
+}

@@ -1,0 +1,55 @@
+import t from 'tap';
+import { encodeCrashMessage, invalidExamples, toCloudEvent, validExamples } from '@podmortem/contract';
+import { decodeRecord, MAX_ERROR_TEXT, truncateError } from './record-decoder.ts';
+
+t.test('valid examples decode into their monthly index under the alias', async (t) => {
+  for (const { name, event } of validExamples()) {
+    const d = decodeRecord(encodeCrashMessage(event), 'crashes-x');
+    t.ok(d.ok, name);
+    if (!d.ok) continue;
+    t.same(d.event, event, `${name}: the event as sent`);
+    const ts = new Date(event['@timestamp']);
+    const month = String(ts.getUTCMonth() + 1).padStart(2, '0');
+    t.equal(d.index, `crashes-x-${ts.getUTCFullYear()}.${month}`, `${name}: index by its UTC month`);
+  }
+});
+
+t.test('invalid events are PM_ERR_RECORD_INVALID and name their field', async (t) => {
+  for (const ex of invalidExamples()) {
+    const value = Buffer.from(JSON.stringify({ ...toCloudEvent(validExamples()[0]!.event), data: ex.event }));
+    const d = decodeRecord(value, 'podmortem-crashes');
+    t.notOk(d.ok, ex.name);
+    if (d.ok) continue;
+    t.equal(d.code, 'PM_ERR_RECORD_INVALID', ex.name);
+    t.match(d.error, `data.${ex.field}`, `${ex.name} names data.${ex.field}`);
+  }
+});
+
+t.test('values that are not JSON objects are PM_ERR_RECORD_NOT_JSON', async (t) => {
+  for (const value of [
+    null,
+    Buffer.alloc(0),
+    Buffer.from('{not json'),
+    Buffer.from('[1,2]'),
+    Buffer.from([0xff, 0xfe]),
+  ]) {
+    const d = decodeRecord(value, 'podmortem-crashes');
+    t.notOk(d.ok);
+    if (!d.ok) t.equal(d.code, 'PM_ERR_RECORD_NOT_JSON', String(value));
+  }
+});
+
+t.test('an envelope of another type or mismatched id is invalid, naming the envelope field', async (t) => {
+  const ce = toCloudEvent(validExamples()[0]!.event);
+  const other = decodeRecord(Buffer.from(JSON.stringify({ ...ce, type: 'io.other' })), 'a');
+  t.match(other, { ok: false, code: 'PM_ERR_RECORD_INVALID', error: /^type:/ });
+  const id = decodeRecord(Buffer.from(JSON.stringify({ ...ce, id: 'x' })), 'a');
+  t.match(id, { ok: false, code: 'PM_ERR_RECORD_INVALID', error: /^id:/ });
+});
+
+t.test('error texts are bounded', async (t) => {
+  t.equal(truncateError('short'), 'short');
+  const long = truncateError('x'.repeat(5000));
+  t.equal(long.length, MAX_ERROR_TEXT);
+  t.ok(long.endsWith('…'));
+});

@@ -1,0 +1,96 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+// The indexer's self-telemetry, declared in one place. Labels stay low-cardinality: the Kafka
+// partition (bounded by the topic), an outcome or error code, an operation name.
+
+export interface IndexerTelemetry {
+  registry: Registry;
+  consumed: Counter<'topic'>;
+  indexed: Counter<'result'>;
+  deadLettered: Counter<'code'>;
+  retried: Counter<'operation'>;
+  committed: Counter<'topic'>;
+  bulkDuration: Histogram<'status'>;
+  consumerLag: Gauge<'topic' | 'partition'>;
+  waiting: Gauge<'operation'>;
+  templatesInstalled: Counter<'template'>;
+  indicesDeleted: Counter;
+  retentionRuns: Counter<'status'>;
+}
+
+export function createTelemetry(
+  registry: Registry = new Registry(),
+  defaultMetrics = true,
+): IndexerTelemetry {
+  if (defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'podmortem_indexer_' });
+  const registers = [registry];
+  return {
+    registry,
+    consumed: new Counter({
+      name: 'podmortem_indexer_records_consumed_total',
+      help: 'Kafka records taken from the crash topic',
+      labelNames: ['topic'],
+      registers,
+    }),
+    indexed: new Counter({
+      name: 'podmortem_indexer_records_indexed_total',
+      help: 'Records Elasticsearch acknowledged, by result (created, or updated on re-delivery)',
+      labelNames: ['result'],
+      registers,
+    }),
+    deadLettered: new Counter({
+      name: 'podmortem_indexer_records_dead_lettered_total',
+      help: 'Records written to the dead-letter topic, by error code',
+      labelNames: ['code'],
+      registers,
+    }),
+    retried: new Counter({
+      name: 'podmortem_indexer_retries_total',
+      help: 'Attempts made again after a retriable failure, by operation',
+      labelNames: ['operation'],
+      registers,
+    }),
+    committed: new Counter({
+      name: 'podmortem_indexer_offsets_committed_total',
+      help: 'Records whose offsets were committed after Elasticsearch (and the DLQ) acknowledged them',
+      labelNames: ['topic'],
+      registers,
+    }),
+    bulkDuration: new Histogram({
+      name: 'podmortem_indexer_bulk_duration_seconds',
+      help: 'Latency of one bulk request to Elasticsearch, by status (ok, partial, error)',
+      labelNames: ['status'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+    consumerLag: new Gauge({
+      name: 'podmortem_indexer_consumer_lag',
+      help: 'Records of a partition not yet committed by this group (high watermark - committed offset)',
+      labelNames: ['topic', 'partition'],
+      registers,
+    }),
+    waiting: new Gauge({
+      name: 'podmortem_indexer_waiting',
+      help: 'Partitions paused while their batch waits for an operation to succeed again (elasticsearch, dlq)',
+      labelNames: ['operation'],
+      registers,
+    }),
+    templatesInstalled: new Counter({
+      name: 'podmortem_indexer_templates_installed_total',
+      help: 'Component and index templates installed or upgraded at start-up',
+      labelNames: ['template'],
+      registers,
+    }),
+    indicesDeleted: new Counter({
+      name: 'podmortem_indexer_retention_indices_deleted_total',
+      help: 'Monthly crash indices deleted by the retention job',
+      registers,
+    }),
+    retentionRuns: new Counter({
+      name: 'podmortem_indexer_retention_runs_total',
+      help: 'Runs of the retention job, by status (ok, error)',
+      labelNames: ['status'],
+      registers,
+    }),
+  };
+}
