@@ -10,7 +10,7 @@ function message(offset: number, size: number): KafkaMessage {
     attributes: 0,
     offset: String(offset),
     headers: {},
-  } as KafkaMessage;
+  };
 }
 
 const offsets = (chunks: KafkaMessage[][]) => chunks.map((c) => c.map((m) => Number(m.offset)));

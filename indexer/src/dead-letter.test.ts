@@ -44,7 +44,7 @@ t.test('a null key and value stay null', async (t) => {
       attributes: 0,
       offset: '0',
       headers: {},
-    } as KafkaMessage,
+    },
     code: 'PM_ERR_RECORD_NOT_JSON',
     error: '(record): value is empty',
   });

@@ -1,4 +1,5 @@
 import t from 'tap';
+import type { CrashEvent } from '@podmortem/contract';
 import { encodeCrashMessage, invalidExamples, toCloudEvent, validExamples } from '@podmortem/contract';
 import { decodeRecord, MAX_ERROR_TEXT, truncateError } from './record-decoder.ts';
 
@@ -14,9 +15,15 @@ t.test('valid examples decode into their monthly index under the alias', async (
   }
 });
 
+const firstValid = (): CrashEvent => {
+  const ex = validExamples()[0];
+  if (!ex) throw new Error('the contract ships valid examples');
+  return ex.event;
+};
+
 t.test('invalid events are PM_ERR_RECORD_INVALID and name their field', async (t) => {
   for (const ex of invalidExamples()) {
-    const value = Buffer.from(JSON.stringify({ ...toCloudEvent(validExamples()[0]!.event), data: ex.event }));
+    const value = Buffer.from(JSON.stringify({ ...toCloudEvent(firstValid()), data: ex.event }));
     const d = decodeRecord(value, 'podmortem-crashes');
     t.notOk(d.ok, ex.name);
     if (d.ok) continue;
@@ -40,7 +47,7 @@ t.test('values that are not JSON objects are PM_ERR_RECORD_NOT_JSON', async (t) 
 });
 
 t.test('an envelope of another type or mismatched id is invalid, naming the envelope field', async (t) => {
-  const ce = toCloudEvent(validExamples()[0]!.event);
+  const ce = toCloudEvent(firstValid());
   const other = decodeRecord(Buffer.from(JSON.stringify({ ...ce, type: 'io.other' })), 'a');
   t.match(other, { ok: false, code: 'PM_ERR_RECORD_INVALID', error: /^type:/ });
   const id = decodeRecord(Buffer.from(JSON.stringify({ ...ce, id: 'x' })), 'a');
