@@ -1,0 +1,215 @@
+import { readFileSync } from 'node:fs';
+import type { Client } from '@elastic/elasticsearch';
+import fastifyRateLimit from '@fastify/rate-limit';
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { TracerProvider } from '@opentelemetry/api';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifySchemaValidationError,
+  type RawServerDefault,
+} from 'fastify';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import { Access } from './auth.ts';
+import { logsFieldsOf, type Config, type LogsFields } from './config.ts';
+import { CrashStore } from './crash-store.ts';
+import { crashContextRoutes } from './crash-context.ts';
+import { crashDumpRoutes } from './crash-dump.ts';
+import { crashGetRoutes } from './crash-get.ts';
+import { crashesSearchRoutes } from './crashes-search.ts';
+import { ApiError, PM_ERR_ROUTE_NOT_FOUND, errorBody } from './errors.ts';
+import { healthRoutes } from './health.ts';
+import type { Caller, KubeReviews } from './kube-reviews.ts';
+import { openapiOptions } from './openapi.ts';
+import { podArchiveRoutes } from './pod-archive.ts';
+import type { PrometheusClient } from './prometheus-client.ts';
+import { CrashEventComponent, ErrorResponse, PartialCrashEventComponent } from './schemas.ts';
+import { statsRoutes } from './stats.ts';
+import type { StorageReader } from './storage-reader.ts';
+import { createTelemetry, type Telemetry } from './telemetry.ts';
+import { requestTracing } from './request-tracing.ts';
+
+// The query API as a Fastify instance built from its dependencies (a params object, no module
+// singletons), so tests build one with inject() or listen() and two can run side by side.
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set by the authentication hook of every /v1 route. */
+    caller?: Caller;
+  }
+}
+
+export const VERSION = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
+
+export type App = FastifyInstance<
+  RawServerDefault,
+  IncomingMessage,
+  ServerResponse,
+  FastifyBaseLogger,
+  TypeBoxTypeProvider
+>;
+
+export interface AppParams {
+  config: Config;
+  es: Client;
+  kube: KubeReviews;
+  prometheus: PrometheusClient;
+  storage: StorageReader;
+  logger: Logger;
+  telemetry?: Telemetry;
+  tracerProvider?: TracerProvider;
+}
+
+/** What the route plugins are given. */
+export interface RouteDeps {
+  config: Config;
+  es: Client;
+  crashes: CrashStore;
+  access: Access;
+  storage: StorageReader;
+  prometheus: PrometheusClient;
+  telemetry: Telemetry;
+  logsFields: LogsFields;
+  logger: Logger;
+}
+
+/** Validation errors name the parameter: `querystring/limit must be <= 500`. */
+function formatValidation(errors: FastifySchemaValidationError[], dataVar: string): Error {
+  const e = errors[0];
+  if (!e) return new Error(`${dataVar} is invalid`);
+  const params = e.params;
+  let path = dataVar + e.instancePath;
+  let message: string;
+  switch (e.keyword) {
+    case 'additionalProperties':
+      path = `${path}/${String(params.additionalProperty)}`;
+      message = 'is not a parameter of this route';
+      break;
+    case 'required':
+      path = `${path}/${String(params.missingProperty)}`;
+      message = 'is required';
+      break;
+    case 'format':
+      message = `must be ${params.format === 'date-time' ? 'an RFC 3339 date-time' : `a ${String(params.format)}`}`;
+      break;
+    case 'pattern':
+      message = 'has characters or a form that is not allowed';
+      break;
+    default:
+      message = e.message ?? 'is invalid';
+  }
+  return new Error(`${path} ${message}`);
+}
+
+export async function buildApp(params: AppParams): Promise<App> {
+  const { config, es, kube, prometheus, storage, logger } = params;
+  const telemetry = params.telemetry ?? createTelemetry(undefined, false);
+  const crashes = new CrashStore({ es, index: config.crashIndex, telemetry });
+  const access = new Access({
+    reviews: kube,
+    telemetry,
+    logger,
+    ttlMs: config.authCacheTtlMs,
+    namespaceTtlMs: config.namespaceCacheTtlMs,
+    indexNamespaces: () => crashes.namespaces(),
+  });
+  const deps: RouteDeps = {
+    config,
+    es,
+    crashes,
+    access,
+    storage,
+    prometheus,
+    telemetry,
+    logsFields: logsFieldsOf(config),
+    logger,
+  };
+
+  // Typed as Fastify's base logger so the instance is the plain App type the plugins expect.
+  const fastifyLogger: FastifyBaseLogger = logger;
+  const app = Fastify({
+    loggerInstance: fastifyLogger,
+    bodyLimit: config.bodyLimitBytes,
+    routerOptions: { maxParamLength: 512 },
+    return503OnClosing: true,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    schemaErrorFormatter: formatValidation,
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.addSchema(ErrorResponse);
+  app.addSchema(CrashEventComponent);
+  app.addSchema(PartialCrashEventComponent);
+
+  await app.register(fastifySwagger, openapiOptions(VERSION));
+  if (config.docs) await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+  app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
+
+  if (params.tracerProvider)
+    requestTracing(app, params.tracerProvider.getTracer('podmortem-query-api', VERSION));
+
+  app.addHook('onResponse', (request, reply, done) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    telemetry.requests.inc({ route, method: request.method, status: String(reply.statusCode) });
+    telemetry.requestSeconds.observe({ route }, reply.elapsedTime / 1000);
+    done();
+  });
+
+  app.setErrorHandler((err: FastifyError | ApiError, request, reply) => {
+    if (err instanceof ApiError) {
+      if (err.statusCode >= 500) request.log.warn({ err }, 'request failed');
+      return reply
+        .code(err.statusCode)
+        .headers(err.headers)
+        .send(errorBody(err.statusCode, err.code, err.message));
+    }
+    if ('validation' in err && err.validation) {
+      return reply.code(400).send(errorBody(400, 'PM_ERR_VALIDATION', err.message));
+    }
+    const status = 'statusCode' in err && typeof err.statusCode === 'number' ? err.statusCode : 500;
+    if (status >= 400 && status < 500) {
+      // Fastify's own client errors (body too large, bad content type, rate limit).
+      return reply.code(status).send(errorBody(status, err.code, err.message));
+    }
+    request.log.error({ err }, 'request failed');
+    return reply.code(500).send(errorBody(500, 'PM_ERR_INTERNAL', 'internal error (logged)'));
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const err = PM_ERR_ROUTE_NOT_FOUND(request.method, request.url.split('?')[0] ?? '');
+    return reply.code(404).send(errorBody(404, err.code, err.message));
+  });
+
+  await app.register(healthRoutes, { crashes, storage, registry: telemetry.registry });
+
+  await app.register(
+    async (v1) => {
+      // Authentication first; the rate limit then counts per authenticated user.
+      v1.addHook('onRequest', async (request) => {
+        request.caller = await access.authenticate(request.headers.authorization);
+      });
+      await v1.register(fastifyRateLimit, {
+        max: config.rateLimitMax,
+        timeWindow: config.rateLimitWindowMs,
+        hook: 'preHandler',
+        keyGenerator: (request) => `user:${request.caller?.username ?? request.ip}`,
+        errorResponseBuilder: (_request, context) => ({
+          ...errorBody(429, 'PM_ERR_RATE_LIMITED', `rate limit exceeded, retry in ${context.after}`),
+        }),
+      });
+      await v1.register(crashesSearchRoutes, deps);
+      await v1.register(crashGetRoutes, deps);
+      await v1.register(crashDumpRoutes, deps);
+      await v1.register(crashContextRoutes, deps);
+      await v1.register(podArchiveRoutes, deps);
+      await v1.register(statsRoutes, deps);
+    },
+    { prefix: '/v1' },
+  );
+
+  return app;
+}

@@ -1,0 +1,69 @@
+import { Transform } from 'node:stream';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import type { Telemetry } from './telemetry.ts';
+
+// Every download leaves an audit record: one JSON log line with `audit: true` (who, which crash
+// or pod, when, how many bytes, whether it completed) and the download counters.
+
+export interface AuditSubject {
+  kind: 'dump' | 'archive';
+  namespace: string | undefined;
+  crashId?: string;
+  pod?: string;
+  podUids?: string[];
+  format?: string;
+  range?: string;
+  files?: number;
+}
+
+/** A pass-through that counts the bytes it lets by. */
+export class ByteCounter extends Transform {
+  bytes = 0;
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: (err: null, chunk: Buffer) => void): void {
+    this.bytes += chunk.length;
+    done(null, chunk);
+  }
+}
+
+export function auditDownload(
+  deps: { logger: Logger; telemetry: Telemetry },
+  request: FastifyRequest,
+  reply: FastifyReply,
+  subject: AuditSubject,
+  counter: ByteCounter,
+): void {
+  const started = new Date();
+  reply.raw.once('close', () => {
+    const complete = reply.raw.writableFinished;
+    const namespace = subject.namespace ?? '_host';
+    deps.telemetry.downloads.inc({
+      kind: subject.kind,
+      namespace,
+      outcome: complete ? 'complete' : 'aborted',
+    });
+    deps.telemetry.downloadBytes.inc({ kind: subject.kind, namespace }, counter.bytes);
+    deps.logger.info(
+      {
+        audit: true,
+        action: `download.${subject.kind}`,
+        user: request.caller?.username,
+        groups: request.caller?.groups,
+        at: started.toISOString(),
+        namespace: subject.namespace,
+        pod: subject.pod,
+        pod_uids: subject.podUids,
+        crash_id: subject.crashId,
+        format: subject.format,
+        range: subject.range,
+        files: subject.files,
+        status: reply.statusCode,
+        bytes: counter.bytes,
+        complete,
+        remote_address: request.ip,
+        request_id: request.id,
+      },
+      `${request.caller?.username ?? '?'} downloaded ${subject.kind} ${subject.crashId ?? `${namespace}/${subject.pod ?? ''}`}`,
+    );
+  });
+}

@@ -1,0 +1,126 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { CRASH_ALIAS } from '@podmortem/contract';
+import { loadConfig } from '@podmortem/contract/runtime';
+
+// The query API's configuration: one schema, every key with its default and meaning, read from
+// PODMORTEM_API_* variables and validated before anything is served.
+
+export const CONFIG_PREFIX = 'PODMORTEM_API_';
+
+const str = (def: string, description: string) => Type.String({ default: def, description });
+const int = (def: number, min: number, max: number, description: string) =>
+  Type.Integer({ default: def, minimum: min, maximum: max, description });
+
+export const ConfigSchema = Type.Object({
+  host: str('0.0.0.0', 'Address the HTTP server listens on'),
+  port: int(8080, 0, 65535, 'Port of the HTTP server (0 picks a free one)'),
+  storageRoot: Type.String({
+    default: '/var/lib/podmortem',
+    minLength: 1,
+    description: 'The storage root (NFS volume) the collector stores dumps under',
+  }),
+  elasticsearchUrl: str('http://127.0.0.1:9200', 'Elasticsearch URL'),
+  crashIndex: Type.String({
+    default: CRASH_ALIAS,
+    minLength: 1,
+    pattern: '^[a-z0-9][a-z0-9._*-]*$',
+    description: 'Index or alias holding the crash events',
+  }),
+  prometheusUrl: str('http://127.0.0.1:9090', 'Prometheus URL (query_range API)'),
+  kubeconfig: str(
+    '',
+    'Kubeconfig file for TokenReview/SubjectAccessReview; empty = in-cluster or the default kubeconfig',
+  ),
+  authCacheTtlMs: int(10_000, 0, 600_000, 'How long a TokenReview or SubjectAccessReview answer is reused'),
+  namespaceCacheTtlMs: int(30_000, 0, 600_000, 'How long the namespaces present in the index are reused'),
+  rateLimitMax: int(600, 1, 1_000_000, 'Requests per caller per rate-limit window'),
+  rateLimitWindowMs: int(60_000, 1000, 3_600_000, 'The rate-limit window'),
+  bodyLimitBytes: int(16_384, 1024, 1_048_576, 'Largest request body accepted'),
+  maxPageSize: int(500, 1, 10_000, 'Largest `limit` of a search page'),
+  contextBeforeS: int(1800, 60, 7 * 86_400, 'Default context window before the crash, seconds'),
+  contextAfterS: int(300, 0, 86_400, 'Default context window after the crash, seconds'),
+  contextLogLines: int(100, 1, 1000, 'Default number of log lines in a crash context'),
+  promqlMemory: str(
+    'container_memory_working_set_bytes{namespace="{namespace}",pod="{pod}",container="{container}"}',
+    'PromQL for the memory working set ({namespace}, {pod}, {container} are filled in, escaped)',
+  ),
+  promqlCpu: str(
+    'rate(container_cpu_usage_seconds_total{namespace="{namespace}",pod="{pod}",container="{container}"}[5m])',
+    'PromQL for CPU use',
+  ),
+  promqlRestarts: str(
+    'kube_pod_container_status_restarts_total{namespace="{namespace}",pod="{pod}",container="{container}"}',
+    'PromQL for container restarts',
+  ),
+  promqlOomKills: str(
+    'kube_pod_container_status_last_terminated_reason{namespace="{namespace}",pod="{pod}",container="{container}",reason="OOMKilled"}',
+    'PromQL for OOM kills',
+  ),
+  logsIndex: Type.String({
+    default: 'logs-*',
+    minLength: 1,
+    description: 'Elasticsearch index pattern of the pods’ logs',
+  }),
+  logsFields: Type.Union([Type.Literal('ecs'), Type.Literal('otel')], {
+    default: 'ecs',
+    description:
+      'Field-name preset of the logs index: ecs (kubernetes.*) or otel (resource.attributes.k8s.*)',
+  }),
+  logsNamespaceField: str('', 'Overrides the preset’s namespace field'),
+  logsPodField: str('', 'Overrides the preset’s pod name field'),
+  logsContainerField: str('', 'Overrides the preset’s container name field'),
+  logsMessageField: str('', 'Overrides the preset’s message field'),
+  logsTimestampField: str('', 'Overrides the preset’s timestamp field'),
+  grafanaUrl: str('', 'Grafana base URL for context links; empty = no link'),
+  grafanaDashboardUid: str('podmortem-pod', 'UID of the Grafana pod dashboard'),
+  kibanaUrl: str('', 'Kibana base URL for Discover links; empty = no link'),
+  kibanaDataView: str('', 'Kibana data view id for the logs; empty = Kibana’s default'),
+  otlpTracesEndpoint: str('', 'OTLP/HTTP traces endpoint (…/v1/traces); empty = no traces exported'),
+  docs: Type.Boolean({ default: true, description: 'Serve the OpenAPI UI at /docs' }),
+  shutdownGraceMs: int(10_000, 0, 300_000, 'How long in-flight requests get on SIGTERM'),
+});
+
+export type Config = Static<typeof ConfigSchema>;
+
+export function readConfig(
+  env: Record<string, string | undefined> = process.env,
+  overrides: Partial<Config> = {},
+): Config {
+  return loadConfig(ConfigSchema, CONFIG_PREFIX, env, overrides);
+}
+
+export interface LogsFields {
+  namespace: string;
+  pod: string;
+  container: string;
+  message: string;
+  timestamp: string;
+}
+
+const logsPresets: Record<Config['logsFields'], LogsFields> = {
+  ecs: {
+    namespace: 'kubernetes.namespace',
+    pod: 'kubernetes.pod.name',
+    container: 'kubernetes.container.name',
+    message: 'message',
+    timestamp: '@timestamp',
+  },
+  otel: {
+    namespace: 'resource.attributes.k8s.namespace.name',
+    pod: 'resource.attributes.k8s.pod.name',
+    container: 'resource.attributes.k8s.container.name',
+    message: 'body.text',
+    timestamp: '@timestamp',
+  },
+};
+
+export function logsFieldsOf(config: Config): LogsFields {
+  const preset = logsPresets[config.logsFields];
+  return {
+    namespace: config.logsNamespaceField || preset.namespace,
+    pod: config.logsPodField || preset.pod,
+    container: config.logsContainerField || preset.container,
+    message: config.logsMessageField || preset.message,
+    timestamp: config.logsTimestampField || preset.timestamp,
+  };
+}

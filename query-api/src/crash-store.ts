@@ -1,0 +1,128 @@
+import type { Client, estypes } from '@elastic/elasticsearch';
+import { errors as esErrors } from '@elastic/elasticsearch';
+import type { CrashEvent } from '@podmortem/contract';
+import { messageOf } from '@podmortem/contract/runtime';
+import { PM_ERR_BACKEND_UNAVAILABLE } from './errors.ts';
+import { sortValuesOf, type SortValues } from './cursor.ts';
+import { searchBody, SORT, type SearchRequest } from './search-query.ts';
+import type { Telemetry } from './telemetry.ts';
+
+// The crash index as the routes need it. The index is an alias over monthly indices, so a crash
+// is found by an ids query (GET by id does not work on an alias of several indices). Missing
+// indices read as empty; an unreachable cluster is a 503.
+
+export interface CrashHit {
+  event: CrashEvent;
+  sort: SortValues | undefined;
+}
+
+/** Options that make a missing index (or alias) an empty result rather than an error. */
+export const lenientIndex = { ignore_unavailable: true, allow_no_indices: true } as const;
+
+export class CrashStore {
+  private readonly es: Client;
+  private readonly index: string;
+  private readonly telemetry: Telemetry;
+
+  constructor(params: { es: Client; index: string; telemetry: Telemetry }) {
+    this.es = params.es;
+    this.index = params.index;
+    this.telemetry = params.telemetry;
+  }
+
+  /** Runs an Elasticsearch call; failures of the cluster become a 503 naming it. */
+  async call<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      this.telemetry.backendErrors.inc({ backend: 'elasticsearch' });
+      if (err instanceof esErrors.ResponseError && err.statusCode !== undefined && err.statusCode < 500)
+        throw err;
+      throw PM_ERR_BACKEND_UNAVAILABLE('Elasticsearch', messageOf(err));
+    }
+  }
+
+  async search(req: SearchRequest): Promise<CrashHit[]> {
+    // Built outside call(): a bad parameter is the caller's 400, not the cluster's 503.
+    const body = searchBody(req);
+    const res = await this.call(() =>
+      this.es.search<CrashEvent>({ index: this.index, ...lenientIndex, ...body }),
+    );
+    return res.hits.hits.flatMap((h) =>
+      h._source ? [{ event: h._source, sort: sortValuesOf(h.sort) }] : [],
+    );
+  }
+
+  async get(id: string): Promise<CrashEvent | undefined> {
+    const res = await this.call(() =>
+      this.es.search<CrashEvent>({
+        index: this.index,
+        ...lenientIndex,
+        query: { ids: { values: [id] } },
+        size: 1,
+      }),
+    );
+    return res.hits.hits[0]?._source;
+  }
+
+  /** Crashes matching a query, newest first, up to `size`. */
+  async find(query: estypes.QueryDslQueryContainer, size: number, fields?: string[]): Promise<CrashEvent[]> {
+    const res = await this.call(() =>
+      this.es.search<CrashEvent>({
+        index: this.index,
+        ...lenientIndex,
+        query,
+        size,
+        sort: SORT.map((s) => ({ ...s })),
+        ...(fields ? { _source: { includes: fields } } : {}),
+      }),
+    );
+    return res.hits.hits.flatMap((h) => (h._source ? [h._source] : []));
+  }
+
+  /** Distinct values of a keyword field among the crashes matching `query`. */
+  async distinct(field: string, query: estypes.QueryDslQueryContainer, size = 10_000): Promise<string[]> {
+    const res = await this.call(() =>
+      this.es.search({
+        index: this.index,
+        ...lenientIndex,
+        size: 0,
+        query,
+        aggs: { values: { terms: { field, size } } },
+      }),
+    );
+    const agg = res.aggregations?.values as { buckets?: { key: string }[] } | undefined;
+    return (agg?.buckets ?? []).map((b) => b.key);
+  }
+
+  namespaces(): Promise<string[]> {
+    return this.distinct('kubernetes.namespace', { match_all: {} });
+  }
+
+  async aggregate(
+    query: estypes.QueryDslQueryContainer,
+    aggs: Record<string, estypes.AggregationsAggregationContainer>,
+  ) {
+    const res = await this.call(() =>
+      this.es.search({
+        index: this.index,
+        ...lenientIndex,
+        size: 0,
+        track_total_hits: true,
+        query,
+        aggs,
+      }),
+    );
+    const total = typeof res.hits.total === 'number' ? res.hits.total : (res.hits.total?.value ?? 0);
+    return { total, aggregations: (res.aggregations ?? {}) as Record<string, unknown> };
+  }
+
+  async ready(): Promise<boolean> {
+    try {
+      await this.es.cluster.health({ timeout: '2s' }, { requestTimeout: 3000 });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}

@@ -1,0 +1,105 @@
+import {
+  ApiException,
+  AuthenticationV1Api,
+  AuthorizationV1Api,
+  KubeConfig,
+  type V1SubjectAccessReview,
+} from '@kubernetes/client-node';
+import { PodmortemError, messageOf, retry } from '@podmortem/contract/runtime';
+
+// The two Kubernetes reviews the query API relies on: TokenReview (who is calling) and
+// SubjectAccessReview (may they do this in that namespace), through @kubernetes/client-node.
+
+export const RBAC_GROUP = 'podmortem.io';
+export const RBAC_RESOURCE = 'coredumps';
+
+export interface Caller {
+  username: string;
+  uid?: string | undefined;
+  groups: string[];
+  extra?: Record<string, string[]> | undefined;
+}
+
+export interface AccessAttributes {
+  verb: 'list' | 'get';
+  /** '' asks for cluster-wide rights. */
+  namespace: string;
+  subresource?: 'dump' | undefined;
+}
+
+export interface KubeReviews {
+  /** The caller behind a bearer token, or undefined when the token is not valid. */
+  reviewToken(token: string): Promise<Caller | undefined>;
+  reviewAccess(caller: Caller, attrs: AccessAttributes): Promise<boolean>;
+}
+
+export class KubeUnavailableError extends PodmortemError {
+  constructor(what: string, cause: unknown) {
+    super('PM_ERR_KUBE_UNAVAILABLE', `${what}: ${messageOf(cause)}`, { retriable: true, cause });
+    this.name = 'KubeUnavailableError';
+  }
+}
+
+export function loadKubeConfig(file: string): KubeConfig {
+  const kc = new KubeConfig();
+  if (file !== '') kc.loadFromFile(file);
+  else kc.loadFromDefault();
+  return kc;
+}
+
+// Server errors and network failures may pass; a 4xx (our own credentials refused) will not.
+function passing(err: unknown): boolean {
+  if (err instanceof ApiException) return (err as ApiException<unknown>).code >= 500;
+  return true;
+}
+
+export function createKubeReviews(kc: KubeConfig): KubeReviews {
+  const authn = kc.makeApiClient(AuthenticationV1Api);
+  const authz = kc.makeApiClient(AuthorizationV1Api);
+  const opts = { retries: 2, initialMs: 50, maxMs: 500, retriable: passing };
+  const call = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await retry(what, fn, opts);
+    } catch (err) {
+      throw new KubeUnavailableError(what, err);
+    }
+  };
+  return {
+    async reviewToken(token) {
+      const review = await call('TokenReview', () =>
+        authn.createTokenReview({
+          body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token } },
+        }),
+      );
+      const status = review.status;
+      if (status?.authenticated !== true || !status.user?.username) return undefined;
+      return {
+        username: status.user.username,
+        uid: status.user.uid,
+        groups: status.user.groups ?? [],
+        extra: status.user.extra,
+      };
+    },
+    async reviewAccess(caller, attrs) {
+      const body: V1SubjectAccessReview = {
+        apiVersion: 'authorization.k8s.io/v1',
+        kind: 'SubjectAccessReview',
+        spec: {
+          user: caller.username,
+          uid: caller.uid,
+          groups: caller.groups,
+          extra: caller.extra,
+          resourceAttributes: {
+            group: RBAC_GROUP,
+            resource: RBAC_RESOURCE,
+            verb: attrs.verb,
+            namespace: attrs.namespace,
+            ...(attrs.subresource ? { subresource: attrs.subresource } : {}),
+          },
+        },
+      };
+      const review = await call('SubjectAccessReview', () => authz.createSubjectAccessReview({ body }));
+      return review.status?.allowed === true && review.status.denied !== true;
+    },
+  };
+}

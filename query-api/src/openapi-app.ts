@@ -1,0 +1,47 @@
+import { writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Client } from '@elastic/elasticsearch';
+import { pino } from 'pino';
+import { buildApp } from './app.ts';
+import { readConfig } from './config.ts';
+import { OPENAPI_FILE, renderOpenapi } from './openapi.ts';
+import type { KubeReviews } from './kube-reviews.ts';
+import { PrometheusClient } from './prometheus-client.ts';
+import { StorageReader } from './storage-reader.ts';
+
+// An app with the default configuration whose dependencies are never called: enough for
+// @fastify/swagger to produce the document, which depends on the routes alone.
+
+const noKube: KubeReviews = {
+  reviewToken: () => Promise.reject(new Error('not connected')),
+  reviewAccess: () => Promise.reject(new Error('not connected')),
+};
+
+export async function documentApp() {
+  const config = readConfig({});
+  const app = await buildApp({
+    config,
+    es: new Client({ node: config.elasticsearchUrl }),
+    kube: noKube,
+    prometheus: new PrometheusClient({ url: config.prometheusUrl }),
+    storage: new StorageReader({ root: config.storageRoot }),
+    logger: pino({ level: 'silent' }),
+  });
+  await app.ready();
+  return app;
+}
+
+/** The document as committed in query-api/openapi.json. */
+export async function generateOpenapi(): Promise<string> {
+  const app = await documentApp();
+  try {
+    return renderOpenapi(app.swagger());
+  } finally {
+    await app.close();
+  }
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  writeFileSync(OPENAPI_FILE, await generateOpenapi());
+  process.stdout.write(`wrote ${OPENAPI_FILE}\n`);
+}
