@@ -106,45 +106,50 @@ export function createBatchHandler(params: BatchHandlerParams): BatchHandler {
       }
     }
 
+    // A rebalance is felt as a failing heartbeat. A chunk that is moving finishes and commits (the
+    // group still accepts the commit of its current generation while it prepares the rebalance);
+    // one that is waiting for Elasticsearch is abandoned, so the member re-joins in time.
     const chunkAbort = new AbortController();
     let heartbeatError: Error | undefined;
+    let resume: (() => void) | undefined;
+    let pausedFor: 'elasticsearch' | 'dlq' | undefined;
     const stopHeartbeats = keepHeartbeating(
       () => payload.heartbeat(),
       Math.min(1000, params.heartbeatIntervalMs),
       (err) => {
         heartbeatError ??= err instanceof Error ? err : new Error(String(err));
-        chunkAbort.abort(heartbeatError);
+        if (resume) chunkAbort.abort(heartbeatError);
       },
     );
-    let resume: (() => void) | undefined;
-    const onRetry = () => {
+    const pauseFor = (operation: 'elasticsearch' | 'dlq') => () => {
+      if (heartbeatError) chunkAbort.abort(heartbeatError);
       if (resume) return;
       resume = payload.pause();
+      pausedFor = operation;
       waiting++;
-      telemetry.waiting.inc({ operation: 'elasticsearch' });
-      logger.warn({ topic, partition }, 'partition paused until Elasticsearch takes the chunk');
+      telemetry.waiting.inc({ operation });
+      logger.warn({ topic, partition, operation }, 'partition paused until the chunk is acknowledged');
     };
     const signal = AbortSignal.any([abandonSignal, chunkAbort.signal]);
     try {
-      const written = await bulk.write(items, { signal, onRetry });
+      const written = await bulk.write(items, { signal, onRetry: pauseFor('elasticsearch') });
       for (const r of written.rejected) {
         letters.push({ topic, partition, message: r.item.ref, code: 'PM_ERR_ES_REJECTED', error: r.error });
       }
-      await deadLetter.send(letters, { signal, onRetry });
+      await deadLetter.send(letters, { signal, onRetry: pauseFor('dlq') });
     } catch (err) {
       if (heartbeatError !== undefined) throw heartbeatError;
       if (signal.aborted) return 'abandoned';
       throw err;
     } finally {
       stopHeartbeats();
-      if (resume) {
+      if (resume && pausedFor) {
         resume();
         waiting--;
-        telemetry.waiting.dec({ operation: 'elasticsearch' });
+        telemetry.waiting.dec({ operation: pausedFor });
         logger.info({ topic, partition }, 'partition resumed');
       }
     }
-    if (heartbeatError !== undefined) throw heartbeatError;
 
     const last = chunk[chunk.length - 1];
     if (!last) return 'done';
@@ -156,6 +161,7 @@ export function createBatchHandler(params: BatchHandlerParams): BatchHandler {
     telemetry.committed.inc({ topic }, chunk.length);
     const lag = BigInt(batch.highWatermark) - BigInt(next);
     telemetry.consumerLag.set({ topic, partition: String(partition) }, Number(lag > 0n ? lag : 0n));
+    if (heartbeatError !== undefined) throw heartbeatError;
     return 'done';
   }
 
