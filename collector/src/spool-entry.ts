@@ -1,5 +1,8 @@
+import { createReadStream } from 'node:fs';
 import { open, readFile, rename, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { pipeline, type Readable } from 'node:stream';
+import { createZstdDecompress } from 'node:zlib';
 import { isCrashId } from '@podmortem/contract/crash-id';
 import type { DumpStatus } from '@podmortem/contract';
 
@@ -27,7 +30,7 @@ export interface KernelFacts {
   signal: number;
   /** %t: seconds since the epoch */
   time: number;
-  /** %c: the RLIMIT_CORE soft limit */
+  /** %c: the RLIMIT_CORE soft limit; -1 when unlimited (RLIM_INFINITY) */
   coreLimit: number;
   /** %e: comm */
   comm: string;
@@ -75,7 +78,15 @@ export interface SpoolMeta {
   proc?: ProcFacts;
   /** Why proc is missing (the process was gone, no permission…). */
   procError?: string;
+  /**
+   * Why some kernel facts are missing: the core_pattern arguments that were absent or malformed
+   * (their fields then hold 0 or ''). Absent when all were good.
+   */
+  argsError?: string;
+  /** The handler's arguments as the kernel gave them, kept only when argsError is set. */
+  rawArgs?: string[];
   dump: SpoolDump;
+  /** Milliseconds from the handler's start to its meta being written. */
   handlerMs: number;
   collectorVersion: string;
 }
@@ -134,4 +145,16 @@ export async function removeSpoolEntry(spoolDir: string, crashId: string): Promi
   const paths = spoolPaths(spoolDir, crashId);
   await rm(paths.meta, { force: true });
   await rm(paths.core, { force: true });
+}
+
+/**
+ * The raw core of an entry as a stream (decompressed when the handler compressed it: the file is
+ * named .core.zst either way, meta.dump.compression says what it holds). Destroying the returned
+ * stream closes the file. Only for entries whose dump.storedBytes > 0.
+ */
+export function openSpoolCore(spoolDir: string, meta: SpoolMeta): Readable {
+  const file = createReadStream(spoolPaths(spoolDir, meta.crashId).core);
+  if (meta.dump.compression === 'none') return file;
+  // The callback only silences the pipeline: its errors reach the reader through the returned stream.
+  return pipeline(file, createZstdDecompress(), () => undefined);
 }

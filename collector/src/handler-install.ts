@@ -1,0 +1,78 @@
+import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CORE_PATTERN_SPECIFIERS } from './handler-args.ts';
+import type { HandlerConfig } from './handler-config.ts';
+
+// Puts the handler where the kernel can run it: a bash wrapper `<dir>/podmortem-handler` that runs
+// handler.ts with Node 24 by absolute path (the kernel gives it no PATH and no environment), its
+// configuration `<dir>/podmortem-handler.json` beside it, and the core_pattern line naming it.
+// The wrapper sends Node's own stderr (start-up failures, before the handler can log) to
+// `<dir>/podmortem-handler.stderr`, and keeps Node's compile cache in `<dir>/.node-compile-cache`
+// (type stripping of the handler's sources then costs nothing after the first crash).
+
+export const HANDLER_WRAPPER_NAME = 'podmortem-handler';
+export const HANDLER_CONFIG_NAME = 'podmortem-handler.json';
+/** The handler's entry (run by the wrapper). */
+export const HANDLER_ENTRY = fileURLToPath(new URL('./handler.ts', import.meta.url));
+/** The kernel keeps at most 127 bytes of core_pattern (CORENAME_MAX_SIZE 128, with the NUL). */
+export const CORE_PATTERN_MAX_BYTES = 127;
+
+/** The kernel.core_pattern value that pipes cores to the handler at `handlerPath` (absolute). */
+export function corePattern(handlerPath: string): string {
+  if (!handlerPath.startsWith('/')) throw new RangeError(`handler path must be absolute: ${handlerPath}`);
+  if (/[\s%]/.test(handlerPath))
+    throw new RangeError(`handler path must not hold spaces or '%': ${handlerPath}`);
+  const pattern = `|${handlerPath} ${CORE_PATTERN_SPECIFIERS.join(' ')}`;
+  if (Buffer.byteLength(pattern) > CORE_PATTERN_MAX_BYTES)
+    throw new RangeError(
+      `core_pattern would be ${Buffer.byteLength(pattern)} bytes, over the kernel's ${CORE_PATTERN_MAX_BYTES}: install the handler under a shorter path than ${handlerPath}`,
+    );
+  return pattern;
+}
+
+const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+
+export function handlerWrapperScript(nodePath: string, entry: string = HANDLER_ENTRY): string {
+  return `#!/bin/bash
+# podmortem core handler wrapper, run by the kernel through kernel.core_pattern (written by
+# installHandler in collector/src/handler-install.ts). The kernel passes no environment: Node and the
+# handler are named by absolute path; the configuration is ${HANDLER_CONFIG_NAME} beside this file.
+here=\${0%/*}
+export NODE_COMPILE_CACHE="$here/.node-compile-cache"
+exec ${quote(nodePath)} --disable-warning=ExperimentalWarning ${quote(entry)} --config "$here/${HANDLER_CONFIG_NAME}" "$@" 2>>"$here/${HANDLER_WRAPPER_NAME}.stderr"
+`;
+}
+
+export interface InstallHandlerParams {
+  /** Folder for the wrapper and its configuration (short: the core_pattern limit is 127 bytes). */
+  dir: string;
+  config: Partial<HandlerConfig>;
+  /** Node 24 binary; defaults to the one running this code. */
+  nodePath?: string;
+  entry?: string;
+}
+
+export interface InstalledHandler {
+  handlerPath: string;
+  configPath: string;
+  corePattern: string;
+}
+
+async function writeAtomic(path: string, text: string, mode: number): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`;
+  await writeFile(tmp, text, { mode });
+  await chmod(tmp, mode);
+  await rename(tmp, path);
+}
+
+/** Writes the wrapper and its configuration, each atomically (a crash meanwhile sees old or new). */
+export async function installHandler(p: InstallHandlerParams): Promise<InstalledHandler> {
+  await mkdir(p.dir, { recursive: true, mode: 0o755 });
+  const handlerPath = join(p.dir, HANDLER_WRAPPER_NAME);
+  const configPath = join(p.dir, HANDLER_CONFIG_NAME);
+  const pattern = corePattern(handlerPath);
+  await writeAtomic(configPath, JSON.stringify(p.config, null, 2) + '\n', 0o644);
+  await writeAtomic(handlerPath, handlerWrapperScript(p.nodePath ?? process.execPath, p.entry), 0o755);
+  return { handlerPath, configPath, corePattern: pattern };
+}
