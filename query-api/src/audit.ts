@@ -34,8 +34,10 @@ export function auditDownload(
   counter: ByteCounter,
 ): void {
   const started = new Date();
+  let finished = false;
+  reply.raw.once('finish', () => (finished = true));
   reply.raw.once('close', () => {
-    const complete = reply.raw.writableFinished;
+    const complete = finished || reply.raw.writableFinished;
     const namespace = subject.namespace ?? '_host';
     deps.telemetry.downloads.inc({
       kind: subject.kind,

@@ -1,4 +1,4 @@
-import { pipeline, type Readable } from 'node:stream';
+import { pipeline, Readable } from 'node:stream';
 import { createZstdDecompress } from 'node:zlib';
 import { Type, type FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import { dumpRelPath, type CrashEvent } from '@podmortem/contract';
@@ -196,8 +196,11 @@ export const crashDumpRoutes: FastifyPluginCallbackTypebox<RouteDeps> = (app, de
       if (rep.decompress) {
         const source = file.handle.createReadStream();
         if (end !== undefined && (start > 0 || end < (rep.size ?? 0) - 1)) {
-          const last = end;
-          pipeline(source, createZstdDecompress(), (s: Readable) => byteSlice(s, start, last), counter, done);
+          // The slice ends before the decompressor does: it is then destroyed (its premature
+          // close is expected), while the sliced body ends normally.
+          const decompressed = createZstdDecompress();
+          pipeline(source, decompressed, done);
+          pipeline(Readable.from(byteSlice(decompressed, start, end)), counter, done);
         } else {
           pipeline(source, createZstdDecompress(), counter, done);
         }

@@ -119,7 +119,8 @@ export class StorageReader {
           .filter((d) => d.isDirectory() && isSafeSegment(d.name))
           .map((d) => d.name);
       } catch (err) {
-        if (err instanceof StorageError && err.problem === 'missing') return [];
+        // Missing, or a symlink leading out of the root: no files of this pod here.
+        if (err instanceof StorageError) return [];
         throw err;
       }
     }
@@ -130,7 +131,7 @@ export class StorageReader {
       try {
         names = await readdir(await this.resolve(dirRel));
       } catch (err) {
-        if (err instanceof StorageError && err.problem === 'missing') continue;
+        if (err instanceof StorageError) continue;
         throw err;
       }
       const byId = new Map<string, PodFile>();
