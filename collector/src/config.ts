@@ -1,16 +1,23 @@
-import { fileURLToPath } from 'node:url';
 import { Type, type Static } from '@sinclair/typebox';
 import { CRASH_TOPIC } from '@podmortem/contract';
 import { loadConfig } from '@podmortem/contract/runtime';
+import { HANDLER_CONFIG_KEYS } from './handler-config.ts';
 
 // The agent's whole configuration: one schema, every key documented, read from
 // PODMORTEM_COLLECTOR_* variables and validated before anything starts.
 
 export const ENV_PREFIX = 'PODMORTEM_COLLECTOR_';
 
-const handlerInImage = fileURLToPath(new URL('../bin/podmortem-handler', import.meta.url));
-
 const Path = (def: string, description: string) => Type.String({ minLength: 1, default: def, description });
+const HandlerInt = (
+  key: 'maxCoreBytes' | 'rateLimitDumps' | 'rateLimitWindowSeconds' | 'minFreeBytes' | 'deadlineSeconds',
+  minimum: number,
+) =>
+  Type.Integer({
+    minimum,
+    default: HANDLER_CONFIG_KEYS[key].default as number,
+    description: `Handler: ${HANDLER_CONFIG_KEYS[key].description}`,
+  });
 const Ms = (def: number, description: string) => Type.Integer({ minimum: 1, default: def, description });
 
 export const CollectorConfigSchema = Type.Object(
@@ -31,11 +38,19 @@ export const CollectorConfigSchema = Type.Object(
       description: 'Free space kept on the storage root; below it crashes wait in the spool',
     }),
     stateDir: Path('/var/lib/podmortem/state', 'Where the original kernel settings are backed up'),
-    handlerPath: Path(handlerInImage, 'The handler executable shipped with the agent'),
-    handlerInstallDir: Type.String({
-      default: '',
-      description: 'Host folder the handler is copied to for the kernel to run; empty runs it in place',
+    handlerInstallDir: Path(
+      '/var/lib/podmortem/bin',
+      'Host folder the handler wrapper and its configuration are installed in (short: core_pattern holds 127 bytes)',
+    ),
+    handlerMaxCoreBytes: HandlerInt('maxCoreBytes', 0),
+    handlerCompression: Type.Union([Type.Literal('zstd'), Type.Literal('none')], {
+      default: HANDLER_CONFIG_KEYS.compression.default,
+      description: `Handler: ${HANDLER_CONFIG_KEYS.compression.description}`,
     }),
+    handlerRateLimitDumps: HandlerInt('rateLimitDumps', 0),
+    handlerRateLimitWindowSeconds: HandlerInt('rateLimitWindowSeconds', 1),
+    handlerMinFreeBytes: HandlerInt('minFreeBytes', 0),
+    handlerDeadlineSeconds: HandlerInt('deadlineSeconds', 1),
     manageCorePattern: Type.Boolean({
       default: true,
       description: 'Set kernel.core_pattern and core_pipe_limit on start and restore them on shutdown',
@@ -106,7 +121,8 @@ export const CollectorConfigSchema = Type.Object(
     orphanAgeMs: Ms(3_600_000, 'Age after which half-written spool files (no meta) are removed'),
     handlerLogFile: Type.String({
       default: '',
-      description: "The handler's log file, followed into the agent's log; empty follows none",
+      description:
+        "The handler's JSON-lines log, followed into the agent's log; empty means <spoolDir>/handler.log",
     }),
     shutdownGraceMs: Ms(25_000, 'Time allowed for a clean shutdown on SIGTERM'),
   },

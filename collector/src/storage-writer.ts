@@ -1,8 +1,11 @@
 import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { constants, copyFile, mkdir, open, readFile, rename, rm, stat, statfs } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import { createZstdCompress } from 'node:zlib';
 import { dirname, join } from 'node:path';
 import type { CrashEvent } from '@podmortem/contract';
-import { crashDirSegments, dumpRelPath, eventRelPath } from '@podmortem/contract';
+import { crashDirSegments, dumpRelPath, eventRelPath, validateCrashEvent } from '@podmortem/contract';
 import { fsyncDir } from './spool-entry.ts';
 import { AgentError } from './errors.ts';
 
@@ -18,7 +21,11 @@ export interface StorageWriterParams {
   minFreeBytes: number;
 }
 
-export type StoreOutcome = 'stored' | 'already-stored';
+export interface SpooledCore {
+  path: string;
+  /** What the spool file holds; the stored dump is always zstd, as its name says. */
+  compression: 'zstd' | 'none';
+}
 
 const FILE_MODE = 0o640;
 const DIR_MODE = 0o750;
@@ -39,25 +46,42 @@ export class StorageWriter {
     return this.params.root;
   }
 
-  /** Stores the event and, when the dump was kept, the core at `coreFile` (the spool's .core.zst). */
-  async store(event: CrashEvent, coreFile: string | undefined): Promise<StoreOutcome> {
-    const id = event.crash.id;
-    let dir: string, eventPath: string, dumpPath: string;
+  /**
+   * Stores the crash: its core (when one was kept) and then its event, completed with where and
+   * how the core is stored. Returns that event — the one already stored, if this crash was.
+   */
+  async store(draft: CrashEvent, core: SpooledCore | undefined): Promise<CrashEvent> {
+    let dir: string, eventPath: string, dumpRel: string;
     try {
-      dir = join(this.params.root, ...crashDirSegments(event));
-      eventPath = join(this.params.root, eventRelPath(event));
-      dumpPath = join(this.params.root, dumpRelPath(event));
+      dir = join(this.params.root, ...crashDirSegments(draft));
+      eventPath = join(this.params.root, eventRelPath(draft));
+      dumpRel = dumpRelPath(draft);
     } catch (err) {
       throw new AgentError('PM_ERR_EVENT_INVALID', (err as Error).message, { cause: err });
     }
+    const dumpPath = join(this.params.root, dumpRel);
     try {
-      if (await this.alreadyStored(event, eventPath, coreFile ? dumpPath : undefined))
-        return 'already-stored';
-      const coreBytes = coreFile ? (await stat(coreFile)).size : 0;
-      await this.checkFreeSpace(coreBytes);
+      const prior = await this.alreadyStored(draft, eventPath, core ? dumpPath : undefined);
+      if (prior) return prior;
+      await this.checkFreeSpace(core ? (await stat(core.path)).size : 0);
       await this.makeDir(dir);
-      if (coreFile)
-        await this.writeAtomically(dir, dumpPath, (tmp) => copyFile(coreFile, tmp, constants.COPYFILE_EXCL));
+      let event = draft;
+      if (core) {
+        await this.writeAtomically(dir, dumpPath, (tmp) =>
+          core.compression === 'zstd'
+            ? copyFile(core.path, tmp, constants.COPYFILE_EXCL)
+            : pipeline(
+                createReadStream(core.path),
+                createZstdCompress(),
+                createWriteStream(tmp, { flags: 'wx', mode: FILE_MODE }),
+              ),
+        );
+        const storedBytes = (await stat(dumpPath)).size;
+        event = {
+          ...draft,
+          dump: { ...draft.dump, path: dumpRel, stored_bytes: storedBytes, compression: 'zstd' },
+        };
+      }
       const json = Buffer.from(JSON.stringify(event) + '\n');
       await this.writeAtomically(dir, eventPath, async (tmp) => {
         const file = await open(tmp, 'wx', FILE_MODE);
@@ -68,37 +92,40 @@ export class StorageWriter {
         }
       });
       await fsyncDir(dir);
-      return 'stored';
+      return event;
     } catch (err) {
       if (err instanceof AgentError) throw err;
       if (isFull(err))
         throw new AgentError('PM_ERR_STORAGE_FULL', `${this.params.root}: ${(err as Error).message}`, {
           cause: err,
         });
-      throw new AgentError('PM_ERR_STORAGE', `crash ${id}: ${(err as Error).message}`, { cause: err });
+      throw new AgentError('PM_ERR_STORAGE', `crash ${draft.crash.id}: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
   }
 
   private async alreadyStored(
-    event: CrashEvent,
+    draft: CrashEvent,
     eventPath: string,
     dumpPath: string | undefined,
-  ): Promise<boolean> {
+  ): Promise<CrashEvent | undefined> {
     let stored: unknown;
     try {
       stored = JSON.parse(await readFile(eventPath, 'utf8'));
     } catch {
-      // Absent, or not ours to trust (cut short by a full disk on a filesystem without rename
-      // atomicity): write it again.
-      return false;
+      // Absent, or unreadable: written again.
+      return undefined;
     }
-    const prior = stored as Partial<CrashEvent>;
-    if (prior.crash?.id !== event.crash.id || prior.dump?.sha256 !== event.dump.sha256) return false;
-    if (!dumpPath) return true;
+    const checked = validateCrashEvent(stored);
+    if (!checked.ok) return undefined;
+    const prior = checked.value;
+    if (prior.crash.id !== draft.crash.id || prior.dump.sha256 !== draft.dump.sha256) return undefined;
+    if (!dumpPath) return prior;
     try {
-      return (await stat(dumpPath)).size === event.dump.stored_bytes;
+      return (await stat(dumpPath)).size === prior.dump.stored_bytes ? prior : undefined;
     } catch {
-      return false;
+      return undefined;
     }
   }
 

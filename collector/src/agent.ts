@@ -1,0 +1,152 @@
+import { readFileSync } from 'node:fs';
+import { KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { OpsServer, type Component } from '@podmortem/contract/runtime';
+import type { CollectorConfig } from './config.ts';
+import { Delivery } from './delivery.ts';
+import { HandlerLogTail } from './handler-log-tail.ts';
+import { handlerLogPath } from './handler-installer.ts';
+import { KafkaEmitter } from './kafka-emitter.ts';
+import { KernelSettings } from './kernel-settings.ts';
+import { OtlpEmitter } from './otlp-emitter.ts';
+import { PodResolver } from './pod-resolver.ts';
+import { SpoolWatcher, spoolUsage } from './spool-watcher.ts';
+import { StorageWriter } from './storage-writer.ts';
+import { createTelemetry, type Telemetry } from './telemetry.ts';
+
+// The collector agent, the DaemonSet's long-lived process, put together from its parts. Start
+// order: handler installed and the kernel pointed at it (crashes start reaching the spool), then
+// the outputs, the pod cache, the spool watcher, and the ops server last. Shutdown runs in
+// reverse: the kernel settings are restored after the last delivery attempt.
+
+export const COLLECTOR_VERSION = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
+
+export interface HandlerInstall {
+  /** Installs the handler where the kernel can run it; returns the core_pattern that runs it. */
+  install(): Promise<string>;
+}
+
+export interface AgentParams {
+  config: CollectorConfig;
+  logger: Logger;
+  handler: HandlerInstall;
+  /** Defaults to the config's kubeconfig file, else in-cluster / KUBECONFIG / ~/.kube/config. */
+  kubeConfig?: KubeConfig;
+  /** /proc/sys/kernel unless a test says otherwise. */
+  sysctlDir?: string;
+}
+
+export interface Agent {
+  components: Component[];
+  telemetry: Telemetry;
+  ops: OpsServer;
+  watcher: SpoolWatcher;
+  pods: PodResolver;
+  ready(): boolean;
+}
+
+function loadKubeConfig(path: string): KubeConfig {
+  const kc = new KubeConfig();
+  if (path !== '') kc.loadFromFile(path);
+  else kc.loadFromDefault();
+  return kc;
+}
+
+/** Points the kernel at the handler on start (after installing it); puts the node's values back on shutdown. */
+class CorePatternComponent implements Component {
+  readonly name = 'core-pattern';
+  private settings: KernelSettings | undefined;
+  private readonly p: AgentParams;
+
+  constructor(params: AgentParams) {
+    this.p = params;
+  }
+
+  async start(): Promise<void> {
+    const pattern = await this.p.handler.install();
+    if (!this.p.config.manageCorePattern) {
+      this.p.logger.info(
+        { corePattern: pattern },
+        'handler installed; kernel.core_pattern left alone (manageCorePattern=false)',
+      );
+      return;
+    }
+    this.settings = new KernelSettings({
+      sysctlDir: this.p.sysctlDir ?? '/proc/sys/kernel',
+      stateDir: this.p.config.stateDir,
+      corePattern: pattern,
+      corePipeLimit: this.p.config.corePipeLimit,
+      logger: this.p.logger,
+    });
+    await this.settings.start();
+  }
+
+  async shutdown(deadline: number): Promise<void> {
+    await this.settings?.shutdown(deadline);
+  }
+}
+
+export function createAgent(params: AgentParams): Agent {
+  const { config, logger } = params;
+  const telemetry = createTelemetry(() => spoolUsage(config.spoolDir));
+  const pods = new PodResolver({
+    kubeConfig: params.kubeConfig ?? loadKubeConfig(config.kubeconfig),
+    nodeName: config.nodeName,
+    tombstoneMs: config.tombstoneMs,
+    logger: logger.child({ component: 'pod-resolver' }),
+    onSynced: (synced) => telemetry.kubeReady.set(synced ? 1 : 0),
+  });
+  const storage = new StorageWriter({ root: config.storageRoot, minFreeBytes: config.storageMinFreeBytes });
+  const otlp = new OtlpEmitter({
+    endpoint: config.otlpEndpoint,
+    timeoutMs: config.otlpTimeoutMs,
+    nodeName: config.nodeName,
+    version: COLLECTOR_VERSION,
+    logger,
+  });
+  const kafka = new KafkaEmitter({
+    brokers: config.kafkaBrokers,
+    topic: config.kafkaTopic,
+    clientId: config.kafkaClientId,
+    timeoutMs: config.kafkaTimeoutMs,
+    logger,
+  });
+  const delivery = new Delivery({
+    spoolDir: config.spoolDir,
+    nodeName: config.nodeName,
+    storage,
+    otlp,
+    kafka,
+    pods,
+    telemetry,
+    logger: logger.child({ component: 'delivery' }),
+    retryInitialMs: config.retryInitialMs,
+    retryMaxMs: config.retryMaxMs,
+    podWaitMs: config.podWaitMs,
+  });
+  const watcher = new SpoolWatcher({
+    spoolDir: config.spoolDir,
+    concurrency: config.concurrency,
+    maxQueued: config.maxQueued,
+    sweepIntervalMs: config.sweepIntervalMs,
+    orphanAgeMs: config.orphanAgeMs,
+    deliver: (id, signal) => delivery.deliver(id, signal),
+    telemetry,
+    logger: logger.child({ component: 'spool-watcher' }),
+  });
+  const ready = () => watcher.ready && pods.synced;
+  const ops = new OpsServer({
+    host: config.opsHost,
+    port: config.opsPort,
+    registry: telemetry.registry,
+    ready,
+  });
+  const components: Component[] = [new CorePatternComponent(params)];
+  components.push(
+    new HandlerLogTail({ file: handlerLogPath(config), logger: logger.child({ component: 'handler' }) }),
+  );
+  components.push(otlp, kafka, pods, watcher, ops);
+  return { components, telemetry, ops, watcher, pods, ready };
+}

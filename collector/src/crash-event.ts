@@ -1,0 +1,166 @@
+import { validateCrashEvent, type CrashEvent } from '@podmortem/contract';
+import type { CgroupIdentity } from './cgroup.ts';
+import type { CoreNotes } from './elf-notes.ts';
+import type { PodContainer, PodInfo } from './pod-resolver.ts';
+import type { SpoolMeta } from './spool-entry.ts';
+import { AgentError } from './errors.ts';
+
+// Builds the crash event (contract v1) from what the handler saw (the spool meta), what the core
+// says (its ELF notes) and who the process was (its pod). Each fact comes from the most reliable
+// source that has it: the kernel's arguments and /proc for the host view, the core for what only
+// it records (signal code, fault address, build id).
+
+const SIGNALS = [
+  'UNKNOWN', 'SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGILL', 'SIGTRAP', 'SIGABRT', 'SIGBUS', 'SIGFPE', 'SIGKILL',
+  'SIGUSR1', 'SIGSEGV', 'SIGUSR2', 'SIGPIPE', 'SIGALRM', 'SIGTERM', 'SIGSTKFLT', 'SIGCHLD', 'SIGCONT',
+  'SIGSTOP', 'SIGTSTP', 'SIGTTIN', 'SIGTTOU', 'SIGURG', 'SIGXCPU', 'SIGXFSZ', 'SIGVTALRM', 'SIGPROF',
+  'SIGWINCH', 'SIGIO', 'SIGPWR', 'SIGSYS',
+]; // prettier-ignore
+
+/** Linux signal names (x86_64, aarch64); real-time signals as SIGRTMIN+n. */
+export function signalName(n: number): string {
+  if (n >= 1 && n < SIGNALS.length) return SIGNALS[n] ?? 'UNKNOWN';
+  if (n >= 34 && n <= 64) return n === 34 ? 'SIGRTMIN' : `SIGRTMIN+${n - 34}`;
+  return 'UNKNOWN';
+}
+
+/** Who the crashed process was: a pod's container, a container of no known pod, or the host. */
+export type Owner =
+  | { kind: 'pod'; identity: CgroupIdentity; pod: PodInfo; container: PodContainer }
+  | { kind: 'container'; identity: CgroupIdentity; why: string }
+  | { kind: 'host'; why?: string };
+
+export interface BuildEventInput {
+  meta: SpoolMeta;
+  owner: Owner;
+  /** Absent when the core could not be read (see notesError) or no dump was kept. */
+  notes?: CoreNotes;
+  notesError?: string;
+  nodeName: string;
+}
+
+const cut = (s: string, max: number) => (s.length > max ? s.slice(0, max) : s);
+const positive = (n: number | undefined) => (n !== undefined && Number.isInteger(n) && n > 0 ? n : undefined);
+const BUILD_ID = /^[0-9a-f]{2,128}$/;
+const FAULT = /^0x[0-9a-f]{1,16}$/;
+
+function labelsOf(labels: Record<string, string>): Record<string, string> | undefined {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(labels)) out[k] = cut(v, 63);
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
+function reasonOf(meta: SpoolMeta, notesError: string | undefined): string | undefined {
+  const parts = [meta.dump.reason, notesError && `core notes unreadable: ${notesError}`].filter(
+    (p): p is string => typeof p === 'string' && p !== '',
+  );
+  return parts.length > 0 ? cut(parts.join('; '), 1024) : undefined;
+}
+
+/**
+ * The event before storage (dump.path, stored_bytes and compression are the storage writer's).
+ * Throws PM_ERR_EVENT_INVALID when the facts cannot make a valid event (no pid at all).
+ */
+export function buildCrashEvent(input: BuildEventInput): CrashEvent {
+  const { meta, owner, notes } = input;
+  const k = meta.kernel;
+  const proc = meta.proc;
+  const argsBad = meta.argsError !== undefined;
+  const pid = positive(k.pid) ?? positive(notes?.pid);
+  if (pid === undefined) {
+    throw new AgentError(
+      'PM_ERR_EVENT_INVALID',
+      `crash ${meta.crashId}: no pid from the kernel nor from the core`,
+    );
+  }
+  // The kernel's %s is the signal that caused the dump; the core's own record is the fallback.
+  const signal =
+    (argsBad ? undefined : positive(k.signal)) ?? positive(notes?.signal) ?? positive(k.signal) ?? 0;
+  const process: CrashEvent['process'] = { pid, name: cut(k.comm || proc?.comm || notes?.comm || '', 64) };
+  const nsPid = positive(k.nsPid) ?? positive(proc?.nsPids.at(-1)) ?? positive(notes?.pid);
+  if (nsPid) process.ns_pid = nsPid;
+  const tid = positive(k.tid);
+  if (tid) process.tid = tid;
+  const exe = proc?.exe || k.exePath || notes?.exePath;
+  if (exe) process.executable = cut(exe, 4096);
+  const args = proc?.cmdline.length ? proc.cmdline : notes?.args ? notes.args.split(' ') : undefined;
+  if (args) process.args = args.slice(0, 256).map((a) => cut(a, 4096));
+  const uid = argsBad ? notes?.uid : k.uid;
+  const gid = argsBad ? notes?.gid : k.gid;
+  if (uid !== undefined && uid >= 0) process.uid = uid;
+  if (gid !== undefined && gid >= 0) process.gid = gid;
+
+  const dump: CrashEvent['dump'] = {
+    status: meta.dump.status,
+    size_bytes: meta.dump.sizeBytes,
+    limit_bytes: meta.dump.limitBytes,
+  };
+  const reason = reasonOf(meta, input.notesError);
+  if (reason) dump.reason = reason;
+  if (meta.dump.sha256) dump.sha256 = meta.dump.sha256;
+
+  const event: CrashEvent = {
+    schema_version: 1,
+    '@timestamp': meta.timestamp,
+    crash: { id: meta.crashId },
+    process,
+    signal: { number: signal, name: signalName(signal) },
+    dump,
+    collector: { version: meta.collectorVersion, node: input.nodeName, handler_ms: meta.handlerMs },
+  };
+  // The core's code and fault address describe its own signal: kept only when that is this one.
+  if (notes?.signal === signal) {
+    if (notes.sigCode !== undefined) event.signal.code = notes.sigCode;
+    if (notes.faultAddress && FAULT.test(notes.faultAddress)) event.fault = { address: notes.faultAddress };
+  }
+
+  if (owner.kind === 'pod') {
+    const { pod, container } = owner;
+    event.kubernetes = {
+      namespace: pod.namespace,
+      pod: { name: pod.name, uid: pod.uid },
+      container: { name: container.name },
+      node: { name: input.nodeName },
+    };
+    const labels = labelsOf(pod.labels);
+    if (labels) event.kubernetes.labels = labels;
+    if (pod.owner) event.kubernetes.owner = pod.owner;
+  }
+  if (owner.kind === 'pod' || owner.kind === 'container') {
+    const runtime =
+      owner.identity.runtime !== 'unknown' || owner.kind !== 'pod'
+        ? owner.identity.runtime
+        : owner.container.runtime;
+    event.container = { id: owner.identity.containerId, runtime };
+    if (owner.kind === 'pod') {
+      const image: { name?: string; digest?: string } = {};
+      if (owner.container.image) image.name = cut(owner.container.image, 1024);
+      if (owner.container.imageDigest) image.digest = owner.container.imageDigest;
+      if (image.name || image.digest) event.container.image = image;
+    }
+  }
+
+  if (notes) {
+    const analysis: NonNullable<CrashEvent['analysis']> = {};
+    if (notes.buildId && BUILD_ID.test(notes.buildId)) analysis.build_id = notes.buildId;
+    const modules = new Map<string, string | undefined>();
+    for (const f of notes.mappedFiles) {
+      if (f.path === '' || f.path.length > 4096) continue;
+      if (!modules.has(f.path) || f.buildId)
+        modules.set(f.path, f.buildId && BUILD_ID.test(f.buildId) ? f.buildId : modules.get(f.path));
+    }
+    if (modules.size > 0) {
+      analysis.modules = [...modules]
+        .slice(0, 4096)
+        .map(([path, buildId]) => (buildId ? { path, build_id: buildId } : { path }));
+    }
+    analysis.title = cut(`${event.signal.name} in ${process.name || 'process'}`, 1024);
+    event.analysis = analysis;
+  }
+
+  const checked = validateCrashEvent(event);
+  if (!checked.ok) {
+    throw new AgentError('PM_ERR_EVENT_INVALID', `crash ${meta.crashId}: ${checked.errors.join('; ')}`);
+  }
+  return checked.value;
+}
