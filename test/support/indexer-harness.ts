@@ -577,7 +577,14 @@ export async function startIndexer(o: IndexerRunOptions): Promise<IndexerProcess
     logs,
     exited,
     alive: () => running,
-    metrics: async () => (await fetch(`${opsUrl}/metrics`)).text(),
+    // Empty while the ops server is not listening yet.
+    metrics: async () => {
+      try {
+        return await (await fetch(`${opsUrl}/metrics`)).text();
+      } catch {
+        return '';
+      }
+    },
     ready: async () => {
       try {
         return (await fetch(`${opsUrl}/readyz`)).status === 200;
