@@ -195,7 +195,7 @@ class NoteReader {
 
     if (this.#src.random) {
       for (const seg of notes) await this.#noteSegment(seg);
-      this.#notesRead = true;
+      this.#afterNotes();
       for (const seg of this.#wantedLoads(loads)) {
         await this.#loadHead(seg);
         if (this.#truncated) break;
@@ -210,7 +210,7 @@ class NoteReader {
       for (const seg of regions) {
         if (seg.type === PT_NOTE) {
           await this.#noteSegment(seg);
-          if (seg.offset === lastNote) this.#notesRead = true;
+          if (seg.offset === lastNote) this.#afterNotes();
           continue;
         }
         if (this.#notesRead) {
@@ -442,7 +442,13 @@ class NoteReader {
       name = end + 1;
     }
     this.#notes.mappedFiles = files;
-    this.#notes.exePath = this.#exePath(files);
+  }
+
+  /** Once every note is read (auxv may come after NT_FILE): which mapped file is the executable. */
+  #afterNotes(): void {
+    this.#notesRead = true;
+    const exe = this.#exePath(this.#notes.mappedFiles);
+    if (exe !== undefined) this.#notes.exePath = exe;
   }
 
   #exePath(files: MappedFile[]): string | undefined {
@@ -496,7 +502,8 @@ class NoteReader {
   #resolveBuildIds(): void {
     const n = this.#notes;
     for (const f of n.mappedFiles) {
-      if (f.fileOffset !== 0) continue;
+      // The same answer from a file and a stream: a stream met every head before late notes.
+      if (f.fileOffset !== 0 || (!this.#opts.moduleBuildIds && f.path !== n.exePath)) continue;
       const id = this.#headIds.get(BigInt(f.start));
       if (id !== undefined) f.buildId = id;
     }

@@ -38,6 +38,8 @@ import { readProcFacts } from './proc-facts.ts';
 import { rateLimitKey, takeDumpSlot } from './rate-limit.ts';
 import { spoolPaths, writeSpoolMeta, type SpoolDump, type SpoolMeta } from './spool-entry.ts';
 
+/** How often (in kept bytes) the free space of the spool is checked again while a core is written. */
+const SPACE_CHECK_BYTES = 8 * 1024 * 1024;
 /** After the soft deadline, how long the handler may still take to write what it has. */
 const GRACE_MS = 10_000;
 
@@ -174,6 +176,7 @@ async function capture(p: CaptureParams): Promise<SpoolDump> {
     zstdLevel: config.zstdLevel,
     deadline: p.deadline,
     checkSpace: () => spaceProblem(config).catch(() => undefined),
+    spaceCheckBytes: SPACE_CHECK_BYTES,
   });
   const sizes = { sizeBytes: result.sizeBytes, storedBytes: result.storedBytes };
   if (result.writeError)

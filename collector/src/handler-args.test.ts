@@ -1,0 +1,82 @@
+import t from 'tap';
+import { parseHandlerArgs, UNLIMITED } from './handler-args.ts';
+import { corePattern, CORE_PATTERN_MAX_BYTES, handlerWrapperScript } from './handler-install.ts';
+
+const good = [
+  '4242',
+  '7',
+  '4250',
+  '9',
+  '11',
+  '1700000000',
+  '18446744073709551615',
+  'my app',
+  '!usr!bin!my app',
+  'web-0',
+  '1000',
+  '2000',
+];
+
+t.test('the kernel arguments become the kernel facts', async (t) => {
+  const a = parseHandlerArgs(['--config', '/etc/x.json', ...good]);
+  t.equal(a.configPath, '/etc/x.json');
+  t.same(a.errors, []);
+  t.same(a.kernel, {
+    pid: 4242,
+    nsPid: 7,
+    tid: 4250,
+    nsTid: 9,
+    signal: 11,
+    time: 1700000000,
+    coreLimit: UNLIMITED,
+    comm: 'my app',
+    exePath: '/usr/bin/my app',
+    hostname: 'web-0',
+    uid: 1000,
+    gid: 2000,
+  });
+  t.equal(parseHandlerArgs([...good.slice(0, 6), '0', ...good.slice(7)]).kernel.coreLimit, 0);
+});
+
+t.test('missing arguments are named and hold 0 or empty', async (t) => {
+  const none = parseHandlerArgs([]);
+  t.equal(none.errors.length, 12);
+  t.match(none.errors[0], /%P \(pid\) is missing/);
+  t.equal(none.kernel.pid, 0);
+  t.equal(none.kernel.comm, '');
+  t.equal(parseHandlerArgs(['--config']).errors[0], '--config has no file');
+});
+
+t.test('malformed arguments are named, the good ones kept', async (t) => {
+  const a = parseHandlerArgs(['abc', '0', '-5', '99999999999', 'SIGSEGV', ...good.slice(5), 'extra']);
+  t.match(a.errors, [
+    /%P \(pid\) is not a number: "abc"/,
+    /%p \(nsPid\) is out of range: 0/,
+    /%I \(tid\) is not a number: "-5"/,
+    /%i \(nsTid\) is out of range: 99999999999/,
+    /%s \(signal\) is not a number: "SIGSEGV"/,
+    /1 unexpected extra argument/,
+  ]);
+  t.equal(a.kernel.pid, 0);
+  t.equal(a.kernel.comm, 'my app');
+  t.equal(a.kernel.gid, 2000);
+});
+
+t.test('corePattern names the handler and the specifiers, within the kernel limit', async (t) => {
+  t.equal(
+    corePattern('/var/lib/podmortem/podmortem-handler'),
+    '|/var/lib/podmortem/podmortem-handler %P %p %I %i %s %t %c %e %E %h %u %g',
+  );
+  t.throws(() => corePattern('relative/handler'), /absolute/);
+  t.throws(() => corePattern('/a b/handler'), /spaces/);
+  t.throws(() => corePattern('/' + 'x'.repeat(CORE_PATTERN_MAX_BYTES)), /over the kernel's 127/);
+});
+
+t.test('the wrapper runs Node by absolute path with the config beside it', async (t) => {
+  const s = handlerWrapperScript("/opt/node's/bin/node", '/opt/pm/handler.ts');
+  t.match(s, /^#!\/bin\/bash\n/);
+  t.match(
+    s,
+    /exec '\/opt\/node'\\''s\/bin\/node' .* '\/opt\/pm\/handler.ts' --config "\$here\/podmortem-handler.json" "\$@"/,
+  );
+});
