@@ -116,6 +116,14 @@ t.test('no token, a bad token, a token without list or without dump', async (t) 
       'not a bearer token → 401',
     );
   }
+  const fresh = addUser(h.kube, 'frank', ['team-new']);
+  const empty = await get('/v1/crashes', bearer(fresh));
+  t.equal(empty.status, 403, 'allowed only where there are no crashes yet: nothing to list…');
+  t.match(empty.json?.message, 'querystring/namespace');
+  const named = await get('/v1/crashes?namespace=team-new', bearer(fresh));
+  t.equal(named.status, 200, '… but naming the namespace searches it');
+  t.same(named.json?.items, []);
+  t.equal((await get('/v1/crashes?namespace=team-new', bearer(bob))).status, 403);
   const noList = await get('/v1/crashes', bearer(bob));
   t.equal(noList.status, 403, 'a token without list → 403 on search');
   t.equal(noList.json?.code, 'PM_ERR_FORBIDDEN');

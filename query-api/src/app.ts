@@ -107,6 +107,13 @@ function formatValidation(errors: FastifySchemaValidationError[], dataVar: strin
   return new Error(`${path} ${message}`);
 }
 
+const routeLists = new WeakMap<object, { method: string; url: string }[]>();
+
+/** Every route an app built here serves (method and URL pattern), for the OpenAPI test. */
+export function routesOf(app: App): { method: string; url: string }[] {
+  return [...(routeLists.get(app) ?? [])];
+}
+
 export async function buildApp(params: AppParams): Promise<App> {
   const { config, es, kube, prometheus, storage, logger } = params;
   const telemetry = params.telemetry ?? createTelemetry(undefined, false);
@@ -141,6 +148,12 @@ export async function buildApp(params: AppParams): Promise<App> {
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
     schemaErrorFormatter: formatValidation,
   }).withTypeProvider<TypeBoxTypeProvider>();
+
+  const routes: { method: string; url: string }[] = [];
+  routeLists.set(app, routes);
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) routes.push({ method, url: route.url });
+  });
 
   app.addSchema(ErrorResponse);
   app.addSchema(CrashEventComponent);

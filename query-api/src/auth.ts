@@ -130,7 +130,10 @@ export class Access {
       });
     }
     if (allowed.length === 0)
-      throw PM_ERR_FORBIDDEN(`${caller.username} may not list coredumps.podmortem.io in any namespace`);
+      throw PM_ERR_FORBIDDEN(
+        `${caller.username} may not list coredumps.podmortem.io in any namespace that has crashes ` +
+          '(querystring/namespace names one to search)',
+      );
     return { all: false, namespaces: allowed };
   }
 }

@@ -72,8 +72,13 @@ export function createTelemetry(registry = new Registry(), defaultMetrics = true
  * The tracer provider: spans exported over OTLP/HTTP when an endpoint is configured; without
  * one, spans are still made (ids for logs) but go nowhere.
  */
-export function createTracerProvider(params: { otlpEndpoint: string; version: string }): TracerProvider {
-  const spanProcessors: SpanProcessor[] = [];
+export function createTracerProvider(params: {
+  otlpEndpoint: string;
+  version: string;
+  /** More processors (tests collect spans with one). */
+  spanProcessors?: SpanProcessor[];
+}): TracerProvider {
+  const spanProcessors: SpanProcessor[] = [...(params.spanProcessors ?? [])];
   if (params.otlpEndpoint !== '')
     spanProcessors.push(
       new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url: params.otlpEndpoint }) }),
