@@ -2,29 +2,25 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { zstdDecompressSync } from 'node:zlib';
 import t from 'tap';
-import { writeCore, type CoreInput } from './core-writer.ts';
+import { pipeInput, writeCore, type CoreInput } from './core-writer.ts';
 
-function chunks(list: Buffer[], thenHang = false): CoreInput & { read: number } {
+function chunks(list: Buffer[]): CoreInput & { read: number } {
   const input = {
     read: 0,
     async next() {
       const c = list.shift();
-      if (c) {
-        input.read += c.length;
-        return c;
-      }
-      if (thenHang) await new Promise(() => undefined);
-      return undefined;
+      if (c) input.read += c.length;
+      return c;
     },
   };
   return input;
 }
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-const never = new Promise<void>(() => undefined);
 
 async function tmp(t: { teardown: (f: () => Promise<void>) => void }) {
   const dir = await mkdtemp(join(tmpdir(), 'pm-cw-'));
@@ -43,7 +39,6 @@ t.test('keeps every byte, compressed, with the sha256 of the raw bytes', async (
     limitBytes: 1e9,
     compression: 'zstd',
     zstdLevel: 3,
-    deadline: never,
   });
   t.match(r, { sizeBytes: raw.length, keptBytes: raw.length, sha256: sha(raw), ended: true });
   t.equal(r.stopped, undefined);
@@ -63,7 +58,6 @@ t.test('past the limit: the first bytes kept, the rest read and counted', async 
     limitBytes: 250_000,
     compression: 'none',
     zstdLevel: 3,
-    deadline: never,
   });
   t.match(r, {
     sizeBytes: 1_000_000,
@@ -79,7 +73,6 @@ t.test('past the limit: the first bytes kept, the rest read and counted', async 
     limitBytes: 10,
     compression: 'none',
     zstdLevel: 3,
-    deadline: never,
   });
   t.equal(exact.stopped, undefined, 'a core of exactly the limit is whole');
 });
@@ -90,18 +83,35 @@ t.test(
     const dir = await tmp(t);
     const first = randomBytes(70_000);
     const path = join(dir, 'c.zst');
-    const r = await writeCore({
-      input: chunks([first], true),
-      path,
-      limitBytes: 1e9,
-      compression: 'zstd',
-      zstdLevel: 1,
-      deadline: sleep(200).then(() => undefined),
-    });
+    const pipe = new PassThrough();
+    pipe.write(first);
+    const input = pipeInput(
+      pipe,
+      sleep(200).then(() => undefined),
+    );
+    const r = await writeCore({ input, path, limitBytes: 1e9, compression: 'zstd', zstdLevel: 1 });
     t.match(r, { sizeBytes: 70_000, keptBytes: 70_000, stopped: 'deadline', ended: false });
+    t.ok(pipe.destroyed, 'the pipe was let go');
     t.same(zstdDecompressSync(await readFile(path)), first);
   },
 );
+
+t.test('a pipe that fails mid-way: what arrived is kept, the error is reported', async (t) => {
+  const dir = await tmp(t);
+  const pipe = new PassThrough();
+  pipe.write(Buffer.alloc(1000, 1));
+  setTimeout(() => pipe.destroy(new Error('EIO: pipe broke')), 50);
+  const input = pipeInput(pipe, new Promise<void>(() => undefined));
+  const r = await writeCore({
+    input,
+    path: join(dir, 'c'),
+    limitBytes: 1e9,
+    compression: 'none',
+    zstdLevel: 3,
+  });
+  t.match(r, { sizeBytes: 1000, keptBytes: 1000, ended: false });
+  t.match(input.error, /EIO: pipe broke/);
+});
 
 t.test('low free space stops keeping bytes, with the reason', async (t) => {
   const dir = await tmp(t);
@@ -112,7 +122,6 @@ t.test('low free space stops keeping bytes, with the reason', async (t) => {
     limitBytes: 1e9,
     compression: 'none',
     zstdLevel: 3,
-    deadline: never,
     spaceCheckBytes: 3000,
     checkSpace: async () => 'spool nearly full',
   });
@@ -128,7 +137,6 @@ t.test('a failed write removes the file and still drains the input', async (t) =
     limitBytes: 1e9,
     compression: 'zstd',
     zstdLevel: 3,
-    deadline: never,
   });
   t.match(r.writeError, { code: 'ENOENT' });
   t.equal(r.storedBytes, 0);

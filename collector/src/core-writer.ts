@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { constants, createZstdCompress } from 'node:zlib';
 
@@ -12,8 +13,47 @@ import { constants, createZstdCompress } from 'node:zlib';
 // what arrived, the input is abandoned (the kernel then sees a broken pipe and lets the process go).
 
 export interface CoreInput {
-  /** Next chunk of the core, or undefined at its end. */
+  /** Next chunk of the core, or undefined at its end (or once reading was stopped). */
   next(): Promise<Buffer | undefined>;
+  /** Reading was stopped at the deadline (so the end seen is not the core's end). */
+  readonly timedOut?: boolean;
+  /** Reading failed (so the end seen is not the core's end). */
+  readonly error?: Error;
+}
+
+/**
+ * The core as it comes through a pipe (the kernel's, on stdin). At the deadline the stream is
+ * destroyed, which ends a pending read at once (a pipe socket, not a blocking file read), so
+ * nothing waits on the kernel any longer. Deliberately no Promise.race against a long-lived
+ * deadline promise per chunk: each race would stay attached to it, keeping every chunk alive.
+ */
+export function pipeInput(stream: Readable, deadline: Promise<void>): CoreInput {
+  const chunks = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  const state: { timedOut: boolean; error?: Error } = { timedOut: false };
+  // A function, not the field itself: the deadline changes it while a read is awaited.
+  const timedOut = () => state.timedOut;
+  void deadline.then(() => {
+    state.timedOut = true;
+    stream.destroy();
+  });
+  return {
+    get timedOut() {
+      return state.timedOut;
+    },
+    get error() {
+      return state.error;
+    },
+    async next() {
+      if (state.timedOut || state.error) return undefined;
+      try {
+        const r = await chunks.next();
+        return r.done || timedOut() ? undefined : r.value;
+      } catch (err) {
+        if (!timedOut()) state.error = err instanceof Error ? err : new Error(String(err));
+        return undefined;
+      }
+    },
+  };
 }
 
 export interface WriteCoreParams {
@@ -24,8 +64,6 @@ export interface WriteCoreParams {
   limitBytes: number;
   compression: 'zstd' | 'none';
   zstdLevel: number;
-  /** Resolves when reading must stop. */
-  deadline: Promise<void>;
   /** Called every `spaceCheckBytes` kept bytes: a reason to stop keeping, or undefined. */
   checkSpace?: () => Promise<string | undefined>;
   spaceCheckBytes?: number;
@@ -48,8 +86,6 @@ export interface WriteCoreResult {
   ended: boolean;
 }
 
-const DEADLINE: unique symbol = Symbol('deadline');
-
 export async function writeCore(p: WriteCoreParams): Promise<WriteCoreResult> {
   const hash = createHash('sha256');
   const every = p.spaceCheckBytes ?? 64 * 1024 * 1024;
@@ -60,16 +96,12 @@ export async function writeCore(p: WriteCoreParams): Promise<WriteCoreResult> {
     ended: false,
   };
   let nextCheck = every;
-  const deadline: Promise<typeof DEADLINE> = p.deadline.then(() => DEADLINE);
 
   const read = async (): Promise<Buffer | undefined> => {
-    const r = await Promise.race([p.input.next(), deadline]);
-    if (r === DEADLINE) {
-      st.stopped = 'deadline';
-      return undefined;
-    }
+    const r = await p.input.next();
     if (r === undefined) {
-      st.ended = true;
+      if (p.input.timedOut) st.stopped = 'deadline';
+      else if (!p.input.error) st.ended = true;
       return undefined;
     }
     st.sizeBytes += r.length;
@@ -114,7 +146,7 @@ export async function writeCore(p: WriteCoreParams): Promise<WriteCoreResult> {
     writeError = err instanceof Error ? err : new Error(String(err));
   }
   // Past the limit, or after a failed write: read the rest so the kernel can finish (until the deadline).
-  while (!st.ended && st.stopped !== 'deadline') {
+  while (!st.ended && st.stopped !== 'deadline' && !p.input.error) {
     if ((await read()) === undefined) break;
   }
   if (st.stopped === undefined && st.sizeBytes > st.keptBytes && !writeError) st.stopped = 'limit';

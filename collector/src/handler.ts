@@ -26,11 +26,11 @@
  * It stops reading at `deadlineSeconds` (keeping what it has), and gives up entirely 10 s later,
  * writing a `failed` meta, so the kernel is never blocked indefinitely.
  */
-import { createReadStream, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, rename, rm, statfs } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { newCrashId } from '@podmortem/contract/crash-id';
-import { writeCore, type CoreInput } from './core-writer.ts';
+import { pipeInput, writeCore, type CoreInput } from './core-writer.ts';
 import { parseHandlerArgs } from './handler-args.ts';
 import { DEFAULT_HANDLER_CONFIG_PATH, loadHandlerConfig, type HandlerConfig } from './handler-config.ts';
 import { handlerLog, rotateHandlerLog, type HandlerLog } from './handler-log.ts';
@@ -54,24 +54,6 @@ function collectorVersion(): string {
   }
 }
 
-/** The core on stdin as chunks; a read error ends it and is kept in `error`. */
-export function stdinInput(fd = 0): CoreInput & { error?: Error } {
-  const stream = createReadStream('', { fd, highWaterMark: 1024 * 1024 });
-  const chunks = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
-  const input: CoreInput & { error?: Error } = {
-    async next() {
-      try {
-        const r = await chunks.next();
-        return r.done ? undefined : r.value;
-      } catch (err) {
-        input.error = err instanceof Error ? err : new Error(String(err));
-        return undefined;
-      }
-    },
-  };
-  return input;
-}
-
 async function freeBytes(dir: string): Promise<number> {
   const s = await statfs(dir);
   return s.bavail * s.bsize;
@@ -86,29 +68,23 @@ async function spaceProblem(config: HandlerConfig): Promise<string | undefined> 
 
 interface CaptureParams {
   config: HandlerConfig;
-  input: CoreInput & { error?: Error };
+  input: CoreInput;
   crashId: string;
   rateKey: string;
-  deadline: Promise<void>;
   log: HandlerLog;
 }
 
-async function drain(input: CoreInput, deadline: Promise<void>): Promise<{ bytes: number; ended: boolean }> {
-  const stop = deadline.then(() => null);
+async function drain(input: CoreInput): Promise<number> {
   let bytes = 0;
-  for (;;) {
-    const chunk = await Promise.race([input.next(), stop]);
-    if (chunk === null) return { bytes, ended: false };
-    if (chunk === undefined) return { bytes, ended: true };
-    bytes += chunk.length;
-  }
+  for (let chunk = await input.next(); chunk; chunk = await input.next()) bytes += chunk.length;
+  return bytes;
 }
 
 async function capture(p: CaptureParams): Promise<SpoolDump> {
   const { config, input } = p;
   const base = { compression: config.compression, limitBytes: config.maxCoreBytes, storedBytes: 0 } as const;
-  const first = await Promise.race([input.next(), p.deadline.then(() => null)]);
-  if (first === null)
+  const first = await input.next();
+  if (first === undefined && input.timedOut)
     return {
       ...base,
       status: 'failed',
@@ -147,13 +123,12 @@ async function capture(p: CaptureParams): Promise<SpoolDump> {
     }
   }
   if (skip !== undefined) {
-    const rest = await drain(input, p.deadline);
-    const size = first.length + rest.bytes;
+    const size = first.length + (await drain(input));
     return {
       ...base,
       status: 'skipped',
       sizeBytes: size,
-      reason: rest.ended ? skip : `${skip}; stopped reading at the deadline`,
+      reason: input.timedOut ? `${skip}; stopped reading at the deadline` : skip,
     };
   }
 
@@ -169,12 +144,17 @@ async function capture(p: CaptureParams): Promise<SpoolDump> {
         }
         return input.next();
       },
+      get timedOut() {
+        return input.timedOut;
+      },
+      get error() {
+        return input.error;
+      },
     },
     path: paths.tmpCore,
     limitBytes: config.maxCoreBytes,
     compression: config.compression,
     zstdLevel: config.zstdLevel,
-    deadline: p.deadline,
     checkSpace: () => spaceProblem(config).catch(() => undefined),
     spaceCheckBytes: SPACE_CHECK_BYTES,
   });
@@ -330,9 +310,9 @@ export async function runHandler(argv: string[]): Promise<number> {
     const deadline = new Promise<void>((resolve) => {
       deadlineTimer = setTimeout(resolve, config.deadlineSeconds * 1000);
     });
-    const input = stdinInput();
+    const input = pipeInput(process.stdin, deadline);
     const rateKey = rateLimitKey(meta.proc?.cgroup, meta.proc?.exe ?? (kernel.exePath || undefined));
-    meta.dump = await capture({ config, input, crashId, rateKey, deadline, log });
+    meta.dump = await capture({ config, input, crashId, rateKey, log });
     clearTimeout(deadlineTimer);
 
     meta.handlerMs = Math.round(performance.now() * 10) / 10;
