@@ -1,0 +1,192 @@
+import t from 'tap';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { crashIndexFor, crashKey, toCloudEvent } from '@podmortem/contract';
+import { privateServer } from './support/private-stack.ts';
+import {
+  crashEvent,
+  createTopics,
+  crashStream,
+  groupProgress,
+  metricValue,
+  monthsAgo,
+  produce,
+  readDlq,
+  removeIndexSet,
+  searchableCount,
+  startIndexer,
+  stopIndexer,
+  testElasticsearch,
+  testKafka,
+  uniqueNames,
+  verifyDeadLetters,
+  verifyIndexed,
+  waitFor,
+} from './support/indexer-harness.ts';
+
+// Elasticsearch down: an Elasticsearch of this test's own (the shared one is never stopped). The
+// indexer waits for it at start, and when it goes away mid-stream the consumer pauses: no offset
+// moves, attempts are spaced by backoff, the group keeps the member through heartbeats, and
+// everything is indexed once Elasticsearch is back, without the process ever exiting.
+
+const kafka = testKafka();
+
+t.test('Elasticsearch down at start and mid-stream', async (t) => {
+  const server = await privateServer('elasticsearch');
+  t.teardown(() => server.destroy());
+  const es = testElasticsearch(server.address);
+  t.teardown(() => es.close());
+  const admin = kafka.admin();
+  await admin.connect();
+
+  t.test('the same final counts, and the indexer never exits', async (t) => {
+    const names = uniqueNames('pm-idx-esdown');
+    t.teardown(() => admin.deleteTopics({ topics: [names.topic, names.dlq] }).catch(() => undefined));
+    await createTopics(admin, names, 6);
+    const stream = crashStream({
+      unique: 9000,
+      duplicates: 1000,
+      invalid: 100,
+      months: [monthsAgo(0), monthsAgo(1)],
+      seed: 23,
+    });
+
+    // Started before its Elasticsearch: alive, not ready, waiting with backoff.
+    const indexer = await startIndexer({ names, elasticsearchUrl: server.address });
+    t.teardown(() => stopIndexer(indexer));
+    t.teardown(() => {
+      if (!t.passing()) t.comment(indexer.logs.slice(-40).join('\n'));
+    });
+    await waitFor('the indexer to wait for Elasticsearch', () =>
+      indexer.logs.some((l) => l.includes('waiting for Elasticsearch')),
+    );
+    t.equal((await fetch(`${indexer.opsUrl}/healthz`)).status, 200, 'alive while Elasticsearch is missing');
+    t.notOk(await indexer.ready(), 'not ready while Elasticsearch is missing');
+    await server.up();
+    await waitFor('the indexer ready once Elasticsearch is up', () => indexer.ready());
+
+    const producing = produce(kafka, names.topic, stream.records, 200);
+    await waitFor('some crashes indexed', async () => (await searchableCount(es, names.alias)) >= 2500);
+    const [before] = (await admin.describeGroups([names.group])).groups;
+    await server.down();
+    await producing;
+
+    // Down for longer than the group's session timeout (10 s in these tests).
+    await waitFor('the indexer to notice', async () => !(await indexer.ready()), 60_000);
+    const committedAtStart = (await groupProgress(admin, names.group, names.topic)).committed;
+    const retriesAtStart = metricValue(await indexer.metrics(), 'podmortem_indexer_retries_total', {
+      operation: 'bulk',
+    });
+    const windowStart = Date.now();
+    await sleep(15_000);
+    const metrics = await indexer.metrics();
+    const retries =
+      metricValue(metrics, 'podmortem_indexer_retries_total', { operation: 'bulk' }) - retriesAtStart;
+    const perSecond = retries / ((Date.now() - windowStart) / 1000);
+    t.ok(retries > 0, `bulk retried while Elasticsearch was down (${retries} attempts)`);
+    t.ok(perSecond < 10, `no busy loop: ${perSecond.toFixed(2)} attempts/s`);
+    t.ok(
+      metricValue(metrics, 'podmortem_indexer_waiting', { operation: 'elasticsearch' }) > 0,
+      'metrics: paused',
+    );
+    t.same(
+      (await groupProgress(admin, names.group, names.topic)).committed,
+      committedAtStart,
+      'no offset moved while Elasticsearch was down',
+    );
+    t.notOk(await indexer.ready(), '/readyz says not ready');
+    const [during] = (await admin.describeGroups([names.group])).groups;
+    t.equal(during?.state, 'Stable', 'the group stays stable');
+    t.same(
+      during?.members.map((m) => m.memberId),
+      before?.members.map((m) => m.memberId),
+      'the member kept its place in the group (heartbeats went on)',
+    );
+
+    await server.up();
+    await waitFor(
+      'the indexer to commit to the end by itself',
+      async () => (await groupProgress(admin, names.group, names.topic)).behind === 0,
+      180_000,
+    );
+    t.ok(indexer.alive(), 'the indexer never exited');
+    t.notOk(
+      indexer.logs.some((l) => l.includes('"level":60')),
+      'no fatal log line',
+    );
+    await waitFor('ready again', () => indexer.ready());
+    await verifyIndexed(t, es, names.alias, stream);
+    verifyDeadLetters(t, await readDlq(kafka, names.dlq), stream, names.topic);
+  });
+
+  t.test(
+    'an item Elasticsearch cannot take now (shard unavailable) is retried, not dead-lettered',
+    async (t) => {
+      const names = uniqueNames('pm-idx-shard');
+      t.teardown(async () => {
+        await admin.deleteTopics({ topics: [names.topic, names.dlq] }).catch(() => undefined);
+        await removeIndexSet(es, names.alias);
+      });
+      await createTopics(admin, names, 1);
+      const indexer = await startIndexer({
+        names,
+        elasticsearchUrl: server.address,
+        env: { PODMORTEM_INDEXER_BULK_SHARD_WAIT_MS: '1000' },
+      });
+      t.teardown(() => stopIndexer(indexer));
+      t.teardown(() => {
+        if (!t.passing()) t.comment(indexer.logs.slice(-40).join('\n'));
+      });
+      await waitFor('the indexer ready', () => indexer.ready());
+
+      // The month's index exists, but its only shard may live on no node: items for it get 503.
+      const stuckMonth = monthsAgo(1);
+      const stuckIndex = crashIndexFor(stuckMonth, names.alias);
+      await es.indices.create({
+        index: stuckIndex,
+        wait_for_active_shards: 0,
+        settings: { 'index.routing.allocation.require._name': 'no-such-node' },
+      });
+      const uids = ['1e0c8a52-8d7e-4c11-9f70-3f2b6c7d8e01'];
+      const events = [
+        ...Array.from({ length: 20 }, (_, i) => crashEvent(i, monthsAgo(0), uids)),
+        ...Array.from({ length: 20 }, (_, i) => crashEvent(100 + i, stuckMonth, uids)),
+      ];
+      await produce(
+        kafka,
+        names.topic,
+        events.map((e) => ({ key: crashKey(e), value: Buffer.from(JSON.stringify(toCloudEvent(e))) })),
+      );
+      await waitFor('items retried', async () => {
+        return (
+          metricValue(await indexer.metrics(), 'podmortem_indexer_retries_total', { operation: 'bulk' }) >= 3
+        );
+      });
+      t.equal(
+        (await groupProgress(admin, names.group, names.topic)).behind,
+        40,
+        'nothing committed meanwhile',
+      );
+      t.equal((await readDlq(kafka, names.dlq)).length, 0, 'nothing dead-lettered');
+      t.notOk(await indexer.ready(), 'not ready while waiting');
+      t.match(
+        indexer.logs.find((l) => l.includes('bulk index failed, retrying')),
+        /unavailable_shards_exception/,
+        'the log says why',
+      );
+
+      await es.indices.putSettings({
+        index: stuckIndex,
+        settings: { 'index.routing.allocation.require._name': null },
+      });
+      await waitFor(
+        'the indexer to commit to the end',
+        async () => (await groupProgress(admin, names.group, names.topic)).behind === 0,
+      );
+      t.equal(await searchableCount(es, names.alias), 40, 'all 40 indexed once the shard is there');
+      t.equal((await readDlq(kafka, names.dlq)).length, 0, 'still nothing dead-lettered');
+      t.ok(indexer.alive());
+    },
+  );
+
+  t.teardown(() => admin.disconnect());
+});
