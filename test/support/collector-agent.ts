@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Kafka, logLevel, type Consumer } from 'kafkajs';
-import { decodeCrashMessage, type CrashEvent } from '@podmortem/contract';
+import { crashKey, decodeCrashMessage, type CrashEvent } from '@podmortem/contract';
 import { FakeKubeApi } from './fake-kube-api.ts';
 import { OtlpReceiver } from './otlp-receiver.ts';
 import { repoDir, uniqueName } from './stack.ts';
@@ -149,8 +149,10 @@ export interface CollectorSetup {
   /** Environment for an agent over this setup; `extra` overrides. */
   env(extra?: Record<string, string>): Record<string, string>;
   start(extra?: Record<string, string>): Promise<AgentProcess>;
-  /** Every crash event on the topic so far. */
+  /** Every crash event on the topic so far (the live consumer's; empty without one). */
   topicEvents(): CrashEvent[];
+  /** Reads the whole topic with a fresh consumer until `done` holds of what it read. */
+  readTopic(done: (events: CrashEvent[]) => boolean, timeoutMs?: number): Promise<CrashEvent[]>;
   /** Spool entries left (meta files), and any file at all besides the handler's. */
   spoolLeft(): string[];
   /** Stored event files (relative paths) and dump files. */
@@ -181,7 +183,7 @@ function walk(dir: string, base = ''): string[] {
 /** Everything one agent needs, in a fresh folder, with a topic of its own on `brokers`. */
 export async function collectorSetup(
   brokers: string[],
-  options: { nodeName?: string } = {},
+  options: { nodeName?: string; liveConsumer?: boolean } = {},
 ): Promise<CollectorSetup> {
   // Short: the handler's path goes into core_pattern, which holds 127 bytes.
   const dir = mkdtempSync('/tmp/pmc-');
@@ -201,17 +203,22 @@ export async function collectorSetup(
   await admin.createTopics({ topics: [{ topic, numPartitions: 3 }], waitForLeaders: true });
   await admin.disconnect();
   const events: CrashEvent[] = [];
-  let consumer: Consumer | undefined = kafka.consumer({ groupId: uniqueName('pm-test-reader') });
-  await consumer.connect();
-  await consumer.subscribe({ topic, fromBeginning: true });
-  await consumer.run({
-    eachMessage: async ({ message }) => {
-      const decoded = decodeCrashMessage(message.value);
-      if (!decoded.ok) throw new Error(`bad crash message on ${topic}: ${decoded.errors.join('; ')}`);
-      if (message.key?.toString() === undefined) throw new Error('crash message without a key');
-      events.push(decoded.value);
-    },
-  });
+  const consume = async (into: CrashEvent[]): Promise<Consumer> => {
+    const consumer = kafka.consumer({ groupId: uniqueName('pm-test-reader') });
+    await consumer.connect();
+    await consumer.subscribe({ topic, fromBeginning: true });
+    await consumer.run({
+      eachMessage: async ({ message }) => {
+        const decoded = decodeCrashMessage(message.value);
+        if (!decoded.ok) throw new Error(`bad crash message on ${topic}: ${decoded.errors.join('; ')}`);
+        if (message.key?.toString() !== crashKey(decoded.value))
+          throw new Error(`crash message keyed ${String(message.key)}`);
+        into.push(decoded.value);
+      },
+    });
+    return consumer;
+  };
+  let consumer: Consumer | undefined = options.liveConsumer === false ? undefined : await consume(events);
   const agents: AgentProcess[] = [];
   const setup: CollectorSetup = {
     dir,
@@ -256,6 +263,16 @@ export async function collectorSetup(
       return agent;
     },
     topicEvents: () => [...events],
+    async readTopic(done, timeoutMs = 90_000) {
+      const read: CrashEvent[] = [];
+      const reader = await consume(read);
+      try {
+        await until('the crash events on Kafka', () => done(read), timeoutMs);
+        return read;
+      } finally {
+        await reader.disconnect();
+      }
+    },
     spoolLeft: () =>
       readdirSync(spoolDir).filter(
         (n) => !n.startsWith('handler.log') && n !== '.handler-state' && n !== 'rejected',
