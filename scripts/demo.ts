@@ -1,0 +1,359 @@
+// The whole pipeline on the local stack, as a user would see it: a real program with a real bug
+// crashes inside a pod-shaped cgroup, the kernel hands its core to podmortem's handler, and the
+// crash is then found, downloaded and put in context through the query API and the CLI.
+//
+//   npm run demo                 run it, print a summary, stop everything it started
+//   npm run demo -- --keep       leave the stack and the services running until Ctrl-C
+//   npm run demo -- --summary-json FILE   also write the summary as JSON (used by the e2e test)
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs, promisify } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Kafka, logLevel } from 'kafkajs';
+import { CRASH_DLQ_TOPIC, CRASH_TOPIC } from '@podmortem/contract';
+import { FakeKubeApi } from '../test/support/fake-kube-api.ts';
+import { OtlpReceiver } from '../test/support/otlp-receiver.ts';
+import { lockCorePattern } from '../test/support/core-pattern-lock.ts';
+import { freePort } from '../test/support/private-stack.ts';
+import { repoDir, stack } from '../test/support/stack.ts';
+import { createPodCgroup, type PodCgroup } from '../test/support/pod-cgroup.ts';
+
+const run = promisify(execFile);
+// kafkajs 2.2 sets a timeout of (-1 - now) when the broker has not throttled it; Node 24 warns
+// and uses 1 ms, which is what kafkajs meant. The warning is noise for a reader of the demo.
+const nodeFlags = ['--disable-warning=TimeoutNegativeWarning'];
+const CORE_PATTERN = '/proc/sys/kernel/core_pattern';
+
+const { values: options } = parseArgs({
+  options: {
+    keep: { type: 'boolean', default: false },
+    'summary-json': { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (options.help) {
+  console.log(`usage: npm run demo [-- --keep] [-- --summary-json FILE]
+
+Runs the whole podmortem pipeline on the local stack (Kafka, Elasticsearch, Prometheus) and crashes
+a real program in a pod-shaped cgroup. Needs root (kernel.core_pattern, cgroups).
+  --keep               leave the stack and the services running until Ctrl-C
+  --summary-json FILE  also write the summary as JSON`);
+  process.exit(0);
+}
+
+let stepNo = 0;
+function step(text: string): void {
+  stepNo++;
+  console.log(`\n\x1b[1m[${stepNo}] ${text}\x1b[0m`);
+}
+function say(text: string): void {
+  console.log(`    ${text}`);
+}
+
+const workDir = join(stack.stackDir, 'demo');
+const cleanups: (() => Promise<void> | void)[] = [];
+const children: { name: string; child: ChildProcess }[] = [];
+
+async function cleanup(): Promise<void> {
+  for (const fn of cleanups.reverse()) {
+    try {
+      await fn();
+    } catch (err) {
+      console.error(`    cleanup: ${(err as Error).message}`);
+    }
+  }
+  cleanups.length = 0;
+}
+
+function startService(name: string, script: string, env: Record<string, string>): ChildProcess {
+  const log = createWriteStream(join(workDir, `${name}.log`));
+  const child = spawn(process.execPath, [...nodeFlags, join(repoDir, script)], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout.pipe(log);
+  child.stderr.pipe(log);
+  children.push({ name, child });
+  cleanups.push(async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    if ((await Promise.race([exited.then(() => 'exited'), sleep(30_000, 'late')])) === 'late')
+      child.kill('SIGKILL');
+    say(`${name} stopped`);
+  });
+  return child;
+}
+
+async function waitReady(name: string, url: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const child = children.find((c) => c.name === name)?.child;
+    if (child && child.exitCode !== null) {
+      throw new Error(`${name} exited with ${String(child.exitCode)}; see ${join(workDir, `${name}.log`)}`);
+    }
+    try {
+      if ((await fetch(url)).ok) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline)
+      throw new Error(`${name} not ready after ${timeoutMs} ms; see ${join(workDir, `${name}.log`)}`);
+    await sleep(250);
+  }
+}
+
+async function cli(args: string[], token: string, server: string): Promise<string> {
+  const { stdout } = await run(join(repoDir, 'query-api/bin/podmortem'), args, {
+    env: { ...process.env, PODMORTEM_SERVER: server, PODMORTEM_TOKEN: token },
+  });
+  return stdout;
+}
+
+function indent(text: string): string {
+  return text
+    .trimEnd()
+    .split('\n')
+    .map((l) => `      ${l}`)
+    .join('\n');
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0)
+    throw new Error('the demo needs root: it sets kernel.core_pattern and creates cgroups');
+  rmSync(workDir, { recursive: true, force: true });
+  for (const d of ['spool', 'storage', 'state', 'build']) mkdirSync(join(workDir, d), { recursive: true });
+
+  step('The local stack: Kafka, Elasticsearch, Prometheus');
+  // status exits non-zero when a server is stopped; its output still says which.
+  const before = await run('bash', [join(repoDir, 'deploy/local/stack.sh'), 'status']).then(
+    (r) => r.stdout,
+    (e: unknown) => (e as { stdout: string }).stdout,
+  );
+  const wasRunning = ['kafka', 'elasticsearch', 'prometheus'].filter((c) => before.includes(`${c}: running`));
+  const stackUp = spawn('bash', [join(repoDir, 'deploy/local/stack.sh'), 'up'], { stdio: 'inherit' });
+  const [code] = (await once(stackUp, 'exit')) as [number | null];
+  if (code !== 0) throw new Error('the local stack did not come up');
+  const startedByUs = ['kafka', 'elasticsearch', 'prometheus'].filter((c) => !wasRunning.includes(c));
+  if (!options.keep && startedByUs.length > 0) {
+    cleanups.push(async () => {
+      await run('bash', [join(repoDir, 'deploy/local/stack.sh'), 'down', ...startedByUs]);
+      say(`stopped ${startedByUs.join(', ')}`);
+    });
+  }
+
+  const kafka = new Kafka({
+    clientId: 'podmortem-demo',
+    brokers: stack.kafkaBrokers,
+    logLevel: logLevel.NOTHING,
+  });
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({
+    topics: [
+      { topic: CRASH_TOPIC, numPartitions: 3 },
+      { topic: CRASH_DLQ_TOPIC, numPartitions: 1 },
+    ],
+    waitForLeaders: true,
+  });
+  await admin.disconnect();
+  say(`topics ${CRASH_TOPIC} and ${CRASH_DLQ_TOPIC} ready`);
+
+  step('A Kubernetes API stand-in that knows the pod, and an OTLP receiver');
+  const kube = await FakeKubeApi.start();
+  cleanups.push(() => kube.close());
+  const node = hostname();
+  const podUid = randomUUID();
+  const containerId = randomBytes(32).toString('hex');
+  const pod = {
+    namespace: 'shop',
+    name: 'order-parser-6f7c9d-x2x9z',
+    uid: podUid,
+    nodeName: node,
+    labels: { app: 'order-parser' },
+    owner: { kind: 'ReplicaSet', name: 'order-parser-6f7c9d' },
+    containers: [
+      {
+        name: 'parser',
+        image: 'registry.example/shop/order-parser:1.4.2',
+        imageID: `registry.example/shop/order-parser@sha256:${randomBytes(32).toString('hex')}`,
+        containerID: `containerd://${containerId}`,
+      },
+    ],
+  };
+  kube.addPod(pod);
+  const userToken = `demo-${randomBytes(16).toString('hex')}`;
+  kube.addToken(userToken, { username: 'demo-sre@example.com', groups: ['sre'] });
+  kube.grant({
+    user: 'demo-sre@example.com',
+    namespace: 'shop',
+    verbs: ['list', 'get'],
+    group: 'podmortem.io',
+    resource: 'coredumps',
+    subresource: '*',
+  });
+  const kubeconfig = kube.writeKubeconfig(join(workDir, 'kubeconfig'));
+  say(
+    `pod ${pod.namespace}/${pod.name} (uid ${podUid}) on node ${node}, container parser = ${containerId.slice(0, 12)}…`,
+  );
+  const otlp = await OtlpReceiver.start();
+  cleanups.push(() => otlp.close());
+  say(`OTLP/HTTP receiver on ${otlp.url}`);
+
+  step('podmortem: indexer, query API, collector agent');
+  const [indexerPort, apiPort, agentPort] = [await freePort(), await freePort(), await freePort()];
+  startService('indexer', 'indexer/src/main.ts', {
+    PODMORTEM_INDEXER_KAFKA_BROKERS: stack.kafkaBrokers.join(','),
+    PODMORTEM_INDEXER_ELASTICSEARCH_URL: stack.elasticsearchUrl,
+    PODMORTEM_INDEXER_OPS_HOST: '127.0.0.1',
+    PODMORTEM_INDEXER_OPS_PORT: String(indexerPort),
+  });
+  await waitReady('indexer', `http://127.0.0.1:${indexerPort}/readyz`);
+  say(`indexer ready (metrics http://127.0.0.1:${indexerPort}/metrics)`);
+
+  const api = `http://127.0.0.1:${apiPort}`;
+  startService('query-api', 'query-api/src/main.ts', {
+    PODMORTEM_API_HOST: '127.0.0.1',
+    PODMORTEM_API_PORT: String(apiPort),
+    PODMORTEM_API_ELASTICSEARCH_URL: stack.elasticsearchUrl,
+    PODMORTEM_API_PROMETHEUS_URL: stack.prometheusUrl,
+    PODMORTEM_API_STORAGE_ROOT: join(workDir, 'storage'),
+    PODMORTEM_API_KUBECONFIG: kubeconfig,
+  });
+  await waitReady('query-api', `${api}/readyz`);
+  say(`query API ready on ${api} (OpenAPI ${api}/docs)`);
+
+  const release = await lockCorePattern();
+  cleanups.push(release);
+  const originalPattern = readFileSync(CORE_PATTERN, 'utf8').trim();
+  cleanups.push(() => {
+    const now = readFileSync(CORE_PATTERN, 'utf8').trim();
+    if (now !== originalPattern) {
+      writeFileSync(CORE_PATTERN, originalPattern);
+      say(`core_pattern restored by the demo to ${JSON.stringify(originalPattern)}`);
+    } else {
+      say(`core_pattern is back to ${JSON.stringify(originalPattern)}`);
+    }
+  });
+  startService('collector', 'collector/src/main.ts', {
+    PODMORTEM_COLLECTOR_NODE_NAME: node,
+    PODMORTEM_COLLECTOR_SPOOL_DIR: join(workDir, 'spool'),
+    PODMORTEM_COLLECTOR_STORAGE_ROOT: join(workDir, 'storage'),
+    PODMORTEM_COLLECTOR_STORAGE_MIN_FREE_BYTES: '0',
+    PODMORTEM_COLLECTOR_STATE_DIR: join(workDir, 'state'),
+    PODMORTEM_COLLECTOR_HANDLER_INSTALL_DIR: join(workDir, 'bin'),
+    PODMORTEM_COLLECTOR_KAFKA_BROKERS: stack.kafkaBrokers.join(','),
+    PODMORTEM_COLLECTOR_OTLP_ENDPOINT: otlp.url,
+    PODMORTEM_COLLECTOR_KUBECONFIG: kubeconfig,
+    PODMORTEM_COLLECTOR_OPS_HOST: '127.0.0.1',
+    PODMORTEM_COLLECTOR_OPS_PORT: String(agentPort),
+  });
+  await waitReady('collector', `http://127.0.0.1:${agentPort}/readyz`);
+  say(`collector agent ready; kernel.core_pattern = ${readFileSync(CORE_PATTERN, 'utf8').trim()}`);
+
+  step('A real program with a real bug crashes in the pod');
+  const build = join(workDir, 'build');
+  await run('gcc', [
+    '-g',
+    '-O0',
+    '-o',
+    join(build, 'order-parser'),
+    join(repoDir, 'scripts/demo/order-parser.c'),
+  ]);
+  say('built scripts/demo/order-parser.c (an unknown customer id is dereferenced as NULL)');
+  const cgroup: PodCgroup = createPodCgroup(podUid, containerId);
+  cleanups.push(() => cgroup.remove());
+  say(`cgroup ${cgroup.path}`);
+  const crash = await cgroup.run(join(build, 'order-parser'), [join(repoDir, 'scripts/demo/orders.txt')]);
+  say(indent(crash.stdout));
+  say(`the process ended with signal ${crash.signal ?? 'none'}${crash.coreDumped ? ' (core dumped)' : ''}`);
+  if (crash.signal !== 'SIGSEGV')
+    throw new Error(`expected SIGSEGV, got ${crash.signal ?? `exit ${String(crash.code)}`}`);
+
+  step('Found through the query API: podmortem list');
+  let listing = '';
+  const deadline = Date.now() + 90_000;
+  let crashId: string | undefined;
+  while (Date.now() < deadline) {
+    const rows = JSON.parse(await cli(['list', '--namespace', 'shop', '--json'], userToken, api)) as {
+      items: { crash: { id: string } }[];
+    };
+    crashId = rows.items[0]?.crash.id;
+    if (crashId) break;
+    await sleep(500);
+  }
+  if (!crashId)
+    throw new Error('the crash did not reach the query API within 90 s; see the logs in ' + workDir);
+  listing = await cli(['list', '--namespace', 'shop'], userToken, api);
+  say(indent(listing));
+
+  step(`podmortem info ${crashId}`);
+  const info = await cli(['info', crashId], userToken, api);
+  say(indent(info));
+  const event = JSON.parse(await cli(['info', crashId, '--json'], userToken, api)) as {
+    kubernetes: { namespace: string; pod: { name: string } };
+    signal: { name: string };
+    dump: { sha256: string };
+  };
+
+  step(`podmortem dump ${crashId} -o …  (sha256 verified)`);
+  const dumpFile = join(workDir, `${crashId}.core`);
+  say(indent(await cli(['dump', crashId, '-o', dumpFile], userToken, api)));
+
+  step(`podmortem context ${crashId}`);
+  say(indent(await cli(['context', crashId], userToken, api)));
+
+  const otlpRecord = otlp.withAttribute('podmortem.crash.id', crashId)[0];
+  const summary = {
+    crashId,
+    namespace: event.kubernetes.namespace,
+    pod: event.kubernetes.pod.name,
+    signal: event.signal.name,
+    sha256: event.dump.sha256,
+    dumpFile,
+    otlpLogRecord: otlpRecord !== undefined,
+    api,
+  };
+
+  step('Summary');
+  say(`crash      ${summary.crashId}`);
+  say(`pod        ${summary.namespace}/${summary.pod} (container parser)`);
+  say(`signal     ${summary.signal}`);
+  say(`dump       ${dumpFile}, sha256 ${summary.sha256} (verified)`);
+  say(`OTel log   ${summary.otlpLogRecord ? 'received by the OTLP receiver' : 'NOT received'}`);
+  say('where to look next:');
+  say(`  the API and its OpenAPI page   ${api}/docs`);
+  say(`  the services' logs             ${workDir}/*.log`);
+  say(`  Kibana Discover / Grafana       index pattern podmortem-crashes-* on ${stack.elasticsearchUrl}`);
+  if (options['summary-json']) writeFileSync(options['summary-json'], JSON.stringify(summary, null, 2));
+
+  if (options.keep) {
+    say('\n--keep: the stack and the services stay up; Ctrl-C stops the services (the stack stays).');
+    say(`  export PODMORTEM_SERVER=${api} PODMORTEM_TOKEN=${userToken}`);
+    await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
+  }
+}
+
+process.once('SIGTERM', () => {
+  void cleanup().then(() => process.exit(143));
+});
+if (!options.keep) {
+  process.once('SIGINT', () => {
+    void cleanup().then(() => process.exit(130));
+  });
+}
+
+try {
+  await main();
+  step('Cleaning up');
+  await cleanup();
+} catch (err) {
+  console.error(`\ndemo failed: ${(err as Error).message}`);
+  step('Cleaning up');
+  await cleanup();
+  process.exitCode = 1;
+}
