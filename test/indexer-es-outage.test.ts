@@ -119,7 +119,7 @@ t.test('Elasticsearch down at start and mid-stream', async (t) => {
   });
 
   t.test(
-    'an item Elasticsearch cannot take now (shard unavailable) is retried, not dead-lettered',
+    'an item Elasticsearch cannot take now (shard unavailable) is retried, not dead-lettered; SIGTERM meanwhile commits nothing',
     async (t) => {
       const names = uniqueNames('pm-idx-shard');
       t.teardown(async () => {
@@ -174,17 +174,31 @@ t.test('Elasticsearch down at start and mid-stream', async (t) => {
         'the log says why',
       );
 
+      // SIGTERM while the chunk waits: abandoned uncommitted, the group left, the process gone at once.
+      const stopAsked = Date.now();
+      indexer.child.kill('SIGTERM');
+      t.same(await indexer.exited, { code: 0, signal: null }, 'exits 0 on SIGTERM while waiting');
+      t.ok(Date.now() - stopAsked < 25_000, 'within the shutdown grace period');
+      t.equal((await groupProgress(admin, names.group, names.topic)).behind, 40, 'still nothing committed');
+      const [group] = (await admin.describeGroups([names.group])).groups;
+      t.equal(group?.members.length, 0, 'left the group');
+      t.ok(
+        indexer.logs.some((l) => l.includes('chunk abandoned uncommitted')),
+        'the abandoned chunk is logged',
+      );
+
       await es.indices.putSettings({
         index: stuckIndex,
         settings: { 'index.routing.allocation.require._name': null },
       });
+      const restarted = await startIndexer({ names, elasticsearchUrl: server.address });
+      t.teardown(() => stopIndexer(restarted));
       await waitFor(
-        'the indexer to commit to the end',
+        'the restarted indexer to commit to the end',
         async () => (await groupProgress(admin, names.group, names.topic)).behind === 0,
       );
       t.equal(await searchableCount(es, names.alias), 40, 'all 40 indexed once the shard is there');
       t.equal((await readDlq(kafka, names.dlq)).length, 0, 'still nothing dead-lettered');
-      t.ok(indexer.alive());
     },
   );
 
