@@ -51,7 +51,7 @@ export const IndexerConfigSchema = Type.Object({
     maxLength: 200,
     default: CRASH_ALIAS,
     description:
-      'Read alias of the crash indices; indices are <alias>-YYYY.MM and the templates are named after it',
+      'Read alias of the crash indices; indices are `<alias>-YYYY.MM`, templates are named after it',
   }),
   indexShards: Type.Integer({
     minimum: 1,
