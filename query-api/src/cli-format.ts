@@ -1,0 +1,137 @@
+import type { CrashEvent } from '@podmortem/contract';
+
+// How the CLI prints crashes for people (scripts use --json).
+
+export function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
+  return [line(headers), ...rows.map(line)].join('\n') + '\n';
+}
+
+export function bytes(n: number | undefined): string {
+  if (n === undefined) return '-';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${u === 0 ? String(v) : v.toFixed(1)} ${units[u] ?? 'B'}`;
+}
+
+function clip(s: string, max: number): string {
+  return s.length <= max ? s : `…${s.slice(s.length - max + 1)}`;
+}
+
+export function crashRows(events: Partial<CrashEvent>[]): string {
+  return table(
+    ['TIME', 'ID', 'NAMESPACE', 'POD', 'CONTAINER', 'SIGNAL', 'DUMP', 'EXECUTABLE'],
+    events.map((e) => [
+      e['@timestamp'] ?? '',
+      e.crash?.id ?? '',
+      e.kubernetes?.namespace ?? '(host)',
+      e.kubernetes?.pod.name ?? e.collector?.node ?? '',
+      e.kubernetes?.container.name ?? '',
+      e.signal?.name ?? '',
+      e.dump?.status ?? '',
+      clip(e.process?.executable ?? e.process?.name ?? '', 48),
+    ]),
+  );
+}
+
+export function crashInfo(e: CrashEvent): string {
+  const rows: [string, string][] = [];
+  const add = (k: string, v: string | undefined) => {
+    if (v !== undefined && v !== '') rows.push([k, v]);
+  };
+  add('crash', e.crash.id);
+  add('time', e['@timestamp']);
+  const k = e.kubernetes;
+  if (k) {
+    add('pod', `${k.namespace}/${k.pod.name} (uid ${k.pod.uid})`);
+    add('container', k.container.name);
+    add('node', k.node.name);
+    if (k.owner) add('owner', `${k.owner.kind}/${k.owner.name}`);
+  } else add('host', `process on node ${e.collector.node}, outside any pod`);
+  add('image', [e.container?.image?.name, e.container?.image?.digest].filter(Boolean).join(' '));
+  const p = e.process;
+  add(
+    'process',
+    `${p.executable ?? p.name} (pid ${p.pid}${p.ns_pid ? `, ${p.ns_pid} in its namespace` : ''})`,
+  );
+  if (p.args) add('args', p.args.join(' '));
+  add(
+    'signal',
+    `${e.signal.name} (${e.signal.number})${e.signal.code === undefined ? '' : ` code ${e.signal.code}`}${e.fault ? ` at ${e.fault.address}` : ''}`,
+  );
+  const d = e.dump;
+  add(
+    'dump',
+    `${d.status}${d.reason ? ` (${d.reason})` : ''}${d.size_bytes === undefined ? '' : `, ${bytes(d.size_bytes)} raw`}${d.stored_bytes === undefined ? '' : `, ${bytes(d.stored_bytes)} stored`}${d.compression ? ` ${d.compression}` : ''}`,
+  );
+  add('sha256', d.sha256);
+  add('signature', e.analysis?.signature);
+  add('title', e.analysis?.title);
+  const width = Math.max(...rows.map(([key]) => key.length));
+  let out = rows.map(([key, v]) => `${key.padEnd(width)}  ${v}`).join('\n') + '\n';
+  const frames = e.analysis?.frames ?? [];
+  if (frames.length > 0) {
+    out += 'frames:\n';
+    frames.forEach((f, i) => {
+      const where = `${f.module ?? '?'}!${f.function ?? '?'}${f.offset === undefined ? '' : `+0x${f.offset.toString(16)}`}`;
+      out += `  #${i} ${where}\n`;
+    });
+  }
+  return out;
+}
+
+export interface ContextView {
+  crash: { id: string; timestamp: string; namespace?: string; pod?: string; container?: string };
+  window: { from: string; to: string; step_seconds: number };
+  metrics: {
+    name: string;
+    query: string;
+    series: { metric: Record<string, string>; values: [number, string][] }[];
+  }[];
+  logs: { index: string; lines: { timestamp: string; message: string }[] };
+  other_crashes: Partial<CrashEvent>[];
+  links: { grafana?: string; kibana?: string };
+  errors: { source: string; message: string }[];
+}
+
+function summary(values: [number, string][]): string {
+  const nums = values.map(([, v]) => Number(v)).filter((v) => Number.isFinite(v));
+  if (nums.length === 0) return 'no samples';
+  const fmt = (v: number) => (Math.abs(v) >= 1e5 ? v.toExponential(3) : String(Math.round(v * 1000) / 1000));
+  return `min ${fmt(Math.min(...nums))}  max ${fmt(Math.max(...nums))}  last ${fmt(nums[nums.length - 1] ?? 0)}  (${nums.length} points)`;
+}
+
+export function contextView(c: ContextView): string {
+  let out = `crash ${c.crash.id} at ${c.crash.timestamp}`;
+  if (c.crash.namespace)
+    out += ` in ${c.crash.namespace}/${c.crash.pod ?? ''} container ${c.crash.container ?? ''}`;
+  out += `\nwindow ${c.window.from} … ${c.window.to} (step ${c.window.step_seconds}s)\n\nmetrics:\n`;
+  for (const m of c.metrics) {
+    if (m.series.length === 0) out += `  ${m.name}: no series\n`;
+    for (const s of m.series) out += `  ${m.name}: ${summary(s.values)}\n`;
+  }
+  out += `\nlogs (${c.logs.lines.length} lines from ${c.logs.index}):\n`;
+  for (const l of c.logs.lines) out += `  ${l.timestamp}  ${l.message}\n`;
+  out += `\nother crashes of the pod (${c.other_crashes.length}):\n`;
+  if (c.other_crashes.length > 0) out += crashRows(c.other_crashes).replace(/^/gm, '  ').trimEnd() + '\n';
+  if (c.links.grafana || c.links.kibana) {
+    out += '\nlinks:\n';
+    if (c.links.grafana) out += `  grafana  ${c.links.grafana}\n`;
+    if (c.links.kibana) out += `  kibana   ${c.links.kibana}\n`;
+  }
+  if (c.errors.length > 0) {
+    out += '\nunavailable:\n';
+    for (const e of c.errors) out += `  ${e.source}: ${e.message}\n`;
+  }
+  return out;
+}

@@ -1,0 +1,302 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { zstdCompressSync } from 'node:zlib';
+import { Client } from '@elastic/elasticsearch';
+import { dumpRelPath } from '@podmortem/contract';
+import t from 'tap';
+import { FakeKubeApi } from './support/fake-kube-api.ts';
+import { freePort } from './support/private-stack.ts';
+import { repoDir, stack, uniqueName } from './support/stack.ts';
+import { CrashIndex, StorageRoot, addUser, makeCrash, sha256 } from './support/query-api.ts';
+
+// The `podmortem` CLI (query-api/bin/podmortem) against the API running as its own process
+// (`node query-api/src/main.ts`, configured by PODMORTEM_API_* variables) on the real stack:
+// list, info, dump (sha256 verified), context and debug, their output and their exit codes.
+
+const bin = join(repoDir, 'query-api/bin/podmortem');
+const work = mkdtempSync(join(tmpdir(), 'pm-cli-'));
+t.teardown(() => rmSync(work, { recursive: true, force: true }));
+
+const kube = await FakeKubeApi.start();
+t.teardown(() => kube.close());
+const index = await CrashIndex.create('pm-cli');
+t.teardown(() => index.destroy());
+const storage = new StorageRoot();
+t.teardown(() => storage.destroy());
+const es = new Client({ node: stack.elasticsearchUrl });
+t.teardown(() => es.close());
+const logsIndex = uniqueName('pm-cli-logs');
+t.teardown(() => es.indices.delete({ index: logsIndex, ignore_unavailable: true }));
+
+const alice = addUser(kube, 'alice', ['team-a']);
+const now = Date.now();
+const minute = 60_000;
+const uid = 'cccccccc-0000-4000-8000-000000000001';
+const main = makeCrash({ namespace: 'team-a', pod: 'api-0', uid, at: now - 10 * minute, coreBytes: 3 << 20 });
+const second = makeCrash({
+  namespace: 'team-a',
+  pod: 'api-0',
+  uid,
+  at: now - 20 * minute,
+  signal: { number: 6, name: 'SIGABRT' },
+});
+const other = makeCrash({ namespace: 'team-a', pod: 'web-0', at: now - 30 * minute });
+const removed = makeCrash({ namespace: 'team-a', pod: 'web-1', at: now - 40 * minute });
+const forged = makeCrash({ namespace: 'team-a', pod: 'web-2', at: now - 50 * minute });
+forged.event.dump.sha256 = 'f'.repeat(64);
+const hidden = makeCrash({ namespace: 'team-b', pod: 'db-0', at: now - 5 * minute });
+
+// A real core of a live process, made by gdb's gcore, for `podmortem debug`.
+const sleeper = spawn('/usr/bin/sleep', ['300']);
+t.teardown(() => sleeper.kill());
+process.once('exit', () => sleeper.kill('SIGKILL'));
+const gcorePrefix = join(work, 'gcore');
+await new Promise<void>((resolve, reject) =>
+  execFile('gcore', ['-o', gcorePrefix, String(sleeper.pid)], (err) => (err ? reject(err) : resolve())),
+);
+const realCore = readFileSync(`${gcorePrefix}.${String(sleeper.pid)}`);
+const debuggable = makeCrash({
+  namespace: 'team-a',
+  pod: 'sleeper-0',
+  at: now - 60 * minute,
+  executable: '/usr/bin/sleep',
+});
+debuggable.raw = realCore;
+debuggable.stored = zstdCompressSync(realCore);
+debuggable.event.dump = {
+  ...debuggable.event.dump,
+  size_bytes: realCore.length,
+  stored_bytes: debuggable.stored.length,
+  sha256: sha256(realCore),
+};
+
+const all = [main, second, other, removed, forged, hidden, debuggable];
+for (const c of all) storage.write(c);
+rmSync(storage.path(dumpRelPath(removed.event)));
+await index.add(all.map((c) => c.event));
+await es.bulk({
+  refresh: 'wait_for',
+  operations: [
+    { index: { _index: logsIndex } },
+    {
+      '@timestamp': new Date(now - 11 * minute).toISOString(),
+      message: 'segfault coming',
+      kubernetes: { namespace: 'team-a', pod: { name: 'api-0' }, container: { name: 'api' } },
+    },
+  ],
+});
+
+// The API as its own process.
+const port = await freePort();
+const server = `http://127.0.0.1:${port}`;
+const apiEnv = {
+  PATH: process.env.PATH ?? '',
+  PODMORTEM_API_HOST: '127.0.0.1',
+  PODMORTEM_API_PORT: String(port),
+  PODMORTEM_API_STORAGE_ROOT: storage.root,
+  PODMORTEM_API_ELASTICSEARCH_URL: stack.elasticsearchUrl,
+  PODMORTEM_API_PROMETHEUS_URL: stack.prometheusUrl,
+  PODMORTEM_API_CRASH_INDEX: index.alias,
+  PODMORTEM_API_LOGS_INDEX: logsIndex,
+  PODMORTEM_API_KUBECONFIG: kube.writeKubeconfig(join(work, 'api-kubeconfig')),
+  LOG_LEVEL: 'warn',
+};
+const api: ChildProcess = spawn(process.execPath, [join(repoDir, 'query-api/src/main.ts')], {
+  env: apiEnv,
+  stdio: ['ignore', 'inherit', 'inherit'],
+});
+t.teardown(() => api.kill('SIGTERM'));
+// Never left behind, even when the test process is ended early.
+process.once('exit', () => api.kill('SIGKILL'));
+for (let i = 0; ; i++) {
+  const up = await fetch(`${server}/healthz`).then(
+    (r) => r.ok,
+    () => false,
+  );
+  if (up) break;
+  if (i > 200) throw new Error('the API did not start');
+  await sleep(100);
+}
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+const home = join(work, 'home');
+function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(
+      bin,
+      args,
+      {
+        env: { PATH: process.env.PATH ?? '', HOME: home, PODMORTEM_SERVER: server, ...env },
+        cwd: work,
+        maxBuffer: 64 << 20,
+      },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+const asAlice = { PODMORTEM_TOKEN: alice };
+
+t.test('main.ts refuses a bad configuration, naming the variable', async (t) => {
+  const r = await new Promise<Run>((resolve) =>
+    execFile(
+      process.execPath,
+      [join(repoDir, 'query-api/src/main.ts')],
+      { env: { ...apiEnv, PODMORTEM_API_PORT: 'eighty' } },
+      (err, stdout, stderr) => resolve({ code: Number(err?.code ?? 0), stdout, stderr }),
+    ),
+  );
+  t.equal(r.code, 2);
+  t.match(r.stdout + r.stderr, 'PODMORTEM_API_PORT');
+});
+
+t.test('list: a table, JSON, filters, and only what the caller may see', async (t) => {
+  const table = await cli(['list'], asAlice);
+  t.equal(table.code, 0, table.stderr);
+  const lines = table.stdout.trim().split('\n');
+  t.match(lines[0], /^TIME +ID +NAMESPACE +POD +CONTAINER +SIGNAL +DUMP +EXECUTABLE$/);
+  const visible = all
+    .filter((c) => c !== hidden)
+    .sort((a, b) => (a.event['@timestamp'] < b.event['@timestamp'] ? 1 : -1));
+  t.same(
+    lines.slice(1).map((l) => l.split(/ +/)[1]),
+    visible.map((c) => c.event.crash.id),
+    'every crash of team-a, newest first, none of team-b',
+  );
+  t.match(lines[1], /team-a +api-0 +api +SIGSEGV +stored/);
+
+  const json = await cli(['list', '--json', '--pod', 'api-0', '--signal', 'SIGABRT'], asAlice);
+  t.equal(json.code, 0);
+  t.same(
+    (JSON.parse(json.stdout) as { crash: { id: string } }[]).map((e) => e.crash.id),
+    [second.event.crash.id],
+  );
+  const limited = await cli(['list', '--json', '--limit', '2', '--since', '2h'], asAlice);
+  t.equal((JSON.parse(limited.stdout) as unknown[]).length, 2);
+  const none = await cli(['list', '--namespace', 'team-a', '--pod', 'nobody'], asAlice);
+  t.equal(none.code, 0);
+  t.equal(none.stdout, '');
+  t.match(none.stderr, 'no crashes found');
+});
+
+t.test('info: the crash, in words or JSON', async (t) => {
+  const r = await cli(['info', main.event.crash.id], asAlice);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, `crash      ${main.event.crash.id}`);
+  t.match(r.stdout, `pod        team-a/api-0 (uid ${uid})`);
+  t.match(r.stdout, 'signal     SIGSEGV (11)');
+  t.match(r.stdout, `sha256     ${main.event.dump.sha256 ?? ''}`);
+  t.match(r.stdout, /frames:\n {2}#0 \/usr\/local\/bin\/api-server!handle_request\+0x2a/);
+  const json = await cli(['info', '--json', main.event.crash.id], asAlice);
+  t.same(JSON.parse(json.stdout), main.event);
+});
+
+t.test('dump: raw and stored, sha256 verified, progress on stderr', async (t) => {
+  const raw = join(work, 'main.core');
+  const r = await cli(['dump', main.event.crash.id, '-o', raw, '--progress'], asAlice);
+  t.equal(r.code, 0, r.stderr);
+  t.equal(createHash('sha256').update(readFileSync(raw)).digest('hex'), main.event.dump.sha256);
+  t.match(r.stderr, '100%');
+  t.match(r.stderr, `sha256 ${main.event.dump.sha256 ?? ''} verified`);
+  t.notOk(existsSync(`${raw}.part`));
+
+  const zst = join(work, 'main.core.zst');
+  const z = await cli(['dump', main.event.crash.id, '-o', zst, '--format', 'zstd', '--quiet'], asAlice);
+  t.equal(z.code, 0, z.stderr);
+  t.equal(z.stderr, '', '--quiet');
+  t.ok(
+    readFileSync(zst).equals(main.stored ?? Buffer.alloc(0)),
+    'the stored file, verified by decompression',
+  );
+});
+
+t.test('dump: a core that does not match its sha256 is not kept (exit 5)', async (t) => {
+  const out = join(work, 'forged.core');
+  const r = await cli(['dump', forged.event.crash.id, '-o', out], asAlice);
+  t.equal(r.code, 5);
+  t.match(r.stderr, 'sha256 mismatch');
+  t.notOk(existsSync(out));
+  t.notOk(existsSync(`${out}.part`));
+});
+
+t.test('exit codes: not found, removed, not allowed, no token, usage', async (t) => {
+  const out = join(work, 'x.core');
+  const cases: [string[], Record<string, string>, number, string][] = [
+    [['info', '01900000-0000-7000-8000-000000000000'], asAlice, 3, 'not found'],
+    [['info', hidden.event.crash.id], asAlice, 3, 'not found'],
+    [['dump', removed.event.crash.id, '-o', out], asAlice, 3, '410'],
+    [['list'], {}, 4, '401'],
+    [['list'], { PODMORTEM_TOKEN: 'nonsense' }, 4, '401'],
+    [['list', '--namespace', 'team-b'], asAlice, 4, '403'],
+    [['list', '--signal', 'kill -9'], asAlice, 2, 'querystring/signal'],
+    [['list', '--limit', 'many'], asAlice, 2, '--limit'],
+    [['info'], asAlice, 2, 'expected podmortem info ID'],
+    [['dump', main.event.crash.id], asAlice, 2, '-o FILE'],
+    [['frobnicate'], asAlice, 2, 'unknown command'],
+    [['list', '--colour'], asAlice, 2, "Unknown option '--colour'"],
+    [['list'], { ...asAlice, PODMORTEM_SERVER: `http://127.0.0.1:${port + 1}` }, 1, 'cannot reach'],
+  ];
+  for (const [args, env, code, text] of cases) {
+    const r = await cli(args, env);
+    t.equal(r.code, code, `${args.join(' ')} → ${code}`);
+    t.match(r.stderr, text);
+  }
+  t.notOk(existsSync(out));
+  for (const c of ['list', 'info', 'dump', 'context', 'debug']) {
+    const help = await cli([c, '--help']);
+    t.equal(help.code, 0);
+    t.match(help.stdout, `Usage: podmortem ${c}`);
+    t.match(help.stdout, 'Exit codes:');
+  }
+});
+
+t.test('the token of the current kubeconfig context', async (t) => {
+  const kubeconfig = kube.writeKubeconfig(join(work, 'user-kubeconfig'), alice);
+  const viaEnv = await cli(['info', main.event.crash.id], { KUBECONFIG: kubeconfig });
+  t.equal(viaEnv.code, 0, viaEnv.stderr);
+  const viaFlag = await cli(['info', main.event.crash.id, '--kubeconfig', kubeconfig]);
+  t.equal(viaFlag.code, 0, viaFlag.stderr);
+  const flagWins = await cli(['info', main.event.crash.id, '--token', 'nonsense'], {
+    KUBECONFIG: kubeconfig,
+  });
+  t.equal(flagWins.code, 4, '--token comes first');
+});
+
+t.test('context: logs, other crashes, metrics', async (t) => {
+  const r = await cli(['context', main.event.crash.id], asAlice);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, `crash ${main.event.crash.id}`);
+  t.match(r.stdout, 'in team-a/api-0 container api');
+  t.match(r.stdout, /logs \(1 lines from .*\):\n {2}\S+ {2}segfault coming/);
+  t.match(r.stdout, 'other crashes of the pod (1)');
+  t.match(r.stdout, second.event.crash.id);
+  t.match(r.stdout, 'memory: no series');
+  const json = await cli(['context', '--json', main.event.crash.id, '--before', '600'], asAlice);
+  const ctx = JSON.parse(json.stdout) as { window: { from: string } };
+  t.equal(ctx.window.from, new Date(Date.parse(main.event['@timestamp']) - 600_000).toISOString());
+});
+
+t.test('debug: opens the core in gdb, or says what is missing', async (t) => {
+  const missing = await cli(['debug', main.event.crash.id, '--gdb', '/nonexistent/gdb'], asAlice);
+  t.equal(missing.code, 1);
+  t.match(missing.stderr, 'gdb is not on PATH');
+  t.match(missing.stderr, 'the executable /usr/local/bin/api-server is not here');
+  t.match(missing.stderr, 'registry.example/api-server:1.2.3');
+  t.ok(existsSync(join(work, `${main.event.crash.id}.core`)), 'the core is downloaded all the same');
+
+  const r = await cli(['debug', debuggable.event.crash.id, '--', '-batch', '-ex', 'info inferiors'], asAlice);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout + r.stderr, /Core was generated by/);
+  t.match(r.stdout, /\(core\) +\/usr\/bin\/sleep/, 'gdb has the executable and the core');
+});
