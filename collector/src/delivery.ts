@@ -1,4 +1,5 @@
 import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { validateCrashEvent, type CrashEvent } from '@podmortem/contract';
@@ -96,7 +97,7 @@ export function parseSpoolMeta(text: string, crashId: string): SpoolMeta {
 }
 
 async function writeJsonAtomically(dir: string, path: string, value: unknown): Promise<void> {
-  const tmp = path + '.tmp';
+  const tmp = `${path}.${randomBytes(4).toString('hex')}.tmp`;
   const file = await open(tmp, 'w', 0o600);
   try {
     await file.writeFile(JSON.stringify(value));
@@ -123,7 +124,8 @@ export class Delivery {
       meta = parseSpoolMeta(await readFile(spoolPaths(this.p.spoolDir, crashId).meta, 'utf8'), crashId);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'gone';
-      return this.reject(crashId, err, log);
+      if (err instanceof AgentError) return this.reject(crashId, err, log);
+      throw err;
     }
     try {
       const state = await this.readState(crashId);
@@ -138,16 +140,19 @@ export class Delivery {
         await this.saveState(crashId, state);
       }
       const event = state.event;
+      // Both announcements at once; their state saves one after the other.
+      let saving = Promise.resolve();
+      const saved = () => (saving = saving.then(() => this.saveState(crashId, state)));
       await Promise.all([
         state.otlp ||
           this.step('otlp', log, signal, () => this.p.otlp.emit(event)).then(() => {
             state.otlp = true;
-            return this.saveState(crashId, state);
+            return saved();
           }),
         state.kafka ||
           this.step('kafka', log, signal, () => this.p.kafka.emit(event)).then(() => {
             state.kafka = true;
-            return this.saveState(crashId, state);
+            return saved();
           }),
       ]);
       await this.step('spool', log, signal, async () => {
@@ -172,7 +177,9 @@ export class Delivery {
       );
       return 'delivered';
     } catch (err) {
-      if (signal.aborted) throw err;
+      // Stopping, or a passing failure outside the retried steps (the spool's own disk): the entry
+      // stays for the next sweep. Only what can never succeed is set aside.
+      if (signal.aborted || isRetriable(err)) throw err;
       return this.reject(crashId, err, log);
     }
   }

@@ -32,7 +32,7 @@ const ENTRY_FILE = new RegExp(
     AGENT_STATE_SUFFIX,
   ]
     .map((s) => s.replaceAll('.', '\\.'))
-    .join('|')})(\\.tmp)?$`,
+    .join('|')})(\\.[0-9a-f]+\\.tmp)?$`,
 );
 
 /** Entries and bytes of crash files in the spool (not the handler's log or state). */

@@ -45,8 +45,16 @@ export class AgentProcess {
   opsPort: number | undefined;
   private readonly exited: Promise<[number | null, NodeJS.Signals | null]>;
 
-  constructor(env: Record<string, string>) {
-    this.child = spawn(NODE, ['--disable-warning=ExperimentalWarning', AGENT_MAIN], {
+  /**
+   * `uninstrumented`: tap adds its coverage hooks (NODE_OPTIONS) to every child it sees spawned,
+   * which doubles a Node process's memory; /usr/bin/env drops them where memory is measured.
+   */
+  constructor(env: Record<string, string>, options: { uninstrumented?: boolean } = {}) {
+    const argv = ['--disable-warning=ExperimentalWarning', AGENT_MAIN];
+    const [command, args] = options.uninstrumented
+      ? ['env', ['-u', 'NODE_OPTIONS', NODE, ...argv]]
+      : [NODE, argv];
+    this.child = spawn(command, args, {
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LOG_LEVEL: 'debug', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -148,7 +156,7 @@ export interface CollectorSetup {
   brokers: string[];
   /** Environment for an agent over this setup; `extra` overrides. */
   env(extra?: Record<string, string>): Record<string, string>;
-  start(extra?: Record<string, string>): Promise<AgentProcess>;
+  start(extra?: Record<string, string>, options?: { uninstrumented?: boolean }): Promise<AgentProcess>;
   /** Every crash event on the topic so far (the live consumer's; empty without one). */
   topicEvents(): CrashEvent[];
   /** Reads the whole topic with a fresh consumer until `done` holds of what it read. */
@@ -256,8 +264,8 @@ export async function collectorSetup(
       PODMORTEM_COLLECTOR_SHUTDOWN_GRACE_MS: '5000',
       ...extra,
     }),
-    async start(extra = {}) {
-      const agent = new AgentProcess(setup.env(extra));
+    async start(extra = {}, options = {}) {
+      const agent = new AgentProcess(setup.env(extra), options);
       agents.push(agent);
       await agent.running();
       return agent;
