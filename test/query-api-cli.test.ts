@@ -4,6 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import { zstdCompressSync } from 'node:zlib';
 import { Client } from '@elastic/elasticsearch';
 import { dumpRelPath } from '@podmortem/contract';
@@ -55,9 +56,7 @@ const sleeper = spawn('/usr/bin/sleep', ['300']);
 t.teardown(() => sleeper.kill());
 process.once('exit', () => sleeper.kill('SIGKILL'));
 const gcorePrefix = join(work, 'gcore');
-await new Promise<void>((resolve, reject) =>
-  execFile('gcore', ['-o', gcorePrefix, String(sleeper.pid)], (err) => (err ? reject(err) : resolve())),
-);
+await promisify(execFile)('gcore', ['-o', gcorePrefix, String(sleeper.pid)]);
 const realCore = readFileSync(`${gcorePrefix}.${String(sleeper.pid)}`);
 const debuggable = makeCrash({
   namespace: 'team-a',

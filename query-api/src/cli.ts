@@ -54,8 +54,10 @@ interface Command {
   run(args: Parsed, api: () => Promise<ApiClient>, io: Io): Promise<number>;
 }
 
+type OptionValue = string | boolean | (string | boolean)[] | undefined;
+
 interface Parsed {
-  values: Record<string, string | boolean | undefined>;
+  values: Record<string, OptionValue>;
   positionals: string[];
   rest: string[];
 }
@@ -76,7 +78,7 @@ const GLOBAL_HELP = `Global options:
 Exit codes: 0 ok, 1 error, 2 usage (or a parameter the API refused), 3 not found (or dump
 removed), 4 not authenticated or not allowed, 5 sha256 verification failed.`;
 
-const str = (v: string | boolean | undefined): string | undefined => (typeof v === 'string' ? v : undefined);
+const str = (v: OptionValue): string | undefined => (typeof v === 'string' ? v : undefined);
 
 /** `30m`, `2h`, `7d` → milliseconds. */
 export function parseDuration(value: string): number {
