@@ -107,11 +107,12 @@ async function waitReady(name: string, url: string, timeoutMs = 60_000): Promise
   }
 }
 
+/** Runs the podmortem CLI as a user would; its progress (stderr) follows what it printed. */
 async function cli(args: string[], token: string, server: string): Promise<string> {
-  const { stdout } = await run(join(repoDir, 'query-api/bin/podmortem'), args, {
+  const { stdout, stderr } = await run(join(repoDir, 'query-api/bin/podmortem'), args, {
     env: { ...process.env, PODMORTEM_SERVER: server, PODMORTEM_TOKEN: token },
   });
-  return stdout;
+  return stdout + stderr;
 }
 
 function indent(text: string): string {
@@ -279,16 +280,18 @@ async function main(): Promise<void> {
   const deadline = Date.now() + 90_000;
   let crashId: string | undefined;
   while (Date.now() < deadline) {
-    const rows = JSON.parse(await cli(['list', '--namespace', 'shop', '--json'], userToken, api)) as {
-      items: { crash: { id: string } }[];
-    };
-    crashId = rows.items[0]?.crash.id;
+    const rows = JSON.parse(
+      await cli(['list', '--namespace', 'shop', '--pod-uid', podUid, '--json'], userToken, api),
+    ) as {
+      crash: { id: string };
+    }[];
+    crashId = rows[0]?.crash.id;
     if (crashId) break;
     await sleep(500);
   }
   if (!crashId)
     throw new Error('the crash did not reach the query API within 90 s; see the logs in ' + workDir);
-  listing = await cli(['list', '--namespace', 'shop'], userToken, api);
+  listing = await cli(['list', '--namespace', 'shop', '--pod', pod.name, '--since', '1h'], userToken, api);
   say(indent(listing));
 
   step(`podmortem info ${crashId}`);
@@ -302,7 +305,8 @@ async function main(): Promise<void> {
 
   step(`podmortem dump ${crashId} -o …  (sha256 verified)`);
   const dumpFile = join(workDir, `${crashId}.core`);
-  say(indent(await cli(['dump', crashId, '-o', dumpFile], userToken, api)));
+  say(indent(await cli(['dump', crashId, '-o', dumpFile, '--progress'], userToken, api)));
+  say(`saved ${dumpFile}: the sha256 of the raw core matches the event's`);
 
   step(`podmortem context ${crashId}`);
   say(indent(await cli(['context', crashId], userToken, api)));
