@@ -13,6 +13,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Client } from '@elastic/elasticsearch';
 import { Kafka, logLevel } from 'kafkajs';
 import { CRASH_DLQ_TOPIC, CRASH_TOPIC } from '@podmortem/contract';
 import { FakeKubeApi } from '../test/support/fake-kube-api.ts';
@@ -21,6 +22,7 @@ import { lockCorePattern } from '../test/support/core-pattern-lock.ts';
 import { freePort } from '../test/support/private-stack.ts';
 import { repoDir, stack } from '../test/support/stack.ts';
 import { createPodCgroup, type PodCgroup } from '../test/support/pod-cgroup.ts';
+import { PodTelemetry } from './demo/pod-telemetry.ts';
 
 const run = promisify(execFile);
 // kafkajs 2.2 sets a timeout of (-1 - now) when the broker has not throttled it; Node 24 warns
@@ -269,8 +271,28 @@ async function main(): Promise<void> {
   const cgroup: PodCgroup = createPodCgroup(podUid, containerId);
   cleanups.push(() => cgroup.remove());
   say(`cgroup ${cgroup.path}`);
-  const crash = await cgroup.run(join(build, 'order-parser'), [join(repoDir, 'scripts/demo/orders.txt')]);
-  say(indent(crash.stdout));
+  const telemetry = new PodTelemetry(cgroup, {
+    namespace: pod.namespace,
+    pod: pod.name,
+    container: 'parser',
+  });
+  telemetry.start();
+  const crash = await cgroup.run(
+    join(build, 'order-parser'),
+    [join(repoDir, 'scripts/demo/orders.txt')],
+    (line) => {
+      telemetry.logLine(line);
+      say(`  | ${line}`);
+    },
+  );
+  const es = new Client({ node: stack.elasticsearchUrl });
+  const logsIndex = `logs-demo-${new Date().toISOString().slice(0, 10).replaceAll('-', '.')}`;
+  const shipped = await telemetry.ship(stack.prometheusUrl, es, logsIndex);
+  await es.close();
+  say(
+    `as cAdvisor and a log shipper would: ${shipped.samples} memory/CPU samples to Prometheus, ` +
+      `${shipped.lines} log lines to ${logsIndex}`,
+  );
   say(`the process ended with signal ${crash.signal ?? 'none'}${crash.coreDumped ? ' (core dumped)' : ''}`);
   if (crash.signal !== 'SIGSEGV')
     throw new Error(`expected SIGSEGV, got ${crash.signal ?? `exit ${String(crash.code)}`}`);

@@ -35,8 +35,13 @@ export interface PodCgroup {
   readonly path: string;
   /** The path /proc/<pid>/cgroup shows for a process inside (relative to the hierarchy). */
   readonly relative: string;
-  /** Runs a program inside the cgroup with core dumps allowed, and waits for it to end. */
-  run(program: string, args?: string[]): Promise<CrashResult>;
+  /**
+   * Runs a program inside the cgroup with core dumps allowed, and waits for it to end;
+   * `onLine` sees each line of its stdout as it comes.
+   */
+  run(program: string, args?: string[], onLine?: (line: string) => void): Promise<CrashResult>;
+  /** Pids in the cgroup now. */
+  pids(): number[];
   /** Removes the cgroups made (they must be empty: run() waits for its process). */
   remove(): void;
 }
@@ -54,7 +59,12 @@ export function createPodCgroup(podUid: string, containerId: string): PodCgroup 
   return {
     path,
     relative: '/' + segments.join('/'),
-    run: (program, args = []) =>
+    pids: () =>
+      readFileSync(join(path, 'cgroup.procs'), 'utf8')
+        .split('\n')
+        .filter((l) => l !== '')
+        .map(Number),
+    run: (program, args = [], onLine) =>
       new Promise((resolve, reject) => {
         // The shell moves itself into the cgroup, allows cores, and becomes the program; it reports
         // how the program ended in the way only a parent shell can see (the core-dump flag).
@@ -64,10 +74,17 @@ export function createPodCgroup(podUid: string, containerId: string): PodCgroup 
         });
         let stdout = '';
         let stderr = '';
-        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+        let partial = '';
+        child.stdout.on('data', (d: Buffer) => {
+          stdout += d.toString();
+          const lines = (partial + d.toString()).split('\n');
+          partial = lines.pop() ?? '';
+          for (const line of lines) onLine?.(line);
+        });
         child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
         child.once('error', reject);
-        child.once('exit', () => {
+        child.once('close', () => {
+          if (partial !== '') onLine?.(partial);
           const status = Number(/exit-status (\d+)/.exec(stderr)?.[1] ?? 'NaN');
           const signalNo = status > 128 ? status - 128 : 0;
           const signal = signalNo === 0 ? null : signalName(signalNo);
