@@ -217,7 +217,8 @@ t.test(
         await setup.otlp.waitFor((records) =>
           records.some((r) => r.attributes['podmortem.crash.id'] === event.crash.id),
         );
-        const record = setup.otlp.withAttribute('podmortem.crash.id', event.crash.id)[0]!;
+        const [record] = setup.otlp.withAttribute('podmortem.crash.id', event.crash.id);
+        if (!record) throw new Error('no OTLP record for the crash');
         t.match(record.attributes, {
           'k8s.namespace.name': pod.namespace,
           'k8s.pod.name': pod.name,

@@ -83,8 +83,9 @@ class CorePatternComponent implements Component {
     await this.settings.start();
   }
 
-  async shutdown(deadline: number): Promise<void> {
-    await this.settings?.shutdown(deadline);
+  // Restoring two sysctl values is quick and must not be cut short: no deadline taken.
+  async shutdown(): Promise<void> {
+    await this.settings?.shutdown();
   }
 }
 

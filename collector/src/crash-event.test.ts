@@ -9,6 +9,14 @@ const ID = 'c4a1f3e9b2d84f0e9a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f';
 const UID = '5f0c8a52-8d7e-4c11-9f70-3f2b6c7d8e01';
 const cgroup = `0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${UID.replaceAll('-', '_')}.slice/cri-containerd-${ID}.scope\n`;
 
+const procFacts = {
+  cgroup,
+  cmdline: ['/usr/local/bin/api-server', '--serve'],
+  comm: 'api-server',
+  exe: '/usr/local/bin/api-server',
+  nsPids: [4242, 7],
+};
+
 function meta(overrides: Partial<SpoolMeta> = {}): SpoolMeta {
   return {
     version: 1,
@@ -19,13 +27,7 @@ function meta(overrides: Partial<SpoolMeta> = {}): SpoolMeta {
       pid: 4242, nsPid: 7, tid: 4243, nsTid: 8, signal: 11, time: 1795000000, coreLimit: -1,
       comm: 'api-server', exePath: '/usr/local/bin/api-server', hostname: 'api-0', uid: 1000, gid: 1000,
     }, // prettier-ignore
-    proc: {
-      cgroup,
-      cmdline: ['/usr/local/bin/api-server', '--serve'],
-      comm: 'api-server',
-      exe: '/usr/local/bin/api-server',
-      nsPids: [4242, 7],
-    },
+    proc: procFacts,
     dump: {
       status: 'stored',
       sizeBytes: 1000,
@@ -62,23 +64,19 @@ const notes: CoreNotes = {
   problems: [],
 };
 
+const apiContainer = {
+  name: 'api',
+  runtime: 'containerd' as const,
+  image: 'registry.example/api:1.2.3',
+  imageDigest: 'sha256:' + 'cd'.repeat(32),
+};
 const pod: PodInfo = {
   namespace: 'payments',
   name: 'api-7d9f8-x2x9z',
   uid: UID,
   labels: { app: 'api' },
   owner: { kind: 'ReplicaSet', name: 'api-7d9f8' },
-  containers: new Map([
-    [
-      ID,
-      {
-        name: 'api',
-        runtime: 'containerd',
-        image: 'registry.example/api:1.2.3',
-        imageDigest: 'sha256:' + 'cd'.repeat(32),
-      },
-    ],
-  ]),
+  containers: new Map([[ID, apiContainer]]),
   specContainers: [{ name: 'api', image: 'registry.example/api:1.2.3' }],
 };
 const identity = { containerId: ID, runtime: 'containerd' as const, podUid: UID, path: '/x' };
@@ -87,7 +85,7 @@ t.test('a crash in a pod: every fact from its best source', async (t) => {
   const m = meta();
   const e = buildCrashEvent({
     meta: m,
-    owner: { kind: 'pod', identity, pod, container: pod.containers.get(ID)! },
+    owner: { kind: 'pod', identity, pod, container: apiContainer },
     notes,
     nodeName: 'node-a',
   });
@@ -130,7 +128,7 @@ t.test('a crash in a pod: every fact from its best source', async (t) => {
 
 t.test('a host process has no kubernetes or container block', async (t) => {
   const e = buildCrashEvent({
-    meta: meta({ proc: { ...meta().proc!, cgroup: '0::/system.slice/cron.service\n' } }),
+    meta: meta({ proc: { ...procFacts, cgroup: '0::/system.slice/cron.service\n' } }),
     owner: { kind: 'host' },
     notes,
     nodeName: 'node-a',
@@ -200,3 +198,17 @@ t.test('signal names', async (t) => {
   t.equal(signalName(0), 'UNKNOWN');
   t.equal(signalName(99), 'UNKNOWN');
 });
+
+t.test(
+  "a core whose own signal is not the kernel's (gcore): the kernel's signal, not the core's code",
+  async (t) => {
+    const e = buildCrashEvent({
+      meta: meta(),
+      owner: { kind: 'host' },
+      notes: { ...notes, signal: 19, sigCode: 128, faultAddress: undefined },
+      nodeName: 'node-a',
+    });
+    t.same(e.signal, { number: 11, name: 'SIGSEGV' });
+    t.equal(e.fault, undefined);
+  },
+);

@@ -68,7 +68,7 @@ export function parseSpoolMeta(text: string, crashId: string): SpoolMeta {
   } catch (err) {
     throw new AgentError('PM_ERR_SPOOL_ENTRY_INVALID', `meta of ${crashId} is not JSON: ${messageOf(err)}`);
   }
-  const m = value as Partial<SpoolMeta> | null;
+  const m = value as Record<keyof SpoolMeta, unknown> | null;
   const problems: string[] = [];
   if (typeof m !== 'object' || m === null || Array.isArray(m)) problems.push('not an object');
   else {
@@ -78,17 +78,25 @@ export function parseSpoolMeta(text: string, crashId: string): SpoolMeta {
     if (typeof m.timestamp !== 'string' || Number.isNaN(Date.parse(m.timestamp)))
       problems.push('timestamp is not a date');
     if (typeof m.kernel !== 'object' || m.kernel === null) problems.push('kernel facts missing');
-    const d = m.dump;
+    const d = m.dump as Record<keyof SpoolMeta['dump'], unknown> | null;
     if (typeof d !== 'object' || d === null) problems.push('dump missing');
     else {
-      if (!['stored', 'skipped', 'truncated', 'failed'].includes(d.status))
+      if (typeof d.status !== 'string' || !['stored', 'skipped', 'truncated', 'failed'].includes(d.status))
         problems.push(`dump.status ${JSON.stringify(d.status)}`);
       if (typeof d.storedBytes !== 'number' || d.storedBytes < 0)
         problems.push('dump.storedBytes is not a size');
       if (typeof d.sizeBytes !== 'number' || d.sizeBytes < 0) problems.push('dump.sizeBytes is not a size');
     }
-    if (m.proc !== undefined && (typeof m.proc.cgroup !== 'string' || !Array.isArray(m.proc.cmdline)))
-      problems.push('proc is malformed');
+    if (m.proc !== undefined) {
+      const proc = m.proc as Record<string, unknown> | null;
+      if (
+        typeof proc !== 'object' ||
+        proc === null ||
+        typeof proc.cgroup !== 'string' ||
+        !Array.isArray(proc.cmdline)
+      )
+        problems.push('proc is malformed');
+    }
   }
   if (problems.length > 0) {
     throw new AgentError('PM_ERR_SPOOL_ENTRY_INVALID', `meta of ${crashId}: ${problems.join('; ')}`);

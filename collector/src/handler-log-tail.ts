@@ -89,7 +89,10 @@ export class HandlerLogTail implements Component {
       this.p.logger.warn({ source: 'handler', line: line.slice(0, 2000) }, 'handler log line is not JSON');
       return;
     }
-    const { level, msg, time: _time, name: _name, ...fields } = entry;
+    const { level, msg, ...fields } = entry;
+    // The agent's own logger stamps time and name.
+    delete fields.time;
+    delete fields.name;
     const method = LEVEL_NAMES[typeof level === 'number' ? level : 30] ?? 'info';
     this.p.logger[method]({ source: 'handler', ...fields }, typeof msg === 'string' ? msg : 'handler');
   }

@@ -39,7 +39,9 @@ export class KafkaEmitter implements Component {
   }
 
   /** Connecting waits for the first send: the agent starts (and spools) with Kafka down. */
-  async start(): Promise<void> {}
+  start(): Promise<void> {
+    return Promise.resolve();
+  }
 
   private connect(): Promise<Producer> {
     this.connecting ??= (async () => {

@@ -30,7 +30,7 @@ t.test('start applies the settings and shutdown restores the originals', async (
   await settings.start();
   t.equal(read('core_pattern'), '|/opt/pm/handler %P');
   t.equal(read('core_pipe_limit'), '16');
-  await settings.shutdown(Date.now() + 1000);
+  await settings.shutdown();
   t.equal(read('core_pattern'), 'core');
   t.equal(read('core_pipe_limit'), '0');
   t.notOk(existsSync(settings.backupPath('core_pattern')), 'the backup is gone once restored');
@@ -43,7 +43,7 @@ t.test('an agent restarted after SIGKILL restores the original, not its own patt
   const second = make('|/opt/pm/handler-v2 %P');
   await second.start();
   t.equal(read('core_pattern'), '|/opt/pm/handler-v2 %P');
-  await second.shutdown(Date.now() + 1000);
+  await second.shutdown();
   t.equal(read('core_pattern'), 'core');
   t.equal(read('core_pipe_limit'), '0');
 });
@@ -51,12 +51,12 @@ t.test('an agent restarted after SIGKILL restores the original, not its own patt
 t.test('shutdown is safe before start and safe twice', async (t) => {
   const { make, read } = setup(t);
   const settings = make();
-  await settings.shutdown(Date.now() + 1000);
+  await settings.shutdown();
   t.equal(read('core_pattern'), 'core', 'nothing touched before start');
   await settings.start();
-  await settings.shutdown(Date.now() + 1000);
+  await settings.shutdown();
   writeFileSync(join(settings.backupPath('core_pattern') + '-unrelated'), 'x');
-  await settings.shutdown(Date.now() + 1000);
+  await settings.shutdown();
   t.equal(read('core_pattern'), 'core');
 });
 

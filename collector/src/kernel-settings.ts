@@ -66,7 +66,7 @@ export class KernelSettings implements Component {
     this.applied = true;
   }
 
-  async shutdown(_deadline?: number): Promise<void> {
+  async shutdown(): Promise<void> {
     if (!this.applied) return;
     this.applied = false;
     await this.restore();

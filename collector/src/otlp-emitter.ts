@@ -1,5 +1,4 @@
-import type { Attributes } from '@opentelemetry/api';
-import { SeverityNumber } from '@opentelemetry/api-logs';
+import { SeverityNumber, type Attributes } from '@opentelemetry/api';
 import { ExportResultCode } from '@opentelemetry/core';
 import { OTLPLogExporter } from '@opentelemetry/exporter-logs-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
@@ -135,8 +134,8 @@ export class OtlpEmitter implements Component {
     this.params = params;
   }
 
-  async start(): Promise<void> {
-    if (this.provider) return;
+  start(): Promise<void> {
+    if (this.provider) return Promise.resolve();
     const exporter = new OTLPLogExporter({ url: this.params.endpoint, timeoutMillis: this.params.timeoutMs });
     this.processor = new AcknowledgedExport(exporter);
     this.provider = new LoggerProvider({
@@ -149,6 +148,7 @@ export class OtlpEmitter implements Component {
       logRecordLimits: { attributeCountLimit: 128 },
       processors: [this.processor],
     });
+    return Promise.resolve();
   }
 
   /** Resolves once the OTLP receiver acknowledged the crash's log record. */

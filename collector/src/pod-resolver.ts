@@ -149,10 +149,12 @@ export class PodResolver implements Component {
   }
 
   /** Starts listing and watching; does not wait for the API (crashes wait in the spool instead). */
-  async start(): Promise<void> {
-    if (this.loop) return;
-    this.abort = new AbortController();
-    this.loop = this.run(this.abort.signal);
+  start(): Promise<void> {
+    if (!this.loop) {
+      this.abort = new AbortController();
+      this.loop = this.run(this.abort.signal);
+    }
+    return Promise.resolve();
   }
 
   async shutdown(deadline: number = Date.now() + 5000): Promise<void> {
@@ -260,7 +262,7 @@ export class PodResolver implements Component {
           'Kubernetes API unreachable; crashes wait in the spool',
         );
       }
-      if (failures > 0 && !signal.aborted) {
+      if (failures > 0) {
         this.setSynced(false);
         await sleep(
           backoffDelay(failures, { initialMs: 200, maxMs: 10_000, factor: 2, jitter: 0.5 }),

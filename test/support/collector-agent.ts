@@ -431,7 +431,7 @@ export async function processInCgroup(
 ): Promise<{ pid: number; kill(): Promise<void> }> {
   const script = `echo $$ > ${JSON.stringify(join(cgroupPath, 'cgroup.procs'))} && exec "$0"`;
   const child = spawn('bash', ['-c', script, program], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const [chunk] = (await once(child.stdout!, 'data')) as [Buffer];
+  const [chunk] = (await once(child.stdout, 'data')) as [Buffer];
   const pid = Number(/pid (\d+)/.exec(chunk.toString())?.[1]);
   if (!pid) throw new Error(`no pid from ${program}: ${chunk.toString()}`);
   return {

@@ -274,6 +274,8 @@ function isObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+const asText = (v: unknown): string => (typeof v === 'string' ? v : '');
+
 function jsonArray(v: unknown, what: string): unknown[] {
   if (v === undefined) return [];
   if (!Array.isArray(v)) throw new Error(`${what} must be an array`);
@@ -328,7 +330,7 @@ export function decodeJsonLogs(text: string): ReceivedLogRecord[] {
     for (const sl of jsonArray(rl.scopeLogs, 'scopeLogs')) {
       if (!isObject(sl)) throw new Error('scopeLogs[] must be objects');
       const s = isObject(sl.scope) ? sl.scope : {};
-      const scope = { name: String(s.name ?? ''), version: String(s.version ?? '') };
+      const scope = { name: asText(s.name), version: asText(s.version) };
       for (const lr of jsonArray(sl.logRecords, 'logRecords')) {
         if (!isObject(lr)) throw new Error('logRecords[] must be objects');
         out.push({
@@ -336,8 +338,8 @@ export function decodeJsonLogs(text: string): ReceivedLogRecord[] {
           timeUnixNano: jsonInt(lr.timeUnixNano, 'timeUnixNano'),
           observedTimeUnixNano: jsonInt(lr.observedTimeUnixNano, 'observedTimeUnixNano'),
           severityNumber: Number(lr.severityNumber ?? 0),
-          severityText: String(lr.severityText ?? ''),
-          eventName: String(lr.eventName ?? ''),
+          severityText: asText(lr.severityText),
+          eventName: asText(lr.eventName),
           body: lr.body === undefined ? null : jsonAnyValue(lr.body),
           attributes: jsonAttributes(lr.attributes),
           resource,
