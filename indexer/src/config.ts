@@ -38,6 +38,12 @@ export const IndexerConfigSchema = Type.Object({
     default: 2,
     description: 'Partitions whose batches are indexed at the same time',
   }),
+  fetchMinBytes: Type.Integer({
+    minimum: 1,
+    default: 1,
+    description: 'Bytes a fetch waits for (up to fetchMaxWaitMs): more makes bigger bulks under load',
+  }),
+  fetchMaxWaitMs: Ms(500, 'Longest wait of a fetch for fetchMinBytes'),
   sessionTimeoutMs: Ms(30_000, 'Kafka group session timeout: a member silent this long is removed', 6000),
   heartbeatIntervalMs: Ms(3000, 'Kafka group heartbeat interval, also while a batch waits for Elasticsearch'),
   elasticsearchUrl: Type.String({

@@ -123,6 +123,8 @@ export class Indexer implements Component {
       sessionTimeout: config.sessionTimeoutMs,
       heartbeatInterval: config.heartbeatIntervalMs,
       allowAutoTopicCreation: false,
+      minBytes: config.fetchMinBytes,
+      maxWaitTimeInMs: config.fetchMaxWaitMs,
       retry: { restartOnFailure: () => Promise.resolve(!this.stopping) },
     });
     this.consumer = consumer;
