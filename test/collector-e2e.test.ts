@@ -258,6 +258,15 @@ t.test(
       1,
     );
     t.equal(await agent.metric('podmortem_collector_spool_entries'), 0);
+    // The handler's own log, followed into the agent's.
+    await until(
+      'handler log lines in the agent log',
+      () => agent.logs.filter((l) => l.source === 'handler').length >= 3,
+    );
+    t.ok(
+      agent.logs.some((l) => l.source === 'handler' && l.crashId !== undefined),
+      "the handler's lines about each crash reach the agent's log",
+    );
     t.same(await agent.stop(), [0, null], 'SIGTERM: a clean exit');
     t.equal(readSysctl('core_pattern'), original.pattern, 'kernel.core_pattern restored on shutdown');
     t.equal(readSysctl('core_pipe_limit'), original.pipeLimit, 'kernel.core_pipe_limit restored on shutdown');

@@ -210,6 +210,8 @@ export class Delivery {
 
   private async prepare(meta: SpoolMeta, log: Logger): Promise<CrashEvent> {
     const owner = await this.owner(meta, log);
+    if (owner.kind !== 'pod' && owner.why)
+      log.info({ owner: owner.kind, why: owner.why }, 'crash recorded without a pod');
     let notes: CoreNotes | undefined;
     let notesError: string | undefined;
     if (meta.dump.storedBytes > 0) {
