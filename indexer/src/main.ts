@@ -10,6 +10,10 @@ import { createTelemetry } from './telemetry.ts';
 // (see config.ts); a bad value exits with status 2 naming the variable, before anything connects.
 
 const logger = createLogger('podmortem-indexer');
+// Node's own warnings (kafkajs sets a negative timer under Node 24) as JSON log lines, like every
+// other line this process writes, instead of plain text on stderr.
+process.removeAllListeners('warning');
+process.on('warning', (warning) => logger.warn({ warning: warning.name }, warning.message));
 
 let config: IndexerConfig;
 try {
