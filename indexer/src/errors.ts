@@ -14,7 +14,6 @@ export const indexerErrorCodes = {
   PM_ERR_ES_NOT_READY: { retriable: true, summary: 'the Elasticsearch cluster is not ready' },
   PM_ERR_TEMPLATE: { retriable: false, summary: 'the index templates could not be installed' },
   PM_ERR_DLQ: { retriable: true, summary: 'the dead-letter topic did not acknowledge' },
-  PM_ERR_SHUTDOWN: { retriable: false, summary: 'the indexer is shutting down' },
 } as const;
 
 export type IndexerErrorCode = keyof typeof indexerErrorCodes;

@@ -6,11 +6,7 @@ import { BulkWriter } from './bulk-writer.ts';
 import type { IndexerConfig } from './config.ts';
 import { DeadLetterWriter } from './dead-letter.ts';
 import type { IndexerTelemetry } from './telemetry.ts';
-import {
-  installCrashTemplatesWithRetry,
-  waitForElasticsearch,
-  type TemplateInstallReport,
-} from './template-installer.ts';
+import { installCrashTemplatesWithRetry, waitForElasticsearch } from './template-installer.ts';
 
 // The indexer component: waits for Elasticsearch, installs or upgrades the index templates, waits
 // for its topics, then consumes the crash topic in a consumer group (see batch-handler.ts).
@@ -39,7 +35,6 @@ export class Indexer implements Component {
   private shutdownDone: Promise<void> | undefined;
   private running = false;
   private joined = false;
-  private templates: TemplateInstallReport | undefined;
 
   constructor(params: IndexerParams) {
     this.params = params;
@@ -83,18 +78,13 @@ export class Indexer implements Component {
     return this.running && this.joined && this.handler.waiting === 0;
   }
 
-  /** What the start-up did to the templates (for tests and logs). */
-  get templateReport(): TemplateInstallReport | undefined {
-    return this.templates;
-  }
-
   async start(): Promise<void> {
     if (this.running || this.consumer) return;
     const { config, logger, es, kafka, telemetry } = this.params;
     const signal = this.startAbort.signal;
     const backoff = { signal, retryInitialMs: config.retryInitialMs, retryMaxMs: config.retryMaxMs };
     await waitForElasticsearch(es, logger, backoff);
-    this.templates = await installCrashTemplatesWithRetry(
+    await installCrashTemplatesWithRetry(
       {
         es,
         alias: config.indexAlias,
@@ -110,7 +100,10 @@ export class Indexer implements Component {
       initialMs: config.retryInitialMs,
       maxMs: config.retryMaxMs,
       signal,
-      retriable: () => true,
+      // Kafka being away is waited out, whatever kafkajs calls its error (its "retries exhausted"
+      // is marked non-retriable); programmer errors are not retried.
+      retriable: (err: unknown) =>
+        !(err instanceof TypeError || err instanceof RangeError || err instanceof SyntaxError),
       onRetry: (err: unknown, attempt: number, delayMs: number) =>
         logger.warn({ err: messageOf(err), attempt, delayMs }, 'Kafka not ready, retrying'),
     };
