@@ -11,8 +11,9 @@ import type { IndexerTelemetry } from './telemetry.ts';
 // chunk is its last offset resolved and committed. While a chunk waits for Elasticsearch (or the
 // DLQ) its partition is paused and the group keeps getting heartbeats, so the member is not
 // removed. On shutdown no new chunk starts and the one in flight finishes or, at the deadline, is
-// abandoned uncommitted; a rebalance felt through a failing heartbeat abandons it too and hands
-// the error to kafkajs, which re-joins the group.
+// abandoned uncommitted. A rebalance, felt through a failing heartbeat, abandons a chunk that is
+// waiting (a moving one finishes and commits first) and hands the error to kafkajs, which
+// re-joins the group.
 
 export interface BatchHandlerParams {
   alias: string;

@@ -9,6 +9,10 @@ import type { IndexerTelemetry } from './telemetry.ts';
 // key, headers, timestamp) with headers saying why and where it came from, so it can be read,
 // fixed and replayed. The producer is idempotent with acks=all; a send is retried until the
 // topic acknowledges or the indexer shuts down, and offsets never move past an unsent letter.
+// Letters are at least once: a process killed between the DLQ's acknowledgement and the offset
+// commit writes them again on re-delivery, with the same source partition and offset headers, by
+// which readers of the DLQ tell them apart. (Kafka transactions would make this exactly once;
+// kafkajs's transactions proved unreliable against Kafka 4 here: CONCURRENT_TRANSACTIONS errors.)
 
 export interface DeadLetter {
   topic: string;
