@@ -20,6 +20,9 @@ export interface AuditSubject {
 /** A pass-through that counts the bytes it lets by. */
 export class ByteCounter extends Transform {
   bytes = 0;
+  constructor() {
+    super({ highWaterMark: 1 << 20 });
+  }
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: (err: null, chunk: Buffer) => void): void {
     this.bytes += chunk.length;
     done(null, chunk);
