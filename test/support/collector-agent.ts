@@ -1,6 +1,14 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Kafka, logLevel, type Consumer } from 'kafkajs';
@@ -311,10 +319,13 @@ export async function collectorSetup(
 /** Compiles a C program once per run (cached by name) and returns its path. */
 export function compileC(name: string, source: string, flags: string[] = []): string {
   const dir = join('/tmp', `podmortem-c-${process.pid}`);
-  mkdirSync(dir, { recursive: true });
+  if (!existsSync(dir)) {
+    mkdirSync(dir, { recursive: true });
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  }
   const src = join(dir, `${name}.c`);
   const bin = join(dir, name);
-  spawnSync('bash', ['-c', `cat > ${JSON.stringify(src)}`], { input: source });
+  writeFileSync(src, source);
   const r = spawnSync('gcc', ['-O0', '-g', '-o', bin, src, ...flags], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`gcc ${name}: ${r.stderr}`);
   return bin;
