@@ -31,11 +31,14 @@ export async function documentApp() {
   return app;
 }
 
-/** The document as committed in query-api/openapi.json. */
+/** The document as committed in query-api/openapi.json, in the repository's prettier format. */
 export async function generateOpenapi(): Promise<string> {
   const app = await documentApp();
   try {
-    return renderOpenapi(app.swagger());
+    // prettier is a development tool of the repository, needed only to write the file.
+    const prettier = await import('prettier');
+    const options = (await prettier.resolveConfig(OPENAPI_FILE)) ?? {};
+    return await prettier.format(renderOpenapi(app.swagger()), { ...options, parser: 'json' });
   } finally {
     await app.close();
   }
