@@ -1,5 +1,6 @@
 import t from 'tap';
 import type { CrashEvent } from '@podmortem/contract';
+import { freePort } from './support/private-stack.ts';
 import { addUser, bearer, harness, makeCrash, type SeededCrash } from './support/query-api.ts';
 
 // Search and stats against the real Elasticsearch: every filter, the newest-first order, cursor
@@ -234,4 +235,18 @@ t.test('stats count by namespace, signal, signature, status and over time', asyn
   });
   t.equal(tooMany.statusCode, 400);
   t.match(tooMany.json<{ message: string }>().message, 'querystring/interval');
+});
+
+t.test('Elasticsearch unreachable: 503 naming it, never a 500', async (t) => {
+  const down = await harness({ elasticsearchUrl: `http://127.0.0.1:${await freePort()}` });
+  t.teardown(() => down.close());
+  const token = addUser(down.kube, 'admin', ['']);
+  for (const url of ['/v1/crashes', '/v1/crashes/01900000-0000-7000-8000-000000000000', '/v1/stats']) {
+    const res = await down.app.inject({ url, headers: bearer(token) });
+    t.equal(res.statusCode, 503, url);
+    t.match(res.json(), { code: 'PM_ERR_BACKEND_UNAVAILABLE', message: /Elasticsearch is unavailable/ });
+  }
+  const ready = await down.app.inject('/readyz');
+  t.equal(ready.statusCode, 503);
+  t.match(ready.json(), { ready: false, elasticsearch: false, storage: true });
 });

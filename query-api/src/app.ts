@@ -187,7 +187,8 @@ export async function buildApp(params: AppParams): Promise<App> {
     const status = 'statusCode' in err && typeof err.statusCode === 'number' ? err.statusCode : 500;
     if (status >= 400 && status < 500) {
       // Fastify's own client errors (body too large, bad content type, rate limit).
-      return reply.code(status).send(errorBody(status, err.code, err.message));
+      const code = typeof err.code === 'string' && err.code !== '' ? err.code : 'PM_ERR_BAD_REQUEST';
+      return reply.code(status).send(errorBody(status, code, err.message));
     }
     request.log.error({ err }, 'request failed');
     return reply.code(500).send(errorBody(500, 'PM_ERR_INTERNAL', 'internal error (logged)'));

@@ -1,5 +1,4 @@
-import type { Client, estypes } from '@elastic/elasticsearch';
-import { errors as esErrors } from '@elastic/elasticsearch';
+import { Client, errors as esErrors, type estypes } from '@elastic/elasticsearch';
 import type { CrashEvent } from '@podmortem/contract';
 import { messageOf } from '@podmortem/contract/runtime';
 import { PM_ERR_BACKEND_UNAVAILABLE } from './errors.ts';
@@ -10,6 +9,14 @@ import type { Telemetry } from './telemetry.ts';
 // The crash index as the routes need it. The index is an alias over monthly indices, so a crash
 // is found by an ids query (GET by id does not work on an alias of several indices). Missing
 // indices read as empty; an unreachable cluster is a 503.
+
+/**
+ * The Elasticsearch client of the API: one retry only, so that a caller hears of an unreachable
+ * cluster (503) in a moment rather than after the client's long default backoff.
+ */
+export function createElasticsearchClient(url: string): Client {
+  return new Client({ node: url, maxRetries: 1, requestTimeout: 15_000 });
+}
 
 export interface CrashHit {
   event: CrashEvent;
@@ -36,8 +43,11 @@ export class CrashStore {
       return await fn();
     } catch (err) {
       this.telemetry.backendErrors.inc({ backend: 'elasticsearch' });
-      if (err instanceof esErrors.ResponseError && err.statusCode !== undefined && err.statusCode < 500)
-        throw err;
+      const status = err instanceof esErrors.ResponseError ? err.statusCode : undefined;
+      // A request the cluster refuses (other than for load) is this service's fault: a 500 that
+      // is logged, never the cluster's message handed to the caller as if it were theirs.
+      if (status !== undefined && status < 500 && status !== 429)
+        throw new Error(`Elasticsearch refused a query: ${messageOf(err)}`, { cause: err });
       throw PM_ERR_BACKEND_UNAVAILABLE('Elasticsearch', messageOf(err));
     }
   }
@@ -119,7 +129,7 @@ export class CrashStore {
 
   async ready(): Promise<boolean> {
     try {
-      await this.es.cluster.health({ timeout: '2s' }, { requestTimeout: 3000 });
+      await this.es.cluster.health({ timeout: '2s' }, { requestTimeout: 3000, maxRetries: 0 });
       return true;
     } catch {
       return false;

@@ -1,4 +1,3 @@
-import { Client } from '@elastic/elasticsearch';
 import {
   ConfigError,
   beforeDeadline,
@@ -9,6 +8,7 @@ import {
 import type { FastifyInstance } from 'fastify';
 import { buildApp, VERSION } from './app.ts';
 import { readConfig, type Config } from './config.ts';
+import { createElasticsearchClient } from './crash-store.ts';
 import { createKubeReviews, loadKubeConfig } from './kube-reviews.ts';
 import { PrometheusClient } from './prometheus-client.ts';
 import { StorageReader } from './storage-reader.ts';
@@ -29,7 +29,7 @@ try {
   throw err;
 }
 
-const es = new Client({ node: config.elasticsearchUrl });
+const es = createElasticsearchClient(config.elasticsearchUrl);
 const tracerProvider = createTracerProvider({ otlpEndpoint: config.otlpTracesEndpoint, version: VERSION });
 const telemetry = createTelemetry();
 

@@ -1,9 +1,9 @@
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Client } from '@elastic/elasticsearch';
 import { pino } from 'pino';
 import { buildApp } from './app.ts';
 import { readConfig } from './config.ts';
+import { createElasticsearchClient } from './crash-store.ts';
 import { OPENAPI_FILE, renderOpenapi } from './openapi.ts';
 import type { KubeReviews } from './kube-reviews.ts';
 import { PrometheusClient } from './prometheus-client.ts';
@@ -21,7 +21,7 @@ export async function documentApp() {
   const config = readConfig({});
   const app = await buildApp({
     config,
-    es: new Client({ node: config.elasticsearchUrl }),
+    es: createElasticsearchClient(config.elasticsearchUrl),
     kube: noKube,
     prometheus: new PrometheusClient({ url: config.prometheusUrl }),
     storage: new StorageReader({ root: config.storageRoot }),

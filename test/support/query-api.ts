@@ -18,6 +18,7 @@ import { createLogger } from '@podmortem/contract/runtime';
 import type { TracerProvider } from '@opentelemetry/api';
 import { buildApp, type App } from '../../query-api/src/app.ts';
 import { readConfig, type Config } from '../../query-api/src/config.ts';
+import { createElasticsearchClient } from '../../query-api/src/crash-store.ts';
 import { createKubeReviews } from '../../query-api/src/kube-reviews.ts';
 import { PrometheusClient } from '../../query-api/src/prometheus-client.ts';
 import { StorageReader } from '../../query-api/src/storage-reader.ts';
@@ -242,7 +243,7 @@ export async function harness(
       ...overrides,
     },
   );
-  const es = new Client({ node: config.elasticsearchUrl });
+  const es = createElasticsearchClient(config.elasticsearchUrl);
   const app = await buildApp({
     config,
     es,
