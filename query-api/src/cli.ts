@@ -314,7 +314,8 @@ ${Object.entries(commands)
   .map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`)
   .join('\n')}
 
-Run podmortem COMMAND --help for a command's options.
+Run podmortem COMMAND --help for a command's options. Needs Node.js 24: query-api/bin/podmortem
+runs PODMORTEM_NODE, else the repository's node_modules/.bin/node, else node on PATH if 24+.
 
 ${GLOBAL_HELP}
 `;
