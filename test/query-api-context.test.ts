@@ -19,7 +19,10 @@ interface Context {
     series: { metric: Record<string, string>; values: [number, string][] }[];
   }[];
   logs: { index: string; lines: { timestamp: string; message: string }[] };
-  other_crashes: { crash: { id: string }; kubernetes?: { pod: { uid: string } } }[];
+  other_crashes: {
+    crash: { id: string };
+    kubernetes?: { namespace: string; pod: { uid: string; name: string } };
+  }[];
   links: { grafana?: string; kibana?: string };
   errors: { source: string; message: string }[];
 }
@@ -191,6 +194,11 @@ t.test('ECS logs, metrics, other crashes and links', async (t) => {
     ctx.other_crashes.map((c) => c.crash.id),
     [sidecarCrash.event.crash.id, earlier.event.crash.id],
     'the pod’s other crashes, newest first, not the crash itself nor another pod’s',
+  );
+  t.same(
+    ctx.other_crashes.map((c) => [c.kubernetes?.namespace, c.kubernetes?.pod.name]),
+    ctx.other_crashes.map(() => [ns, pod]),
+    'each names its namespace and pod (the CLI shows them)',
   );
 
   const grafana = new URL(ctx.links.grafana ?? '');

@@ -17,6 +17,8 @@ const OTHER_CRASHES = 20;
 const otherCrashFields = [
   'crash.id',
   '@timestamp',
+  'kubernetes.namespace',
+  'kubernetes.pod.name',
   'kubernetes.container.name',
   'kubernetes.pod.uid',
   'signal',
