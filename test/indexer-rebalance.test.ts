@@ -1,18 +1,16 @@
 import t from 'tap';
 import {
-  createTopics,
-  crashStream,
   groupProgress,
+  issueStream,
   metricValue,
-  monthsAgo,
   produce,
   readDlq,
-  removeIndexSet,
   searchableCount,
   startIndexer,
   stopIndexer,
   testElasticsearch,
   testKafka,
+  topicsForTest,
   uniqueNames,
   verifyDeadLetters,
   verifyIndexed,
@@ -26,23 +24,10 @@ import {
 const names = uniqueNames('pm-idx-rebal');
 const kafka = testKafka();
 const es = testElasticsearch();
-const stream = crashStream({
-  unique: 9000,
-  duplicates: 1000,
-  invalid: 100,
-  months: [monthsAgo(0), monthsAgo(1)],
-  seed: 11,
-});
+const stream = issueStream(11);
 
 t.test('two indexers in one group, one stopped mid-stream: the same final counts', async (t) => {
-  const admin = kafka.admin();
-  await admin.connect();
-  t.teardown(async () => {
-    await admin.deleteTopics({ topics: [names.topic, names.dlq] }).catch(() => undefined);
-    await admin.disconnect();
-    await removeIndexSet(es, names.alias);
-  });
-  await createTopics(admin, names, 6);
+  const admin = await topicsForTest(t, kafka, es, names, 6);
   const env = { PODMORTEM_INDEXER_BULK_MAX_RECORDS: '100' };
 
   const a = await startIndexer({ names, env });

@@ -1,17 +1,15 @@
 import t from 'tap';
 import {
-  createTopics,
-  crashStream,
   groupProgress,
-  monthsAgo,
+  issueStream,
   produce,
   readDlq,
-  removeIndexSet,
   searchableCount,
   startIndexer,
   stopIndexer,
   testElasticsearch,
   testKafka,
+  topicsForTest,
   uniqueNames,
   verifyDeadLetters,
   verifyIndexed,
@@ -25,23 +23,10 @@ import {
 const names = uniqueNames('pm-idx-kill');
 const kafka = testKafka();
 const es = testElasticsearch();
-const stream = crashStream({
-  unique: 9000,
-  duplicates: 1000,
-  invalid: 100,
-  months: [monthsAgo(0), monthsAgo(1)],
-  seed: 7,
-});
+const stream = issueStream(7);
 
 t.test('SIGKILL mid-stream and a restart: the same final counts', async (t) => {
-  const admin = kafka.admin();
-  await admin.connect();
-  t.teardown(async () => {
-    await admin.deleteTopics({ topics: [names.topic, names.dlq] }).catch(() => undefined);
-    await admin.disconnect();
-    await removeIndexSet(es, names.alias);
-  });
-  await createTopics(admin, names, 6);
+  const admin = await topicsForTest(t, kafka, es, names, 6);
   // Small bulks: many commits, so the kill lands between some of them.
   const env = { PODMORTEM_INDEXER_BULK_MAX_RECORDS: '100' };
 

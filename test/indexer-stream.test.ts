@@ -1,18 +1,17 @@
 import t from 'tap';
 import {
-  createTopics,
   crashStream,
   groupProgress,
   metricValue,
   monthsAgo,
   produce,
   readDlq,
-  removeIndexSet,
   searchableCount,
   startIndexer,
   stopIndexer,
   testElasticsearch,
   testKafka,
+  topicsForTest,
   uniqueNames,
   verifyDeadLetters,
   verifyIndexed,
@@ -34,14 +33,7 @@ const stream = crashStream({
 });
 
 t.test('every unique valid crash indexed once, every invalid record dead-lettered once', async (t) => {
-  const admin = kafka.admin();
-  await admin.connect();
-  t.teardown(async () => {
-    await admin.deleteTopics({ topics: [names.topic, names.dlq] }).catch(() => undefined);
-    await admin.disconnect();
-    await removeIndexSet(es, names.alias);
-  });
-  await createTopics(admin, names, 6);
+  const admin = await topicsForTest(t, kafka, es, names, 6);
   t.equal(stream.records.length, 10_100, '10,000 events (1,000 of them duplicates) + 100 invalid records');
 
   const indexer = await startIndexer({ names });

@@ -13,7 +13,6 @@ import { installCrashTemplates } from '../indexer/src/template-installer.ts';
 import { createTelemetry } from '../indexer/src/telemetry.ts';
 import {
   crashEvent,
-  createTopics,
   groupProgress,
   metricValue,
   monthsAgo,
@@ -23,6 +22,7 @@ import {
   searchableCount,
   startIndexer,
   stopIndexer,
+  topicsForTest,
   testElasticsearch,
   testKafka,
   uniqueNames,
@@ -90,14 +90,7 @@ async function installOldTemplates(alias: string) {
 }
 
 t.test('an older template is upgraded on start without breaking existing indices', async (t) => {
-  const admin = kafka.admin();
-  await admin.connect();
-  t.teardown(async () => {
-    await admin.deleteTopics({ topics: [names.topic, names.dlq] }).catch(() => undefined);
-    await admin.disconnect();
-    await removeIndexSet(es, names.alias);
-  });
-  await createTopics(admin, names, 2);
+  const admin = await topicsForTest(t, kafka, es, names, 2);
 
   // The older release's state: its templates, an index of its own month made through them, and
   // an index whose mappings conflict with the new ones (signal.name a number).

@@ -631,3 +631,36 @@ export async function stopIndexer(p: IndexerProcess, graceMs = 30_000): Promise<
   await p.exited;
   clearTimeout(timer);
 }
+
+/**
+ * A test's own crash and DLQ topics (created now) and index set, all removed in its teardown;
+ * returns the connected admin client.
+ */
+export async function topicsForTest(
+  t: Test,
+  kafka: Kafka,
+  es: Client,
+  names: Names,
+  partitions: number,
+): Promise<Admin> {
+  const admin = kafka.admin();
+  await admin.connect();
+  t.teardown(async () => {
+    await admin.deleteTopics({ topics: [names.topic, names.dlq] }).catch(() => undefined);
+    await admin.disconnect();
+    await removeIndexSet(es, names.alias);
+  });
+  await createTopics(admin, names, partitions);
+  return admin;
+}
+
+/** The issue's stream: 9,000 unique crashes over two months, 1,000 duplicates, 100 invalid records. */
+export function issueStream(seed: number) {
+  return crashStream({
+    unique: 9000,
+    duplicates: 1000,
+    invalid: 100,
+    months: [monthsAgo(0), monthsAgo(1)],
+    seed,
+  });
+}

@@ -68,7 +68,7 @@ class Reader {
   fixed64(): bigint {
     return Buffer.from(this.take(8)).readBigUInt64LE();
   }
-  /** Calls `field` with each (number, wire type); unknown fields must be skipped by `skip`. */
+  /** Calls `field` with each (number, wire type); unknown fields must be passed over with `skipField`. */
   fields(field: (n: number, wire: number) => void): void {
     while (!this.done()) {
       const tag = Number(this.varint());
@@ -78,7 +78,7 @@ class Reader {
       field(n, wire);
     }
   }
-  skip(wire: number): void {
+  skipField(wire: number): void {
     if (wire === 0) this.varint();
     else if (wire === 1) this.take(8);
     else if (wire === 2) this.bytes();
@@ -122,7 +122,7 @@ function pbAnyValue(buf: Uint8Array): AttributeValue {
         const a = new Reader(r.bytes());
         a.fields((m, w) => {
           if (m === 1 && w === 2) items.push(pbAnyValue(a.bytes()));
-          else a.skip(w);
+          else a.skipField(w);
         });
         value = items;
         break;
@@ -133,7 +133,7 @@ function pbAnyValue(buf: Uint8Array): AttributeValue {
         const l = new Reader(r.bytes());
         l.fields((m, w) => {
           if (m === 1 && w === 2) pbKeyValue(l.bytes(), kv);
-          else l.skip(w);
+          else l.skipField(w);
         });
         value = kv;
         break;
@@ -143,7 +143,7 @@ function pbAnyValue(buf: Uint8Array): AttributeValue {
         value = r.bytes();
         break;
       default:
-        r.skip(wire);
+        r.skipField(wire);
     }
   });
   return value;
@@ -156,7 +156,7 @@ function pbKeyValue(buf: Uint8Array, into: Record<string, AttributeValue>): void
   r.fields((n, wire) => {
     if (n === 1 && wire === 2) key = utf8.decode(r.bytes());
     else if (n === 2 && wire === 2) value = pbAnyValue(r.bytes());
-    else r.skip(wire);
+    else r.skipField(wire);
   });
   into[key] = value;
 }
@@ -166,7 +166,7 @@ function pbAttributesOf(buf: Uint8Array, attributesField: number): Record<string
   const r = new Reader(buf);
   r.fields((n, wire) => {
     if (n === attributesField && wire === 2) pbKeyValue(r.bytes(), out);
-    else r.skip(wire);
+    else r.skipField(wire);
   });
   return out;
 }
@@ -177,7 +177,7 @@ function pbScope(buf: Uint8Array): { name: string; version: string } {
   r.fields((n, wire) => {
     if (n === 1 && wire === 2) scope.name = utf8.decode(r.bytes());
     else if (n === 2 && wire === 2) scope.version = utf8.decode(r.bytes());
-    else r.skip(wire);
+    else r.skipField(wire);
   });
   return scope;
 }
@@ -231,7 +231,7 @@ function pbLogRecord(
         rec.eventName = utf8.decode(r.bytes());
         break;
       default:
-        r.skip(wire);
+        r.skipField(wire);
     }
   });
   return rec;
@@ -242,14 +242,14 @@ export function decodeProtobufLogs(buf: Uint8Array): ReceivedLogRecord[] {
   const out: ReceivedLogRecord[] = [];
   const request = new Reader(buf);
   request.fields((n, wire) => {
-    if (n !== 1 || wire !== 2) return request.skip(wire);
+    if (n !== 1 || wire !== 2) return request.skipField(wire);
     const rl = new Reader(request.bytes()); // ResourceLogs
     let resource: Record<string, AttributeValue> = {};
     const scopeLogs: Uint8Array[] = [];
     rl.fields((m, w) => {
       if (m === 1 && w === 2) resource = pbAttributesOf(rl.bytes(), 1);
       else if (m === 2 && w === 2) scopeLogs.push(rl.bytes());
-      else rl.skip(w);
+      else rl.skipField(w);
     });
     for (const sl of scopeLogs) {
       const s = new Reader(sl);
@@ -258,7 +258,7 @@ export function decodeProtobufLogs(buf: Uint8Array): ReceivedLogRecord[] {
       s.fields((m, w) => {
         if (m === 1 && w === 2) scope = pbScope(s.bytes());
         else if (m === 2 && w === 2) records.push(s.bytes());
-        else s.skip(w);
+        else s.skipField(w);
       });
       for (const rec of records) out.push(pbLogRecord(rec, resource, scope));
     }
