@@ -118,8 +118,16 @@ t.test('bad requests get a clear 4xx and are not kept', async (t) => {
   t.equal((await post('application/json', 'not json')).status, 400, 'not JSON');
   t.equal((await post('text/plain', 'x')).status, 415);
   t.equal((await fetch(receiver.url)).status, 405);
+  const postTraces = (type: string, body: string) =>
+    fetch(receiver.tracesUrl, { method: 'POST', headers: { 'content-type': type }, body });
+  t.equal((await postTraces('application/x-protobuf', '')).status, 415, 'traces are read as OTLP/JSON only');
+  const badId = { resourceSpans: [{ scopeSpans: [{ spans: [{ name: 'x', traceId: 'not-hex' }] }] }] };
+  const refused = await postTraces('application/json', JSON.stringify(badId));
+  t.equal(refused.status, 400);
+  t.match(await refused.text(), /traceId must be 32 hex digits/);
   t.equal(receiver.records.length, 0);
-  t.equal(receiver.rejected.length, 5);
+  t.equal(receiver.spans.length, 0);
+  t.equal(receiver.rejected.length, 7);
   t.throws(() => decodeProtobufLogs(Uint8Array.from([0x0a, 0xff])), /truncated/);
 });
 

@@ -5,6 +5,7 @@ import { routesOf } from '../query-api/src/app.ts';
 import { OPENAPI_FILE } from '../query-api/src/openapi.ts';
 import { createTracerProvider } from '../query-api/src/telemetry.ts';
 import { documentApp, generateOpenapi } from '../query-api/src/openapi-app.ts';
+import { OtlpReceiver } from './support/otlp-receiver.ts';
 import { addUser, bearer, harness, makeCrash } from './support/query-api.ts';
 
 // The OpenAPI document: the committed copy is what the routes generate, it validates as
@@ -129,6 +130,34 @@ t.test('a span per request, continuing the caller’s trace', async (t) => {
   t.equal(health?.name, 'GET /healthz');
   t.not(health?.spanContext().traceId, traceId, 'a new trace without traceparent');
   t.match(String(res.headers.traceresponse), new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`));
+});
+
+t.test('spans are exported over OTLP/HTTP, with the service named', async (t) => {
+  const receiver = await OtlpReceiver.start();
+  t.teardown(() => receiver.close());
+  const tracerProvider = createTracerProvider({ otlpEndpoint: receiver.tracesUrl, version: 'test' });
+  const h = await harness({}, { tracerProvider });
+  t.teardown(() => h.close());
+  const alice = addUser(h.kube, 'alice', ['team-a']);
+  const traceId = '0af7651916cd43dd8448eb211c80319c';
+  const res = await h.app.inject({
+    url: '/v1/crashes?namespace=team-a',
+    headers: { ...bearer(alice), traceparent: `00-${traceId}-b7ad6b7169203331-01` },
+  });
+  t.equal(res.statusCode, 200);
+  await tracerProvider.forceFlush();
+  t.same(receiver.rejected, [], 'the receiver decoded every export');
+  const search = receiver.spans.find((s) => s.traceId === traceId);
+  if (!search) throw new Error(`no span of trace ${traceId} among ${receiver.spans.length}`);
+  t.equal(search.name, 'GET /v1/crashes');
+  t.equal(search.parentSpanId, 'b7ad6b7169203331');
+  t.equal(search.kind, 2, 'SPAN_KIND_SERVER');
+  t.match(search.attributes, {
+    'http.route': '/v1/crashes',
+    'http.response.status_code': 200,
+    'enduser.id': 'alice',
+  });
+  t.match(search.resource, { 'service.name': 'podmortem-query-api', 'service.version': 'test' });
 });
 
 t.test('the rate limit is per caller', async (t) => {

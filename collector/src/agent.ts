@@ -99,7 +99,11 @@ export function createAgent(params: AgentParams): Agent {
     logger: logger.child({ component: 'pod-resolver' }),
     onSynced: (synced) => telemetry.kubeReady.set(synced ? 1 : 0),
   });
-  const storage = new StorageWriter({ root: config.storageRoot, minFreeBytes: config.storageMinFreeBytes });
+  const storage = new StorageWriter({
+    root: config.storageRoot,
+    minFreeBytes: config.storageMinFreeBytes,
+    namespaceQuotaBytes: config.storageNamespaceQuotaBytes,
+  });
   const otlp = new OtlpEmitter({
     endpoint: config.otlpEndpoint,
     timeoutMs: config.otlpTimeoutMs,

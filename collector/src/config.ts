@@ -37,6 +37,12 @@ export const CollectorConfigSchema = Type.Object(
       default: 256 * 1024 * 1024,
       description: 'Free space kept on the storage root; below it crashes wait in the spool',
     }),
+    storageNamespaceQuotaBytes: Type.Integer({
+      minimum: 0,
+      default: 0,
+      description:
+        'Bytes of dumps one namespace may hold on the storage root (0 = no quota); over it a crash is recorded with dump.status skipped',
+    }),
     stateDir: Path('/var/lib/podmortem/state', 'Where the original kernel settings are backed up'),
     handlerInstallDir: Path(
       '/var/lib/podmortem/bin',

@@ -140,3 +140,63 @@ t.test('an unwritable root is a retriable storage error, and leaves no temporary
     },
   );
 });
+
+/** The draft moved to another namespace. */
+function inNamespace(d: CrashEvent, namespace: string): CrashEvent {
+  if (!d.kubernetes) throw new Error('the example has a pod');
+  return { ...d, kubernetes: { ...d.kubernetes, namespace } };
+}
+
+t.test('a namespace over its dump quota gets its events stored without dumps, saying why', async (t) => {
+  const { root, zst } = setup(t);
+  const oneDump = statSync(zst).size;
+  const quota = 2 * oneDump - 1;
+  const writer = new StorageWriter({ root, minFreeBytes: 0, namespaceQuotaBytes: quota });
+  const core = { path: zst, compression: 'zstd' } as const;
+  // Stored at once: the quota is checked one store at a time, so only one dump fits.
+  const events = await Promise.all(
+    [draft(), draft(), draft()].map((d) => writer.store(inNamespace(d, 'busy'), core)),
+  );
+  t.same(events.map((e) => e.dump.status).sort(), ['skipped', 'skipped', 'stored']);
+  for (const e of events.filter((e) => e.dump.status === 'skipped')) {
+    t.equal(e.dump.path, undefined);
+    t.match(
+      e.dump.reason,
+      new RegExp(`namespace busy is at its dump quota: ${oneDump} of ${quota} bytes used`),
+    );
+    t.equal(e.dump.sha256, draft().dump.sha256, 'what the handler saw of the core is kept');
+  }
+  t.equal(files(root).filter((f) => f.endsWith('.core.zst')).length, 1);
+  t.equal(files(root).filter((f) => f.endsWith('.json')).length, 3, 'every crash recorded');
+
+  const other = await writer.store(inNamespace(draft(), 'quiet'), core);
+  t.equal(other.dump.status, 'stored', 'another namespace has its own quota');
+
+  const stored = events.find((e) => e.dump.status === 'stored');
+  if (!stored) throw new Error('one dump was stored');
+  rmSync(dumpOf(root, stored));
+  const afterRetention = await writer.store(inNamespace(draft(), 'busy'), core);
+  t.equal(afterRetention.dump.status, 'stored', 'a removed dump no longer counts');
+});
+
+t.test('a crash stored over quota stays so when stored again, even once there is room', async (t) => {
+  const { root, zst } = setup(t);
+  const core = { path: zst, compression: 'zstd' } as const;
+  const d = inNamespace(draft(), 'busy');
+  const first = await new StorageWriter({ root, minFreeBytes: 0, namespaceQuotaBytes: 1 }).store(d, core);
+  t.equal(first.dump.status, 'skipped');
+  const again = await new StorageWriter({ root, minFreeBytes: 0 }).store(d, core);
+  t.same(again, first, 'the stored (and maybe announced) event, not a second story');
+  t.equal(files(root).filter((f) => f.endsWith('.core.zst')).length, 0);
+});
+
+t.test('a crash outside any pod is not held to a namespace quota', async (t) => {
+  const { root, zst } = setup(t);
+  const d = draft();
+  delete d.kubernetes;
+  const event = await new StorageWriter({ root, minFreeBytes: 0, namespaceQuotaBytes: 1 }).store(d, {
+    path: zst,
+    compression: 'zstd',
+  });
+  t.equal(event.dump.status, 'stored');
+});

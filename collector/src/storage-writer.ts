@@ -1,11 +1,28 @@
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { constants, copyFile, mkdir, open, readFile, rename, rm, stat, statfs } from 'node:fs/promises';
+import { createReadStream, createWriteStream, type Dirent } from 'node:fs';
+import {
+  constants,
+  copyFile,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  statfs,
+} from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { createZstdCompress } from 'node:zlib';
 import { dirname, join } from 'node:path';
 import type { CrashEvent } from '@podmortem/contract';
-import { crashDirSegments, dumpRelPath, eventRelPath, validateCrashEvent } from '@podmortem/contract';
+import {
+  crashDirSegments,
+  DUMP_SUFFIX,
+  dumpRelPath,
+  eventRelPath,
+  validateCrashEvent,
+} from '@podmortem/contract';
 import { fsyncDir } from './spool-entry.ts';
 import { AgentError } from './errors.ts';
 
@@ -13,12 +30,19 @@ import { AgentError } from './errors.ts';
 // then <id>.json. Each is written under a temporary dot-name in its final folder, fsynced and
 // renamed, so a reader sees a whole file or none; the event goes last, so a stored event means
 // its dump is complete. Storing again is harmless: an event already there for the same crash and
-// the same core is left alone.
+// the same core is left alone. A namespace over its dump quota gets its event stored without the
+// dump (status skipped, with the reason): one crash-looping tenant cannot fill the volume for all.
 
 export interface StorageWriterParams {
   root: string;
   /** Free bytes to leave on the volume; below them (counting the new dump) nothing is written. */
   minFreeBytes: number;
+  /**
+   * Bytes of dumps one namespace may hold on the volume; 0 or absent = no quota. Counted from the volume
+   * itself, so it holds across agents; this agent's own stores into a namespace are serialised,
+   * but two nodes storing into one namespace at the same instant may overshoot by one dump.
+   */
+  namespaceQuotaBytes?: number;
 }
 
 export interface SpooledCore {
@@ -37,6 +61,8 @@ function isFull(err: unknown): boolean {
 
 export class StorageWriter {
   private readonly params: StorageWriterParams;
+  /** The last store into each namespace, so quota checks there run one at a time. */
+  private readonly namespaceTails = new Map<string, Promise<unknown>>();
 
   constructor(params: StorageWriterParams) {
     this.params = params;
@@ -51,6 +77,24 @@ export class StorageWriter {
    * how the core is stored. Returns that event — the one already stored, if this crash was.
    */
   async store(draft: CrashEvent, core: SpooledCore | undefined): Promise<CrashEvent> {
+    const namespace = draft.kubernetes?.namespace;
+    if (!core || !this.params.namespaceQuotaBytes || namespace === undefined)
+      return this.storeNow(draft, core);
+    const previous = this.namespaceTails.get(namespace) ?? Promise.resolve();
+    const mine = previous.catch(() => undefined).then(() => this.storeNow(draft, core, namespace));
+    this.namespaceTails.set(namespace, mine);
+    try {
+      return await mine;
+    } finally {
+      if (this.namespaceTails.get(namespace) === mine) this.namespaceTails.delete(namespace);
+    }
+  }
+
+  private async storeNow(
+    draft: CrashEvent,
+    core: SpooledCore | undefined,
+    quotaNamespace?: string,
+  ): Promise<CrashEvent> {
     let dir: string, eventPath: string, dumpRel: string;
     try {
       dir = join(this.params.root, ...crashDirSegments(draft));
@@ -63,15 +107,28 @@ export class StorageWriter {
     try {
       const prior = await this.alreadyStored(draft, eventPath, core ? dumpPath : undefined);
       if (prior) return prior;
-      await this.checkFreeSpace(core ? (await stat(core.path)).size : 0);
+      const needed = core ? (await stat(core.path)).size : 0;
+      const overQuota =
+        core && quotaNamespace !== undefined ? await this.overQuota(quotaNamespace, needed) : undefined;
+      const kept = overQuota ? undefined : core;
+      let event: CrashEvent = overQuota
+        ? {
+            ...draft,
+            dump: {
+              ...draft.dump,
+              status: 'skipped',
+              reason: [draft.dump.reason, overQuota].filter(Boolean).join('; '),
+            },
+          }
+        : draft;
+      await this.checkFreeSpace(kept ? needed : 0);
       await this.makeDir(dir);
-      let event = draft;
-      if (core) {
+      if (kept) {
         await this.writeAtomically(dir, dumpPath, (tmp) =>
-          core.compression === 'zstd'
-            ? copyFile(core.path, tmp, constants.COPYFILE_EXCL)
+          kept.compression === 'zstd'
+            ? copyFile(kept.path, tmp, constants.COPYFILE_EXCL)
             : pipeline(
-                createReadStream(core.path),
+                createReadStream(kept.path),
                 createZstdCompress(),
                 createWriteStream(tmp, { flags: 'wx', mode: FILE_MODE }),
               ),
@@ -121,12 +178,37 @@ export class StorageWriter {
     if (!checked.ok) return undefined;
     const prior = checked.value;
     if (prior.crash.id !== draft.crash.id || prior.dump.sha256 !== draft.dump.sha256) return undefined;
-    if (!dumpPath) return prior;
+    // Stored without its dump (over quota): that decision may be announced already; it stands.
+    if (!dumpPath || prior.dump.path === undefined) return prior;
     try {
       return (await stat(dumpPath)).size === prior.dump.stored_bytes ? prior : undefined;
     } catch {
       return undefined;
     }
+  }
+
+  /** Why the namespace cannot take `needed` more bytes of dumps, or undefined when it can. */
+  private async overQuota(namespace: string, needed: number): Promise<string | undefined> {
+    const quota = this.params.namespaceQuotaBytes ?? 0;
+    let used = 0;
+    let entries: Dirent[] = [];
+    try {
+      entries = await readdir(join(this.params.root, namespace), { recursive: true, withFileTypes: true });
+    } catch (err) {
+      // A namespace with no folder yet holds nothing.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    for (const e of entries) {
+      if (!e.isFile() || !e.name.endsWith(DUMP_SUFFIX)) continue;
+      try {
+        used += (await stat(join(e.parentPath, e.name))).size;
+      } catch {
+        // Removed meanwhile (retention): it no longer counts.
+      }
+    }
+    return used + needed > quota
+      ? `namespace ${namespace} is at its dump quota: ${used} of ${quota} bytes used, this dump needs ${needed}`
+      : undefined;
   }
 
   private async checkFreeSpace(needed: number): Promise<void> {

@@ -18,6 +18,13 @@ export PODMORTEM_STACK_DIR=$STACK_DIR
 log() { printf '%s: %s\n' "$COMPONENT" "$*"; }
 die() { printf '%s: error: %s\n' "$COMPONENT" "$*" >&2; exit 1; }
 
+# `logs` of a component: the last N (default 100) lines of its $SERVER_LOG, or -f to follow it.
+show_log() {
+  [ -f "$SERVER_LOG" ] || die "no log yet ($SERVER_LOG)"
+  if [ "${1:-}" = "-f" ]; then exec tail -n 100 -F "$SERVER_LOG"; fi
+  tail -n "${1:-100}" "$SERVER_LOG"
+}
+
 # A pid file names the process this stack started. A stale file (process gone, or the pid reused
 # by a process that does not name this stack's folder on its command line) counts as stopped.
 pid_alive() {

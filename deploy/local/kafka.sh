@@ -205,17 +205,11 @@ status() {
   return 3
 }
 
-logs() {
-  [ -f "$SERVER_LOG" ] || die "no log yet ($SERVER_LOG)"
-  if [ "${1:-}" = "-f" ]; then exec tail -n 100 -F "$SERVER_LOG"; fi
-  tail -n "${1:-100}" "$SERVER_LOG"
-}
-
 case "${1:-}" in
   up) up ;;
   down) stop_pidfile "$PIDFILE" && rm -f "$VERSION_FILE" ;;
   status) status ;;
-  logs) shift; logs "$@" ;;
+  logs) shift; show_log "$@" ;;
   install) install ;;
   *) echo "usage: $0 up|down|status|logs [-f|N]|install" >&2; exit 2 ;;
 esac

@@ -6,7 +6,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 HOME_DIR=$STACK_DIR/prometheus
 PIDFILE=$HOME_DIR/prometheus.pid
-LOGFILE=$HOME_DIR/logs/prometheus.log
+SERVER_LOG=$HOME_DIR/logs/prometheus.log
 URL="http://$PODMORTEM_STACK_HOST:$PODMORTEM_PROMETHEUS_PORT"
 
 install() {
@@ -49,9 +49,9 @@ up() {
     --web.listen-address="$PODMORTEM_STACK_HOST:$PODMORTEM_PROMETHEUS_PORT" \
     --web.enable-remote-write-receiver \
     --web.enable-admin-api \
-    </dev/null >>"$LOGFILE" 2>&1 &
+    </dev/null >>"$SERVER_LOG" 2>&1 &
   echo $! >"$PIDFILE"
-  wait_until "prometheus" 60 "$LOGFILE" ready
+  wait_until "prometheus" 60 "$SERVER_LOG" ready
 }
 
 status() {
@@ -68,6 +68,6 @@ case "${1:-}" in
   up) up ;;
   down) stop_pidfile "$PIDFILE" ;;
   status) status ;;
-  logs) tail -n "${LINES:-100}" "$LOGFILE" ;;
-  *) echo "usage: $0 up|down|status|logs" >&2; exit 2 ;;
+  logs) shift; show_log "$@" ;;
+  *) echo "usage: $0 up|down|status|logs [-f|N]" >&2; exit 2 ;;
 esac

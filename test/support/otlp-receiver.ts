@@ -3,9 +3,10 @@ import type { AddressInfo, Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { gunzipSync } from 'node:zlib';
 
-// A local OTLP/HTTP logs receiver for tests: POST /v1/logs in protobuf
+// A local OTLP/HTTP receiver for tests: POST /v1/logs in protobuf
 // (application/x-protobuf, an ExportLogsServiceRequest) or JSON (application/json, the OTLP/JSON
-// mapping), optionally gzipped. It decodes the real payloads — the protobuf by its wire format
+// mapping), optionally gzipped; and POST /v1/traces in OTLP/JSON (what the query API's
+// exporter-trace-otlp-http sends). It decodes the real payloads — the protobuf by its wire format
 // and the field numbers of opentelemetry-proto (collector/logs/v1, logs/v1, common/v1,
 // resource/v1) — and keeps every log record with its attributes. It can be made unreachable and
 // reachable again on the same port, and can answer with an error status.
@@ -28,6 +29,18 @@ export interface ReceivedLogRecord {
   severityText: string;
   eventName: string;
   body: AttributeValue;
+  attributes: Record<string, AttributeValue>;
+  resource: Record<string, AttributeValue>;
+  scope: { name: string; version: string };
+}
+
+export interface ReceivedSpan {
+  name: string;
+  /** Hex, as the OTLP/JSON mapping writes trace and span ids. */
+  traceId: string;
+  spanId: string;
+  parentSpanId: string;
+  kind: number;
   attributes: Record<string, AttributeValue>;
   resource: Record<string, AttributeValue>;
   scope: { name: string; version: string };
@@ -351,10 +364,48 @@ export function decodeJsonLogs(text: string): ReceivedLogRecord[] {
   return out;
 }
 
+/** Decodes an ExportTraceServiceRequest in the OTLP/JSON mapping. */
+export function decodeJsonTraces(text: string): ReceivedSpan[] {
+  const body: unknown = JSON.parse(text);
+  if (!isObject(body)) throw new Error('request must be a JSON object');
+  const out: ReceivedSpan[] = [];
+  for (const rs of jsonArray(body.resourceSpans, 'resourceSpans')) {
+    if (!isObject(rs)) throw new Error('resourceSpans[] must be objects');
+    const resource = jsonAttributes(isObject(rs.resource) ? rs.resource.attributes : undefined);
+    for (const ss of jsonArray(rs.scopeSpans, 'scopeSpans')) {
+      if (!isObject(ss)) throw new Error('scopeSpans[] must be objects');
+      const sc = isObject(ss.scope) ? ss.scope : {};
+      const scope = { name: asText(sc.name), version: asText(sc.version) };
+      for (const span of jsonArray(ss.spans, 'spans')) {
+        if (!isObject(span)) throw new Error('spans[] must be objects');
+        out.push({
+          name: asText(span.name),
+          traceId: hexId(span.traceId, 'traceId', 32),
+          spanId: hexId(span.spanId, 'spanId', 16),
+          parentSpanId: hexId(span.parentSpanId, 'parentSpanId', 16),
+          kind: Number(span.kind ?? 0),
+          attributes: jsonAttributes(span.attributes),
+          resource,
+          scope,
+        });
+      }
+    }
+  }
+  return out;
+}
+
+function hexId(v: unknown, what: string, digits: number): string {
+  const hex = asText(v);
+  if (hex !== '' && !new RegExp(`^[0-9a-f]{${digits}}$`).test(hex))
+    throw new Error(`${what} must be ${digits} hex digits`);
+  return hex;
+}
+
 // ---- the server -----------------------------------------------------------------------------
 
 export class OtlpReceiver {
   readonly records: ReceivedLogRecord[] = [];
+  readonly spans: ReceivedSpan[] = [];
   /** Requests refused as undecodable, with the reason sent back. */
   readonly rejected: string[] = [];
   private server: Server | undefined;
@@ -371,6 +422,11 @@ export class OtlpReceiver {
   /** The logs endpoint, as an exporter's url. */
   get url(): string {
     return `http://127.0.0.1:${this.port}/v1/logs`;
+  }
+
+  /** The traces endpoint, as an exporter's url. */
+  get tracesUrl(): string {
+    return `http://127.0.0.1:${this.port}/v1/traces`;
   }
 
   /** Answers every export with this HTTP status (e.g. 503) until called with undefined. */
@@ -431,7 +487,7 @@ export class OtlpReceiver {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
-    if (path !== '/v1/logs') {
+    if (path !== '/v1/logs' && path !== '/v1/traces') {
       res.writeHead(404).end();
       return;
     }
@@ -447,18 +503,20 @@ export class OtlpReceiver {
         .end('{"message":"failing on purpose"}');
       return;
     }
-    const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim();
-    let records: ReceivedLogRecord[];
+    const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim() ?? '';
+    const traces = path === '/v1/traces';
+    let records: ReceivedLogRecord[] = [];
+    let spans: ReceivedSpan[] = [];
     try {
       let body = Buffer.concat(chunks);
       if (req.headers['content-encoding'] === 'gzip') body = gunzipSync(body);
-      if (type === 'application/x-protobuf') records = decodeProtobufLogs(body);
+      if (type === 'application/json' && traces) spans = decodeJsonTraces(body.toString('utf8'));
       else if (type === 'application/json') records = decodeJsonLogs(body.toString('utf8'));
+      else if (type === 'application/x-protobuf' && !traces) records = decodeProtobufLogs(body);
       else {
-        res
-          .writeHead(415, { 'content-type': 'application/json' })
-          .end(`{"message":"unsupported content type ${type}"}`);
-        this.rejected.push(`unsupported content type ${type}`);
+        const message = `unsupported content type ${type} on ${path}`;
+        res.writeHead(415, { 'content-type': 'application/json' }).end(JSON.stringify({ message }));
+        this.rejected.push(message);
         return;
       }
     } catch (err) {
@@ -468,6 +526,7 @@ export class OtlpReceiver {
       return;
     }
     this.records.push(...records);
+    this.spans.push(...spans);
     if (type === 'application/x-protobuf') {
       // An empty ExportLogsServiceResponse: full success.
       res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
