@@ -21,7 +21,14 @@ export type AttributeValue =
   | AttributeValue[]
   | { [key: string]: AttributeValue };
 
-export interface ReceivedLogRecord {
+/** What every received item carries: its own attributes, and where it came from. */
+interface Received {
+  attributes: Record<string, AttributeValue>;
+  resource: Record<string, AttributeValue>;
+  scope: { name: string; version: string };
+}
+
+export interface ReceivedLogRecord extends Received {
   format: 'protobuf' | 'json';
   timeUnixNano: bigint;
   observedTimeUnixNano: bigint;
@@ -29,21 +36,15 @@ export interface ReceivedLogRecord {
   severityText: string;
   eventName: string;
   body: AttributeValue;
-  attributes: Record<string, AttributeValue>;
-  resource: Record<string, AttributeValue>;
-  scope: { name: string; version: string };
 }
 
-export interface ReceivedSpan {
+export interface ReceivedSpan extends Received {
   name: string;
   /** Hex, as the OTLP/JSON mapping writes trace and span ids. */
   traceId: string;
   spanId: string;
   parentSpanId: string;
   kind: number;
-  attributes: Record<string, AttributeValue>;
-  resource: Record<string, AttributeValue>;
-  scope: { name: string; version: string };
 }
 
 // ---- protobuf wire format -------------------------------------------------------------------
@@ -332,66 +333,63 @@ function jsonAttributes(v: unknown): Record<string, AttributeValue> {
   return out;
 }
 
-/** Decodes an ExportLogsServiceRequest in the OTLP/JSON mapping. */
-export function decodeJsonLogs(text: string): ReceivedLogRecord[] {
+type Origin = Pick<Received, 'resource' | 'scope'>;
+
+/**
+ * Walks an OTLP/JSON export request, resource → scope → item, the same for every signal:
+ * `kinds` names its three levels, e.g. resourceLogs, scopeLogs, logRecords.
+ */
+function eachJsonItem<T>(
+  text: string,
+  kinds: [string, string, string],
+  read: (item: Json, origin: Origin) => T,
+): T[] {
+  const [resources, scopes, items] = kinds;
   const body: unknown = JSON.parse(text);
   if (!isObject(body)) throw new Error('request must be a JSON object');
-  const out: ReceivedLogRecord[] = [];
-  for (const rl of jsonArray(body.resourceLogs, 'resourceLogs')) {
-    if (!isObject(rl)) throw new Error('resourceLogs[] must be objects');
-    const resource = jsonAttributes(isObject(rl.resource) ? rl.resource.attributes : undefined);
-    for (const sl of jsonArray(rl.scopeLogs, 'scopeLogs')) {
-      if (!isObject(sl)) throw new Error('scopeLogs[] must be objects');
+  const out: T[] = [];
+  for (const r of jsonArray(body[resources], resources)) {
+    if (!isObject(r)) throw new Error(`${resources}[] must be objects`);
+    const resource = jsonAttributes(isObject(r.resource) ? r.resource.attributes : undefined);
+    for (const sl of jsonArray(r[scopes], scopes)) {
+      if (!isObject(sl)) throw new Error(`${scopes}[] must be objects`);
       const s = isObject(sl.scope) ? sl.scope : {};
       const scope = { name: asText(s.name), version: asText(s.version) };
-      for (const lr of jsonArray(sl.logRecords, 'logRecords')) {
-        if (!isObject(lr)) throw new Error('logRecords[] must be objects');
-        out.push({
-          format: 'json',
-          timeUnixNano: jsonInt(lr.timeUnixNano, 'timeUnixNano'),
-          observedTimeUnixNano: jsonInt(lr.observedTimeUnixNano, 'observedTimeUnixNano'),
-          severityNumber: Number(lr.severityNumber ?? 0),
-          severityText: asText(lr.severityText),
-          eventName: asText(lr.eventName),
-          body: lr.body === undefined ? null : jsonAnyValue(lr.body),
-          attributes: jsonAttributes(lr.attributes),
-          resource,
-          scope,
-        });
+      for (const item of jsonArray(sl[items], items)) {
+        if (!isObject(item)) throw new Error(`${items}[] must be objects`);
+        out.push(read(item, { resource, scope }));
       }
     }
   }
   return out;
 }
 
+/** Decodes an ExportLogsServiceRequest in the OTLP/JSON mapping. */
+export function decodeJsonLogs(text: string): ReceivedLogRecord[] {
+  return eachJsonItem(text, ['resourceLogs', 'scopeLogs', 'logRecords'], (lr, origin) => ({
+    format: 'json',
+    timeUnixNano: jsonInt(lr.timeUnixNano, 'timeUnixNano'),
+    observedTimeUnixNano: jsonInt(lr.observedTimeUnixNano, 'observedTimeUnixNano'),
+    severityNumber: Number(lr.severityNumber ?? 0),
+    severityText: asText(lr.severityText),
+    eventName: asText(lr.eventName),
+    body: lr.body === undefined ? null : jsonAnyValue(lr.body),
+    attributes: jsonAttributes(lr.attributes),
+    ...origin,
+  }));
+}
+
 /** Decodes an ExportTraceServiceRequest in the OTLP/JSON mapping. */
 export function decodeJsonTraces(text: string): ReceivedSpan[] {
-  const body: unknown = JSON.parse(text);
-  if (!isObject(body)) throw new Error('request must be a JSON object');
-  const out: ReceivedSpan[] = [];
-  for (const rs of jsonArray(body.resourceSpans, 'resourceSpans')) {
-    if (!isObject(rs)) throw new Error('resourceSpans[] must be objects');
-    const resource = jsonAttributes(isObject(rs.resource) ? rs.resource.attributes : undefined);
-    for (const ss of jsonArray(rs.scopeSpans, 'scopeSpans')) {
-      if (!isObject(ss)) throw new Error('scopeSpans[] must be objects');
-      const sc = isObject(ss.scope) ? ss.scope : {};
-      const scope = { name: asText(sc.name), version: asText(sc.version) };
-      for (const span of jsonArray(ss.spans, 'spans')) {
-        if (!isObject(span)) throw new Error('spans[] must be objects');
-        out.push({
-          name: asText(span.name),
-          traceId: hexId(span.traceId, 'traceId', 32),
-          spanId: hexId(span.spanId, 'spanId', 16),
-          parentSpanId: hexId(span.parentSpanId, 'parentSpanId', 16),
-          kind: Number(span.kind ?? 0),
-          attributes: jsonAttributes(span.attributes),
-          resource,
-          scope,
-        });
-      }
-    }
-  }
-  return out;
+  return eachJsonItem(text, ['resourceSpans', 'scopeSpans', 'spans'], (span, origin) => ({
+    name: asText(span.name),
+    traceId: hexId(span.traceId, 'traceId', 32),
+    spanId: hexId(span.spanId, 'spanId', 16),
+    parentSpanId: hexId(span.parentSpanId, 'parentSpanId', 16),
+    kind: Number(span.kind ?? 0),
+    attributes: jsonAttributes(span.attributes),
+    ...origin,
+  }));
 }
 
 function hexId(v: unknown, what: string, digits: number): string {
