@@ -5,7 +5,8 @@
 //    pointer-like words, interleaved) piped through the installed handler exactly as the kernel
 //    does it (the wrapper, an empty environment, stdin a pipe fed by `cat`), with compression off and
 //    on; baseline: `cat core | cat > file` of the same bytes, in the same run. Best of REPEAT runs.
-//    The handler also fsyncs its file and hashes (sha256) every byte; the baseline does neither.
+//    The handler also fsyncs its file and hashes (sha256) every byte; the baseline does neither,
+//    so a second baseline adds the fsync (`sync -d file`) to show what durability alone costs.
 // 2. Peak RSS of the handler (its own getrusage maxRSS, written in its log line).
 // 3. Per-crash overhead: the handler run on an empty core (it still reads /proc, writes a skipped
 //    meta and a log line) against starting /bin/true and `node -e ''` (the same Node 24 binary).
@@ -120,14 +121,20 @@ interface Row {
 }
 const rows: Row[] = [];
 
-// Baseline: the same bytes through a pipe into a file.
+// Baselines: the same bytes through a pipe into a file; and the same made durable (fsync), as
+// the handler's own file is before it is renamed into place.
 const out = join(work, 'cat.out');
-let best = Infinity;
-for (let i = 0; i < REPEAT; i++) {
-  best = Math.min(best, await run('/bin/bash', ['-c', 'cat "$1" | cat > "$2"', 'bench', corePath, out]));
-  await rm(out);
+for (const [what, script] of [
+  ['cat > file (baseline)', 'cat "$1" | cat > "$2"'],
+  ['cat > file; fsync (durable)', 'cat "$1" | cat > "$2" && sync -d "$2"'],
+] as const) {
+  let best = Infinity;
+  for (let i = 0; i < REPEAT; i++) {
+    best = Math.min(best, await run('/bin/bash', ['-c', script, 'bench', corePath, out]));
+    await rm(out);
+  }
+  rows.push({ what, ms: best, storedBytes: coreBytes });
 }
-rows.push({ what: 'cat > file (baseline)', ms: best, storedBytes: coreBytes });
 
 for (const [name, config] of [
   ['handler, compression off', { compression: 'none' }],
@@ -182,6 +189,7 @@ target.kill('SIGKILL');
 await cleanup();
 
 const base = rows[0]?.ms ?? NaN;
+const durable = rows[1]?.ms ?? NaN;
 const mbs = (ms: number) => coreBytes / MIB / (ms / 1000);
 const pad = (s: string, n: number) => s.padEnd(n);
 const lpad = (s: string, n: number) => s.padStart(n);
@@ -192,14 +200,16 @@ console.log(
   `Node ${process.version}, ${(await readFile('/proc/cpuinfo', 'utf8')).match(/model name\s*:\s*(.*)/)?.[1] ?? ''}\n`,
 );
 console.log(
-  `${pad('pipe → file', 34)}${lpad('seconds', 9)}${lpad('MB/s', 9)}${lpad('vs cat', 9)}${lpad('stored MiB', 12)}${lpad('peak RSS MiB', 14)}`,
+  `${pad('pipe → file', 34)}${lpad('seconds', 9)}${lpad('MB/s', 9)}${lpad('vs cat', 9)}${lpad('vs durable', 12)}${lpad('stored MiB', 12)}${lpad('peak RSS MiB', 14)}`,
 );
 for (const r of rows) {
   console.log(
-    `${pad(r.what, 34)}${lpad((r.ms / 1000).toFixed(2), 9)}${lpad(mbs(r.ms).toFixed(0), 9)}${lpad((base / r.ms).toFixed(2) + 'x', 9)}${lpad(((r.storedBytes ?? 0) / MIB).toFixed(1), 12)}${lpad(r.rssKb === undefined ? '-' : (r.rssKb / 1024).toFixed(0), 14)}`,
+    `${pad(r.what, 34)}${lpad((r.ms / 1000).toFixed(2), 9)}${lpad(mbs(r.ms).toFixed(0), 9)}${lpad((base / r.ms).toFixed(2) + 'x', 9)}${lpad((durable / r.ms).toFixed(2) + 'x', 12)}${lpad(((r.storedBytes ?? 0) / MIB).toFixed(1), 12)}${lpad(r.rssKb === undefined ? '-' : (r.rssKb / 1024).toFixed(0), 14)}`,
   );
 }
-console.log(`\n('vs cat' = cat's time / this time: 1.00x is as fast as cat > file; MB/s in MiB/s)\n`);
+console.log(
+  `\n('vs cat' = cat's time / this time: 1.00x is as fast as cat > file; 'vs durable' the same against cat > file plus fsync; MB/s in MiB/s)\n`,
+);
 console.log(`per-crash overhead, empty core, median of ${EMPTY_RUNS} (after one warm-up):`);
 console.log(`${pad('  /bin/true', 34)}${lpad(tTrue.toFixed(1), 9)} ms`);
 console.log(`${pad("  node -e ''", 34)}${lpad(tNode.toFixed(1), 9)} ms`);
