@@ -23,7 +23,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 # Environment (defaults in stack.env): PODMORTEM_ES_PORT, PODMORTEM_ES_TRANSPORT_PORT,
 # PODMORTEM_ES_HEAP; also PODMORTEM_ES_JAVA_HOME (a JDK 21 or newer; default: the newest one
 # found in JAVA_HOME or /usr/lib/jvm), PODMORTEM_ES_START_TIMEOUT (seconds, default 120) and
-# PODMORTEM_ES_JAVA_OPTS (extra JVM options).
+# PODMORTEM_ES_JAVA_OPTS (extra JVM options) and PODMORTEM_ES_SETTINGS (extra node settings,
+# space-separated key=value, e.g. http.max_content_length=64kb).
 
 # Elasticsearch 9 needs Java 21+. Its major must match the @elastic/elasticsearch client's.
 ES_VERSION=9.5.3
@@ -201,6 +202,8 @@ up() {
   # setsid: own session, so the server outlives the calling shell and its terminal. log4j's own
   # shutdown hook would stop logging halfway through the node's shutdown, so it is off; the
   # launcher closes the node, then log4j, on SIGTERM.
+  local setting settings=()
+  for setting in ${PODMORTEM_ES_SETTINGS:-}; do settings+=("-E$setting"); done
   # shellcheck disable=SC2086 # PODMORTEM_ES_JAVA_OPTS is a list of options
   setsid "$jdk/bin/java" -Xms"$HEAP" -Xmx"$HEAP" -XX:+UseG1GC -XX:+ExitOnOutOfMemoryError \
     -XX:-OmitStackTraceInFastThrow -Djava.awt.headless=true -Dfile.encoding=UTF-8 \
@@ -215,7 +218,7 @@ up() {
     -Epath.home="$HOME_DIR" -Epath.data="$DATA_DIR" -Epath.logs="$LOG_DIR" \
     -Enetwork.host="$HOST" -Ehttp.port="$PORT" -Etransport.port="$TRANSPORT_PORT" \
     -Ediscovery.type=single-node -Ecluster.routing.allocation.disk.threshold_enabled=false \
-    </dev/null >"$CONSOLE_LOG" 2>&1 &
+    "${settings[@]}" </dev/null >"$CONSOLE_LOG" 2>&1 &
   echo $! >"$PIDFILE"
   log "waiting for cluster health yellow (pid $(cat "$PIDFILE"), timeout ${START_TIMEOUT}s, log $SERVER_LOG)…"
   wait_ready

@@ -37,7 +37,11 @@ export interface PrivateServer {
   destroy(): Promise<void>;
 }
 
-export async function privateServer(component: PrivateComponent): Promise<PrivateServer> {
+/** `settings`: extra node settings of an Elasticsearch (PODMORTEM_ES_SETTINGS), e.g. a small http.max_content_length. */
+export async function privateServer(
+  component: PrivateComponent,
+  options: { settings?: Record<string, string> } = {},
+): Promise<PrivateServer> {
   const dir = mkdtempSync(join(tmpdir(), `podmortem-${component}-`));
   mkdirSync(join(dir, component));
   symlinkSync(join(stack.stackDir, component, 'lib'), join(dir, component, 'lib'));
@@ -56,6 +60,9 @@ export async function privateServer(component: PrivateComponent): Promise<Privat
     env.PODMORTEM_ES_PORT = String(port);
     env.PODMORTEM_ES_TRANSPORT_PORT = String(await freePort());
     env.PODMORTEM_ES_HEAP = '512m';
+    env.PODMORTEM_ES_SETTINGS = Object.entries(options.settings ?? {})
+      .map(([key, value]) => `${key}=${value}`)
+      .join(' ');
     address = `http://${stack.host}:${port}`;
   }
   const script = join(repoDir, 'deploy/local', `${component}.sh`);
