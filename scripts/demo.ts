@@ -22,6 +22,7 @@ import { lockCorePattern } from '../test/support/core-pattern-lock.ts';
 import { freePort } from '../test/support/private-stack.ts';
 import { repoDir, stack } from '../test/support/stack.ts';
 import { createPodCgroup, type PodCgroup } from '../test/support/pod-cgroup.ts';
+import { EXIT } from '../query-api/src/cli-client.ts';
 import { PodTelemetry } from './demo/pod-telemetry.ts';
 
 const run = promisify(execFile);
@@ -302,12 +303,16 @@ async function main(): Promise<void> {
   const deadline = Date.now() + 90_000;
   let crashId: string | undefined;
   while (Date.now() < deadline) {
-    const rows = JSON.parse(
-      await cli(['list', '--namespace', 'shop', '--pod-uid', podUid, '--json'], userToken, api),
-    ) as {
-      crash: { id: string };
-    }[];
-    crashId = rows[0]?.crash.id;
+    let found: string;
+    try {
+      found = await cli(['list', '--namespace', 'shop', '--pod-uid', podUid, '--json'], userToken, api);
+    } catch (err) {
+      // Exit 6: unavailable for a moment (the first crash's index still starting); asked again.
+      if ((err as { code?: unknown }).code !== EXIT.unavailable) throw err;
+      await sleep(500);
+      continue;
+    }
+    crashId = (JSON.parse(found) as { crash: { id: string } }[])[0]?.crash.id;
     if (crashId) break;
     await sleep(500);
   }

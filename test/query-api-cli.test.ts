@@ -244,7 +244,7 @@ t.test('exit codes: not found, removed, not allowed, no token, usage', async (t)
     [['dump', main.event.crash.id], asAlice, 2, '-o FILE'],
     [['frobnicate'], asAlice, 2, 'unknown command'],
     [['list', '--colour'], asAlice, 2, "Unknown option '--colour'"],
-    [['list'], { ...asAlice, PODMORTEM_SERVER: `http://127.0.0.1:${port + 1}` }, 1, 'cannot reach'],
+    [['list'], { ...asAlice, PODMORTEM_SERVER: `http://127.0.0.1:${port + 1}` }, 6, 'cannot reach'],
   ];
   for (const [args, env, code, text] of cases) {
     const r = await cli(args, env);

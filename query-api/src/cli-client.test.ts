@@ -9,7 +9,10 @@ const dir = mkdtempSync(join(tmpdir(), 'pm-cli-unit-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 
 t.test('exit codes by HTTP status', async (t) => {
-  t.same([401, 403, 404, 410, 400, 416, 500, 503].map(exitCodeForStatus), [4, 4, 3, 3, 2, 2, 1, 1]);
+  t.same(
+    [401, 403, 404, 410, 400, 416, 500, 429, 502, 503, 504].map(exitCodeForStatus),
+    [4, 4, 3, 3, 2, 2, 1, 6, 6, 6, 6],
+  );
 });
 
 t.test('server and token: flags, then the environment, then the kubeconfig', async (t) => {

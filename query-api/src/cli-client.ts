@@ -12,6 +12,8 @@ export const EXIT = {
   notFound: 3,
   auth: 4,
   verification: 5,
+  /** The API (or what it reads) is unreachable, overloaded or starting: worth trying again. */
+  unavailable: 6,
 } as const;
 
 export class CliError extends Error {
@@ -27,6 +29,7 @@ export function exitCodeForStatus(status: number): number {
   if (status === 401 || status === 403) return EXIT.auth;
   if (status === 404 || status === 410) return EXIT.notFound;
   if (status === 400 || status === 416) return EXIT.usage;
+  if (status === 429 || status === 502 || status === 503 || status === 504) return EXIT.unavailable;
   return EXIT.error;
 }
 
@@ -109,7 +112,7 @@ export class ApiClient {
       res = await fetch(this.url(path, query), { ...init, headers });
     } catch (err) {
       const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
-      throw new CliError(EXIT.error, `cannot reach ${this.creds.server}${cause}`);
+      throw new CliError(EXIT.unavailable, `cannot reach ${this.creds.server}${cause}`);
     }
     if (!res.ok) {
       const text = await res.text();

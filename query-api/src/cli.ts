@@ -76,7 +76,8 @@ const GLOBAL_HELP = `Global options:
   -h, --help          this help
 
 Exit codes: 0 ok, 1 error, 2 usage (or a parameter the API refused), 3 not found (or dump
-removed), 4 not authenticated or not allowed, 5 sha256 verification failed.`;
+removed), 4 not authenticated or not allowed, 5 sha256 verification failed, 6 unavailable
+(API unreachable, or it answered 429/502/503/504: try again later).`;
 
 const str = (v: OptionValue): string | undefined => (typeof v === 'string' ? v : undefined);
 

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Client } from '@elastic/elasticsearch';
+import { Client, errors as esErrors } from '@elastic/elasticsearch';
 import {
   crashIndexFor,
   crashIndexMonth,
@@ -321,15 +321,25 @@ export function testElasticsearch(node = stack.elasticsearchUrl): Client {
   return new Client({ node, requestTimeout: 60_000 });
 }
 
-/** Documents searchable through the alias now (after a refresh). */
+/**
+ * Documents searchable through the alias now (after a refresh). An index the indexer has just
+ * created is in the alias before its primary shard has started; a count in that moment fails with
+ * no_shard_available_action_exception on every shard, and nothing is searchable yet: 0.
+ */
 export async function searchableCount(es: Client, alias: string): Promise<number> {
   await es.indices.refresh({ index: alias, ignore_unavailable: true, allow_no_indices: true });
   try {
     return (await es.count({ index: alias, ignore_unavailable: true, allow_no_indices: true })).count;
   } catch (err) {
-    if ((err as { meta?: { statusCode?: number } }).meta?.statusCode === 404) return 0;
+    if (err instanceof esErrors.ResponseError && (err.statusCode === 404 || shardsStarting(err))) return 0;
     throw err;
   }
+}
+
+function shardsStarting(err: esErrors.ResponseError): boolean {
+  const body = err.meta.body as { error?: { root_cause?: { type?: string }[] } } | undefined;
+  const causes = body?.error?.root_cause ?? [];
+  return causes.length > 0 && causes.every((c) => c.type === 'no_shard_available_action_exception');
 }
 
 /** Removes what a test made in Elasticsearch: its indices (by exact name) and templates. */
