@@ -5,6 +5,7 @@ import {
   crashEvent,
   createTopics,
   groupProgress,
+  metricValue,
   monthsAgo,
   produce,
   readDlq,
@@ -90,5 +91,7 @@ t.test('a bulk over the size limit is split; a document too large alone is dead-
   t.ok(letter?.value?.equals(hugeRecord.value), 'with its original bytes');
   t.match(letter?.headers[DLQ_HEADERS.error], /request_entity_too_large/);
   t.equal(letter?.headers[DLQ_HEADERS.sourceOffset], '150');
+  const splits = metricValue(await indexer.metrics(), 'podmortem_indexer_bulk_splits_total');
+  t.ok(splits >= 4, `the chunk was split again and again (${splits} splits counted)`);
   t.ok(indexer.alive(), 'the indexer never exited');
 });

@@ -164,7 +164,14 @@ export class BulkWriter {
       });
     } catch (err) {
       if (!(err instanceof IndexerError)) end({ status: 'error' });
-      if (elasticsearchStatus(err) === 413 && items.length > 1) return this.bulkInHalves(items, signal);
+      if (elasticsearchStatus(err) === 413 && items.length > 1) {
+        telemetry.bulkSplits.inc();
+        this.params.logger.warn(
+          { documents: items.length },
+          'bulk too large for Elasticsearch (413): sent again in halves',
+        );
+        return this.bulkInHalves(items, signal);
+      }
       if (elasticsearchStatus(err) === 413) {
         return [{ status: 413, error: { type: 'request_entity_too_large', reason: 'document too large' } }];
       }

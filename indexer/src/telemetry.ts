@@ -11,6 +11,7 @@ export interface IndexerTelemetry {
   retried: Counter<'operation'>;
   committed: Counter<'topic'>;
   bulkDuration: Histogram<'status'>;
+  bulkSplits: Counter;
   consumerLag: Gauge<'topic' | 'partition'>;
   waiting: Gauge<'operation'>;
   templatesInstalled: Counter<'template'>;
@@ -61,6 +62,11 @@ export function createTelemetry(
       help: 'Latency of one bulk request to Elasticsearch, by status (ok, partial, error)',
       labelNames: ['status'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+    bulkSplits: new Counter({
+      name: 'podmortem_indexer_bulk_splits_total',
+      help: 'Bulk requests Elasticsearch refused as too large (HTTP 413), sent again in halves',
       registers,
     }),
     consumerLag: new Gauge({
