@@ -9,7 +9,7 @@ import { zstdCompressSync } from 'node:zlib';
 import autocannon from 'autocannon';
 import { dumpRelPath } from '@podmortem/contract';
 import { FakeKubeApi } from '../test/support/fake-kube-api.ts';
-import { freePort } from '../test/support/private-stack.ts';
+import { freePort } from '../test/support/ports.ts';
 import { CrashIndex, StorageRoot, addUser, makeCrash, type SeededCrash } from '../test/support/query-api.ts';
 import { repoDir, stack } from '../test/support/stack.ts';
 

@@ -7,5 +7,6 @@ if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.pack
   echo "== installing npm packages (npm ci)"
   npm ci --no-audit --no-fund
 fi
+bash scripts/debian-deps.sh
 export PATH="$PWD/node_modules/.bin:$PATH"
 exec node --disable-warning=TimeoutNegativeWarning scripts/demo.ts "$@"

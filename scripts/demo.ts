@@ -19,7 +19,7 @@ import { CRASH_DLQ_TOPIC, CRASH_TOPIC } from '@podmortem/contract';
 import { FakeKubeApi } from '../test/support/fake-kube-api.ts';
 import { OtlpReceiver } from '../test/support/otlp-receiver.ts';
 import { lockCorePattern } from '../test/support/core-pattern-lock.ts';
-import { freePort } from '../test/support/private-stack.ts';
+import { freePort } from '../test/support/ports.ts';
 import { repoDir, stack } from '../test/support/stack.ts';
 import { createPodCgroup, type PodCgroup } from '../test/support/pod-cgroup.ts';
 import { EXIT } from '../query-api/src/cli-client.ts';
@@ -58,6 +58,9 @@ function say(text: string): void {
 }
 
 const workDir = join(stack.stackDir, 'demo');
+/** kernel.core_pattern before the agent, as the agent left it on shutdown, and after the demo. */
+const corePattern: { before?: string; leftByAgent?: string; after?: string } = {};
+let summaryOut: Record<string, unknown> | undefined;
 const cleanups: (() => Promise<void> | void)[] = [];
 const children: { name: string; child: ChildProcess }[] = [];
 
@@ -175,7 +178,8 @@ async function main(): Promise<void> {
   const containerId = randomBytes(32).toString('hex');
   const pod = {
     namespace: 'shop',
-    name: 'order-parser-6f7c9d-x2x9z',
+    // A ReplicaSet's pod: a new name each run, so its context holds this run's logs and crashes.
+    name: `order-parser-6f7c9d-${randomBytes(3).toString('hex').slice(0, 5)}`,
     uid: podUid,
     nodeName: node,
     labels: { app: 'order-parser' },
@@ -234,8 +238,12 @@ async function main(): Promise<void> {
   const release = await lockCorePattern();
   cleanups.push(release);
   const originalPattern = readFileSync(CORE_PATTERN, 'utf8').trim();
+  corePattern.before = originalPattern;
+  // Runs after the agent stopped and before the lock is released: what the agent left is recorded
+  // (the e2e test checks the agent restored it), then the demo makes sure it is restored anyway.
   cleanups.push(() => {
     const now = readFileSync(CORE_PATTERN, 'utf8').trim();
+    corePattern.leftByAgent = now;
     if (now !== originalPattern) {
       writeFileSync(CORE_PATTERN, originalPattern);
       say(`core_pattern restored by the demo to ${JSON.stringify(originalPattern)}`);
@@ -360,11 +368,14 @@ async function main(): Promise<void> {
   say(`  the API and its OpenAPI page   ${api}/docs`);
   say(`  the services' logs             ${workDir}/*.log`);
   say(`  Kibana Discover / Grafana       index pattern podmortem-crashes-* on ${stack.elasticsearchUrl}`);
-  if (options['summary-json']) writeFileSync(options['summary-json'], JSON.stringify(summary, null, 2));
+  summaryOut = summary;
 
   if (options.keep) {
+    // The token stays in a 0600 kubeconfig, never on the screen: the CLI reads it from there.
+    const userKubeconfig = kube.writeKubeconfig(join(workDir, 'user-kubeconfig'), userToken);
     say('\n--keep: the stack and the services stay up; Ctrl-C stops the services (the stack stays).');
-    say(`  export PODMORTEM_SERVER=${api} PODMORTEM_TOKEN=${userToken}`);
+    say(`  export PODMORTEM_SERVER=${api} KUBECONFIG=${userKubeconfig}`);
+    say(`  query-api/bin/podmortem list --namespace shop`);
     await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
   }
 }
@@ -382,6 +393,10 @@ try {
   await main();
   step('Cleaning up');
   await cleanup();
+  if (options['summary-json'] && summaryOut) {
+    corePattern.after = readFileSync(CORE_PATTERN, 'utf8').trim();
+    writeFileSync(options['summary-json'], JSON.stringify({ ...summaryOut, corePattern }, null, 2));
+  }
 } catch (err) {
   console.error(`\ndemo failed: ${(err as Error).message}`);
   step('Cleaning up');

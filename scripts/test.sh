@@ -21,7 +21,8 @@ tsc -p tsconfig.json
 eslint --max-warnings 0 .
 prettier --check . >/dev/null || { prettier --check .; exit 1; }
 
-step "local stack"
+step "Debian packages, the local stack"
+bash scripts/debian-deps.sh
 started=()
 for c in kafka elasticsearch prometheus; do
   bash deploy/local/stack.sh status "$c" >/dev/null 2>&1 || started+=("$c")

@@ -15,7 +15,7 @@ import {
   type AgentProcess,
   type CollectorSetup,
 } from './support/collector-agent.ts';
-import { createPodCgroup } from './support/pod-cgroup.ts';
+import { cgroup2Mount, createPodCgroup } from './support/pod-cgroup.ts';
 import { privateServer } from './support/private-stack.ts';
 import { stack } from './support/stack.ts';
 
@@ -245,7 +245,7 @@ t.test(
 
     await inPod.crash();
     // A process outside any pod needs no API: delivered at once.
-    const host = await processInCgroup(join('/sys/fs/cgroup/unified'), sleeperBin);
+    const host = await processInCgroup(cgroup2Mount(), sleeperBin);
     t.teardown(() => host.kill());
     const hostRun = await runHandler(
       setup.installDir,
@@ -347,7 +347,7 @@ t.test('bad spool entries are set aside with their reason and counted; the agent
   t.same(metas(setup), [], 'no longer in the spool');
 
   // Garbage and empty cores through the handler: recorded with a reason, delivered.
-  const host = await processInCgroup('/sys/fs/cgroup/unified', sleeperBin);
+  const host = await processInCgroup(cgroup2Mount(), sleeperBin);
   t.teardown(() => host.kill());
   await runHandler(
     setup.installDir,

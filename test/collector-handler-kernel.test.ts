@@ -26,6 +26,7 @@ import { createPodCgroup } from './support/pod-cgroup.ts';
 
 const programs: Record<string, string> = {
   segv: `
+#define _GNU_SOURCE
 #include <stdio.h>
 #include <unistd.h>
 int main(void) {
@@ -35,6 +36,7 @@ int main(void) {
   return 0;
 }`,
   abort: `
+#define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -79,7 +81,7 @@ const exes: Record<string, string> = {};
 for (const [name, source] of Object.entries(programs)) {
   await writeFile(join(dir, `${name}.c`), source);
   exes[name] = join(dir, `crash-${name}`);
-  execFileSync('gcc', ['-O0', '-pthread', '-o', exes[name], join(dir, `${name}.c`)]);
+  execFileSync('gcc', ['-O0', '-Wall', '-Werror', '-pthread', '-o', exes[name], join(dir, `${name}.c`)]);
 }
 const buildId = (path: string) =>
   /Build ID: ([0-9a-f]+)/.exec(execFileSync('readelf', ['-n', path], { encoding: 'utf8' }))?.[1];

@@ -1,6 +1,6 @@
 import { Client } from '@elastic/elasticsearch';
 import t from 'tap';
-import { freePort } from './support/private-stack.ts';
+import { freePort } from './support/ports.ts';
 import { remoteWrite, type Series } from './support/prometheus.ts';
 import { stack, uniqueName } from './support/stack.ts';
 import { addUser, bearer, harness, makeCrash, type Harness } from './support/query-api.ts';

@@ -1,6 +1,6 @@
 import t from 'tap';
 import type { CrashEvent } from '@podmortem/contract';
-import { freePort } from './support/private-stack.ts';
+import { freePort } from './support/ports.ts';
 import { addUser, bearer, harness, makeCrash, type SeededCrash } from './support/query-api.ts';
 
 // Search and stats against the real Elasticsearch: every filter, the newest-first order, cursor

@@ -4,7 +4,7 @@ import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freePort } from './support/private-stack.ts';
+import { freePort } from './support/ports.ts';
 import { repoDir, stack } from './support/stack.ts';
 
 // The stack's own entry point, on a stack of its own (a private folder and ports, the main

@@ -14,7 +14,7 @@ import {
 } from '@podmortem/contract';
 import { Kafka, logLevel, Partitioners, type Admin, type IHeaders } from 'kafkajs';
 import type { Test } from 'tap';
-import { freePort } from './private-stack.ts';
+import { freePort } from './ports.ts';
 import { repoDir, stack, uniqueName } from './stack.ts';
 
 // Shared by the indexer's integration tests and its bench: a stream of crash records with

@@ -1,9 +1,9 @@
 import { execFile } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, symlinkSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { freePort } from './ports.ts';
 import { repoDir, stack } from './stack.ts';
 
 // A server of the local stack that one test owns alone, on ports of its own, so the test can stop
@@ -11,20 +11,6 @@ import { repoDir, stack } from './stack.ts';
 // stack. It reuses the main stack's resolved jars and runs the same deploy/local scripts.
 
 const run = promisify(execFile);
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => {
-        if (address && typeof address === 'object') resolve(address.port);
-        else reject(new Error('no port'));
-      });
-    });
-  });
-}
 
 export type PrivateComponent = 'kafka' | 'elasticsearch';
 

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The Debian packages that the tests and the demo use beyond Node (which comes from npm): a C
+# compiler for the crashing programs, flock for the core_pattern lock, curl for the stack's
+# readiness checks, Maven and a JDK for the Kafka and Elasticsearch jars. Installed with apt-get
+# when a command is missing (needs root); a machine that has them all is left alone.
+# Prometheus is installed by deploy/local/prometheus.sh, nginx by bench/api.ts, where they are used.
+set -euo pipefail
+
+# command → Debian package
+declare -A packages=([gcc]=gcc [flock]=util-linux [curl]=curl [mvn]=maven [java]=openjdk-17-jdk-headless)
+
+missing=()
+for cmd in gcc flock curl mvn java; do
+  command -v "$cmd" >/dev/null || missing+=("${packages[$cmd]}")
+done
+[ ${#missing[@]} -gt 0 ] || exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "debian-deps: missing ${missing[*]}; installing them needs root (apt-get install ${missing[*]})" >&2
+  exit 1
+fi
+echo "debian-deps: installing ${missing[*]} (apt-get)…"
+DEBIAN_FRONTEND=noninteractive apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
