@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { OpsServer, type Component } from '@podmortem/contract/runtime';
@@ -10,6 +11,7 @@ import { KafkaEmitter } from './kafka-emitter.ts';
 import { KernelSettings } from './kernel-settings.ts';
 import { OtlpEmitter } from './otlp-emitter.ts';
 import { PodResolver } from './pod-resolver.ts';
+import { POD_STATE_FILE } from './pod-state-file.ts';
 import { SpoolWatcher, spoolUsage } from './spool-watcher.ts';
 import { StorageWriter } from './storage-writer.ts';
 import { createTelemetry, type Telemetry } from './telemetry.ts';
@@ -98,6 +100,8 @@ export function createAgent(params: AgentParams): Agent {
     tombstoneMs: config.tombstoneMs,
     logger: logger.child({ component: 'pod-resolver' }),
     onSynced: (synced) => telemetry.kubeReady.set(synced ? 1 : 0),
+    stateFile: join(config.stateDir, POD_STATE_FILE),
+    onStateFileError: (op) => telemetry.podCacheFileErrors.inc({ op }),
   });
   const storage = new StorageWriter({
     root: config.storageRoot,

@@ -43,7 +43,10 @@ export const CollectorConfigSchema = Type.Object(
       description:
         'Bytes of dumps one namespace may hold on the storage root (0 = no quota); over it a crash is recorded with dump.status skipped',
     }),
-    stateDir: Path('/var/lib/podmortem/state', 'Where the original kernel settings are backed up'),
+    stateDir: Path(
+      '/var/lib/podmortem/state',
+      "What the agent keeps across restarts (a hostPath): the original kernel settings' backups and the pod cache (pods.json)",
+    ),
     handlerInstallDir: Path(
       '/var/lib/podmortem/bin',
       'Host folder the handler wrapper and its configuration are installed in (short: core_pattern holds 127 bytes)',

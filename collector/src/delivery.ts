@@ -1,5 +1,4 @@
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { validateCrashEvent, type CrashEvent } from '@podmortem/contract';
@@ -9,7 +8,14 @@ import { buildCrashEvent, type Owner } from './crash-event.ts';
 import { readCoreNotes, type CoreNotes } from './elf-notes.ts';
 import { AgentError, errorCode } from './errors.ts';
 import type { PodLookup } from './pod-resolver.ts';
-import { fsyncDir, openSpoolCore, removeSpoolEntry, spoolPaths, type SpoolMeta } from './spool-entry.ts';
+import {
+  fsyncDir,
+  openSpoolCore,
+  removeSpoolEntry,
+  spoolPaths,
+  writeJsonAtomically,
+  type SpoolMeta,
+} from './spool-entry.ts';
 import type { StorageWriter } from './storage-writer.ts';
 import type { DeliveryStep, Telemetry } from './telemetry.ts';
 
@@ -102,19 +108,6 @@ export function parseSpoolMeta(text: string, crashId: string): SpoolMeta {
     throw new AgentError('PM_ERR_SPOOL_ENTRY_INVALID', `meta of ${crashId}: ${problems.join('; ')}`);
   }
   return value as SpoolMeta;
-}
-
-async function writeJsonAtomically(dir: string, path: string, value: unknown): Promise<void> {
-  const tmp = `${path}.${randomBytes(4).toString('hex')}.tmp`;
-  const file = await open(tmp, 'w', 0o600);
-  try {
-    await file.writeFile(JSON.stringify(value));
-    await file.sync();
-  } finally {
-    await file.close();
-  }
-  await rename(tmp, path);
-  await fsyncDir(dir);
 }
 
 export class Delivery {

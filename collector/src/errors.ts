@@ -9,6 +9,7 @@ export const AGENT_ERRORS = {
   PM_ERR_EVENT_INVALID: { retriable: false, message: 'crash event does not validate' },
   PM_ERR_KUBE_UNAVAILABLE: { retriable: true, message: 'Kubernetes API unreachable' },
   PM_ERR_POD_PENDING: { retriable: true, message: "the crashed container's pod is not known yet" },
+  PM_ERR_POD_STATE: { retriable: false, message: 'pod cache file is unreadable or malformed' },
   PM_ERR_STORAGE_FULL: { retriable: true, message: 'storage root is full' },
   PM_ERR_STORAGE: { retriable: true, message: 'storing the crash failed' },
   PM_ERR_OTLP_EXPORT: { retriable: true, message: 'OTLP export not acknowledged' },

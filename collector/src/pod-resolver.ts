@@ -7,15 +7,27 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { backoffDelay, beforeDeadline, type Component } from '@podmortem/contract/runtime';
+import { backoffDelay, beforeDeadline, messageOf, type Component } from '@podmortem/contract/runtime';
 import type { CgroupIdentity, ContainerRuntime } from './cgroup.ts';
 import { AgentError } from './errors.ts';
+import {
+  podRecord,
+  readPodState,
+  removeStaleTemporaries,
+  writePodState,
+  type PodState,
+} from './pod-state-file.ts';
 
 // This node's pods, kept by a list + watch of the Kubernetes API (fieldSelector
 // spec.nodeName=<node>), indexed by every container id the kubelet ever reported for them — the
 // running one and the last terminated one, so the container that just crashed and was restarted
 // still maps to its pod. Deleted pods stay as tombstones for a while: a pod can be gone by the
 // time its crash is delivered, and the API cannot find a deleted pod by uid.
+//
+// With a state file, what is known survives the agent: it is written after changes (at most once
+// per stateWriteDelayMs, and on shutdown) and loaded on start. A pod from the file that the first
+// fresh list lacks was deleted while no agent watched: it becomes a tombstone dated when it was
+// last known alive, so a crash that waited in the spool across the restart still finds its pod.
 
 export interface PodContainer {
   name: string;
@@ -52,6 +64,18 @@ export interface PodResolverParams {
   onSynced?: (synced: boolean) => void;
   /** A fresh list is not asked for again within this time. */
   refreshMinIntervalMs?: number;
+  /** Where what is known of the pods is kept across restarts; without it, in memory only. */
+  stateFile?: string;
+  /** Called when the state file cannot be read (the resolver starts without it) or written. */
+  onStateFileError?: (op: 'load' | 'save') => void;
+  /** Changes reach the state file at most this often (default 1000 ms). */
+  stateWriteDelayMs?: number;
+  /**
+   * While synced, the state file is rewritten this often even when nothing changed (default
+   * 60 000 ms): it says until when its pods were alive, which dates the tombstones of pods deleted
+   * while no agent ran.
+   */
+  stateRefreshMs?: number;
 }
 
 const RUNTIME_PREFIXES: Record<string, ContainerRuntime> = {
@@ -130,10 +154,20 @@ export class PodResolver implements Component {
   private readonly byContainer = new Map<string, string>();
   private abort: AbortController | undefined;
   private watchAbort: AbortController | undefined;
+  private starting: Promise<void> | undefined;
   private loop: Promise<void> | undefined;
   private syncedNow = false;
   private refreshing: Promise<void> | undefined;
   private lastRefresh = 0;
+  /** Until when the pods not marked deleted were known to be alive (the cache was synced). */
+  private aliveAt: number | undefined;
+  /** Pods loaded from the state file as alive, not listed since: uid → their deletedAt if gone. */
+  private readonly unconfirmed = new Map<string, number>();
+  private persisting = false;
+  private writeTimer: NodeJS.Timeout | undefined;
+  private writeDue = 0;
+  private writing: Promise<void> = Promise.resolve();
+  private writeFailing = false;
 
   constructor(params: PodResolverParams) {
     this.params = params;
@@ -148,21 +182,42 @@ export class PodResolver implements Component {
     return `spec.nodeName=${this.params.nodeName}`;
   }
 
-  /** Starts listing and watching; does not wait for the API (crashes wait in the spool instead). */
+  /**
+   * Loads the state file, then starts listing and watching; does not wait for the API (crashes
+   * wait in the spool instead).
+   */
   start(): Promise<void> {
-    if (!this.loop) {
-      this.abort = new AbortController();
-      this.loop = this.run(this.abort.signal);
+    if (!this.starting) {
+      const abort = new AbortController();
+      this.abort = abort;
+      this.starting = this.begin(abort.signal);
     }
-    return Promise.resolve();
+    return this.starting;
   }
 
   async shutdown(deadline: number = Date.now() + 5000): Promise<void> {
+    const starting = this.starting;
     this.abort?.abort();
     this.watchAbort?.abort();
+    if (starting) await beforeDeadline(starting, deadline, undefined);
     if (this.loop) await beforeDeadline(this.loop, deadline, undefined);
     this.loop = undefined;
+    clearTimeout(this.writeTimer);
+    this.writeTimer = undefined;
+    if (this.persisting) {
+      this.persisting = false;
+      // Before synced turns false: the pods were watched until now, the file says so.
+      await beforeDeadline(this.persist(), deadline, undefined);
+    }
+    this.starting = undefined;
     this.setSynced(false);
+  }
+
+  private async begin(signal: AbortSignal): Promise<void> {
+    await this.load();
+    if (signal.aborted) return;
+    this.persisting = this.params.stateFile !== undefined;
+    this.loop = this.run(signal);
   }
 
   lookup(identity: CgroupIdentity): PodLookup {
@@ -206,20 +261,32 @@ export class PodResolver implements Component {
       const uid = this.upsert(pod);
       if (uid) seen.add(uid);
     }
-    // Pods deleted while we were not watching.
-    for (const [uid, pod] of this.pods)
-      if (!seen.has(uid) && pod.deletedAt === undefined) pod.deletedAt = Date.now();
+    // Pods deleted while we were not watching (or while no agent ran, for those from the file).
+    for (const [uid, pod] of this.pods) {
+      if (seen.has(uid) || pod.deletedAt !== undefined) continue;
+      pod.deletedAt = this.unconfirmed.get(uid) ?? Date.now();
+      this.changed();
+    }
+    this.unconfirmed.clear();
     this.lastRefresh = Date.now();
     return list.metadata?.resourceVersion;
   }
 
   private upsert(pod: V1Pod): string | undefined {
     const uid = pod.metadata?.uid;
-    const info = podInfoOf(pod, uid === undefined ? undefined : this.pods.get(uid));
+    const previous = uid === undefined ? undefined : this.pods.get(uid);
+    const info = podInfoOf(pod, previous);
     if (!info) return undefined;
     this.pods.set(info.uid, info);
     for (const id of info.containers.keys()) this.byContainer.set(id, info.uid);
+    // Most updates are status changes the file does not keep (readiness, restarts counted…).
+    if (!previous || JSON.stringify(podRecord(previous)) !== JSON.stringify(podRecord(info))) this.changed();
     return info.uid;
+  }
+
+  private add(pod: PodInfo): void {
+    this.pods.set(pod.uid, pod);
+    for (const id of pod.containers.keys()) this.byContainer.set(id, pod.uid);
   }
 
   private expireTombstones(): void {
@@ -234,8 +301,110 @@ export class PodResolver implements Component {
 
   private setSynced(synced: boolean): void {
     if (synced === this.syncedNow) return;
+    // The moment the cache stops being current is the last one its pods were known alive.
+    if (!synced) this.aliveAt = Date.now();
     this.syncedNow = synced;
     this.params.onSynced?.(synced);
+    // Listed afresh: the file learns soon that its pods are confirmed alive as of now.
+    if (synced) this.changed();
+  }
+
+  /**
+   * Takes in the state file's pods. A file that cannot be used is no reason not to run: the
+   * resolver then starts empty, as without a file, and says so.
+   */
+  private async load(): Promise<void> {
+    const file = this.params.stateFile;
+    if (file === undefined) return;
+    const logger = this.params.logger;
+    const loadedAt = Date.now();
+    await removeStaleTemporaries(file);
+    let state: PodState | undefined;
+    try {
+      state = await readPodState(file);
+    } catch (err) {
+      logger.warn({ file, err: messageOf(err) }, 'pod cache file unusable; starting without it');
+      this.params.onStateFileError?.('load');
+      return;
+    }
+    if (!state) return;
+    if (state.node !== this.params.nodeName) {
+      logger.warn({ file, node: state.node }, "pod cache file is another node's; starting without it");
+      this.params.onStateFileError?.('load');
+      return;
+    }
+    // A clock set back must not make a tombstone outlive tombstoneMs by as much.
+    const aliveAt = Math.min(state.aliveAt ?? loadedAt, loadedAt);
+    const expired = loadedAt - this.params.tombstoneMs;
+    let alive = 0;
+    let tombstones = 0;
+    for (const pod of state.pods) {
+      if (this.pods.has(pod.uid)) continue;
+      if (pod.deletedAt !== undefined) {
+        pod.deletedAt = Math.min(pod.deletedAt, loadedAt);
+        if (pod.deletedAt <= expired) continue;
+        tombstones++;
+      } else {
+        this.unconfirmed.set(pod.uid, aliveAt);
+        alive++;
+      }
+      this.add(pod);
+    }
+    if (state.aliveAt !== undefined) this.aliveAt = aliveAt;
+    logger.info({ file, pods: alive, tombstones }, 'pod cache loaded');
+  }
+
+  /** Something the state file keeps changed: it is written soon, though not more than once per delay. */
+  private changed(): void {
+    this.scheduleWrite(this.params.stateWriteDelayMs ?? 1000);
+  }
+
+  private scheduleWrite(inMs: number): void {
+    if (!this.persisting) return;
+    const due = Date.now() + inMs;
+    if (this.writeTimer && this.writeDue <= due) return;
+    clearTimeout(this.writeTimer);
+    this.writeDue = due;
+    this.writeTimer = setTimeout(() => {
+      this.writeTimer = undefined;
+      void this.persist();
+    }, inMs);
+    // The watch keeps the agent running; a pending write alone must not.
+    this.writeTimer.unref();
+  }
+
+  /** Writes the state file; writes run one after another, so an older snapshot never lands last. */
+  private persist(): Promise<void> {
+    const file = this.params.stateFile;
+    if (file === undefined) return Promise.resolve();
+    this.writing = this.writing.then(() => this.write(file));
+    return this.writing;
+  }
+
+  private async write(file: string): Promise<void> {
+    // Expired tombstones are dropped first: the file holds no more than memory does.
+    this.expireTombstones();
+    if (this.syncedNow) this.aliveAt = Date.now();
+    const state =
+      this.aliveAt === undefined
+        ? { node: this.params.nodeName, pods: [...this.pods.values()] }
+        : { node: this.params.nodeName, aliveAt: this.aliveAt, pods: [...this.pods.values()] };
+    try {
+      await writePodState(file, state);
+      if (this.writeFailing) this.params.logger.info({ file }, 'pod cache file written again');
+      this.writeFailing = false;
+    } catch (err) {
+      this.params.onStateFileError?.('save');
+      // Once per failing stretch: a full disk would otherwise log at every change.
+      if (!this.writeFailing) {
+        this.params.logger.warn(
+          { file, err: messageOf(err) },
+          'pod cache file not written; pods deleted before a restart may not resolve after it',
+        );
+      }
+      this.writeFailing = true;
+    }
+    this.scheduleWrite(this.params.stateRefreshMs ?? 60_000);
   }
 
   private async run(signal: AbortSignal): Promise<void> {
@@ -296,7 +465,10 @@ export class PodResolver implements Component {
         else if (type === 'DELETED') {
           const uid = this.upsert(obj);
           const pod = uid === undefined ? undefined : this.pods.get(uid);
-          if (pod) pod.deletedAt = Date.now();
+          if (pod) {
+            pod.deletedAt = Date.now();
+            this.changed();
+          }
         }
       };
       const onDone = (err: unknown) => {

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, readFile, rename, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -112,6 +113,30 @@ export async function writeSpoolMeta(spoolDir: string, meta: SpoolMeta): Promise
   }
   await rename(paths.tmpMeta, paths.meta);
   await fsyncDir(spoolDir);
+}
+
+/**
+ * Writes `value` as JSON to `path` in `dir` so that a reader, or a restart after a kill, finds
+ * the old file or the new one, never half of one: temporary name, fsync, rename, fsync of the
+ * folder. The temporary name is random, so two writers of the same path never share one.
+ */
+export async function writeJsonAtomically(dir: string, path: string, value: unknown): Promise<void> {
+  const tmp = `${path}.${randomBytes(4).toString('hex')}.tmp`;
+  try {
+    const file = await open(tmp, 'w', 0o600);
+    try {
+      await file.writeFile(JSON.stringify(value));
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await rename(tmp, path);
+  } catch (err) {
+    // A full disk must not also leave a partial file behind for every attempt.
+    await rm(tmp, { force: true }).catch(() => undefined);
+    throw err;
+  }
+  await fsyncDir(dir);
 }
 
 export async function fsyncDir(dir: string): Promise<void> {

@@ -78,7 +78,23 @@ export function createTelemetry(spoolUsage: () => Promise<SpoolUsage>) {
     help: "1 when this node's pods are listed and watched, 0 while the Kubernetes API is unreachable",
     registers: [registry],
   });
-  return { registry, crashes, deliveryFailures, rejected, unresolved, spoolSweeps, inFlight, kubeReady };
+  const podCacheFileErrors = new Counter({
+    name: 'podmortem_collector_pod_cache_file_errors_total',
+    help: 'Pod cache file failures, by op: load (unreadable or malformed; the agent started without it) or save',
+    labelNames: ['op'] as const,
+    registers: [registry],
+  });
+  return {
+    registry,
+    crashes,
+    deliveryFailures,
+    rejected,
+    unresolved,
+    spoolSweeps,
+    inFlight,
+    kubeReady,
+    podCacheFileErrors,
+  };
 }
 
 export type Telemetry = ReturnType<typeof createTelemetry>;
