@@ -367,7 +367,11 @@ async function main(): Promise<void> {
   say('where to look next:');
   say(`  the API and its OpenAPI page   ${api}/docs`);
   say(`  the services' logs             ${workDir}/*.log`);
-  say(`  Kibana Discover / Grafana       index pattern podmortem-crashes-* on ${stack.elasticsearchUrl}`);
+  say(`  the crashes in Elasticsearch   alias podmortem-crashes on ${stack.elasticsearchUrl}`);
+  say(
+    `  Grafana dashboards and alerts  grafana/dashboards, grafana/provisioning (README: Grafana and Kibana)`,
+  );
+  say('  Kibana data view and searches  grafana/kibana/podmortem.ndjson (Saved Objects → Import)');
   summaryOut = summary;
 
   if (options.keep) {
