@@ -10,7 +10,8 @@ import { Client } from '@elastic/elasticsearch';
 import { dumpRelPath } from '@podmortem/contract';
 import t from 'tap';
 import { FakeKubeApi } from './support/fake-kube-api.ts';
-import { freePort } from './support/private-stack.ts';
+import { freePort } from './support/ports.ts';
+import { remoteWrite, type Series } from './support/prometheus.ts';
 import { repoDir, stack, uniqueName } from './support/stack.ts';
 import { CrashIndex, StorageRoot, addUser, makeCrash, sha256 } from './support/query-api.ts';
 
@@ -37,15 +38,19 @@ const alice = addUser(kube, 'alice', ['team-a']);
 const now = Date.now();
 const minute = 60_000;
 const uid = 'cccccccc-0000-4000-8000-000000000001';
-const main = makeCrash({ namespace: 'team-a', pod: 'api-0', uid, at: now - 10 * minute, coreBytes: 3 << 20 });
+// Pod names of this run alone: Prometheus keeps the series of earlier runs, which must not show up
+// in this run's context (nor make its samples out of order).
+const podName = uniqueName('api');
+const webName = uniqueName('web');
+const main = makeCrash({ namespace: 'team-a', pod: podName, uid, at: now - 10 * minute, coreBytes: 3 << 20 });
 const second = makeCrash({
   namespace: 'team-a',
-  pod: 'api-0',
+  pod: podName,
   uid,
   at: now - 20 * minute,
   signal: { number: 6, name: 'SIGABRT' },
 });
-const other = makeCrash({ namespace: 'team-a', pod: 'web-0', at: now - 30 * minute });
+const other = makeCrash({ namespace: 'team-a', pod: webName, at: now - 30 * minute });
 const removed = makeCrash({ namespace: 'team-a', pod: 'web-1', at: now - 40 * minute });
 const forged = makeCrash({ namespace: 'team-a', pod: 'web-2', at: now - 50 * minute });
 forged.event.dump.sha256 = 'f'.repeat(64);
@@ -77,16 +82,88 @@ const all = [main, second, other, removed, forged, hidden, debuggable];
 for (const c of all) storage.write(c);
 rmSync(storage.path(dumpRelPath(removed.event)));
 await index.add(all.map((c) => c.event));
+
+// What happened around the main crash, for `podmortem context`: a window of --before 600 --after
+// 120 s, evaluated every 15 s (49 points), and one sample at each evaluation time (k = 0..48,
+// the crash at k = 40), from five minutes before the window on, so every point has its value.
+const mainAt = Date.parse(main.event['@timestamp']);
+const ctxBefore = 600;
+const ctxAfter = 120;
+const ctxStep = 15;
+const ctxFrom = mainAt - ctxBefore * 1000;
+const ctxTo = mainAt + ctxAfter * 1000;
+const points = Array.from({ length: (ctxBefore + ctxAfter) / ctxStep + 1 }, (_, k) => k);
+const crashK = ctxBefore / ctxStep;
+const seeded = {
+  // The working set grows to the crash, then the restarted container starts small.
+  memory: (k: number) => (k <= crashK ? 30_000 + 500 * (k + 20) : 12_000 + 100 * (k - crashK)),
+  // A counter of CPU seconds, 0.25 s a second.
+  cpuSeconds: (k: number) => 5000 + 3.75 * k,
+  restarts: (k: number) => (k > crashK ? 1 : 0),
+};
+const ctxSeries = (labels: Record<string, string>, value: (k: number) => number): Series => ({
+  labels,
+  samples: Array.from({ length: points.length + 20 }, (_, i) => i - 20).map((k) => ({
+    timestampMs: ctxFrom + k * ctxStep * 1000,
+    value: value(k),
+  })),
+});
+const podLabels = (name: string, pod: string, container: string, extra: Record<string, string> = {}) => ({
+  __name__: name,
+  namespace: 'team-a',
+  pod,
+  container,
+  ...extra,
+});
+const neighbour = `${podName}-other`;
+await remoteWrite([
+  ctxSeries(podLabels('container_memory_working_set_bytes', podName, 'api'), seeded.memory),
+  ctxSeries(podLabels('container_cpu_usage_seconds_total', podName, 'api'), seeded.cpuSeconds),
+  ctxSeries(podLabels('kube_pod_container_status_restarts_total', podName, 'api'), seeded.restarts),
+  // The last termination was not an OOM kill: no oom_kills series.
+  ctxSeries(
+    podLabels('kube_pod_container_status_last_terminated_reason', podName, 'api', { reason: 'Error' }),
+    () => 1,
+  ),
+  // Another container of the pod, and another pod: none of it is the crash's context.
+  ctxSeries(podLabels('container_memory_working_set_bytes', podName, 'sidecar'), (k) => 90_000 + k),
+  ctxSeries(podLabels('container_memory_working_set_bytes', neighbour, 'api'), (k) => 70_000 + k),
+  ctxSeries(podLabels('container_cpu_usage_seconds_total', neighbour, 'api'), (k) => 100 + 7.5 * k),
+  ctxSeries(podLabels('kube_pod_container_status_restarts_total', neighbour, 'api'), () => 5),
+  ctxSeries(
+    podLabels('kube_pod_container_status_last_terminated_reason', neighbour, 'api', { reason: 'OOMKilled' }),
+    () => 1,
+  ),
+]);
+
+interface LogDoc {
+  at: number;
+  ns: string;
+  pod: string;
+  container: string;
+  message: string;
+}
+const logDocs: LogDoc[] = [
+  { at: mainAt - 11 * minute, ns: 'team-a', pod: podName, container: 'api', message: 'before the window' },
+  { at: mainAt - 9 * minute, ns: 'team-a', pod: podName, container: 'api', message: 'request 1 accepted' },
+  { at: mainAt - 2 * minute, ns: 'team-a', pod: podName, container: 'api', message: 'heap at 60 kB' },
+  { at: mainAt - 1000, ns: 'team-a', pod: podName, container: 'api', message: 'segfault coming' },
+  { at: mainAt + minute, ns: 'team-a', pod: podName, container: 'api', message: 'restarted' },
+  { at: mainAt + 5 * minute, ns: 'team-a', pod: podName, container: 'api', message: 'after the window' },
+  { at: mainAt - minute, ns: 'team-a', pod: podName, container: 'sidecar', message: 'sidecar line' },
+  { at: mainAt - minute, ns: 'team-a', pod: neighbour, container: 'api', message: 'other pod line' },
+  { at: mainAt - minute, ns: 'team-b', pod: podName, container: 'api', message: 'other namespace line' },
+];
 await es.bulk({
   refresh: 'wait_for',
-  operations: [
+  operations: logDocs.flatMap((d) => [
     { index: { _index: logsIndex } },
     {
-      '@timestamp': new Date(now - 11 * minute).toISOString(),
-      message: 'segfault coming',
-      kubernetes: { namespace: 'team-a', pod: { name: 'api-0' }, container: { name: 'api' } },
+      '@timestamp': new Date(d.at).toISOString(),
+      message: d.message,
+      kubernetes: { namespace: d.ns, pod: { name: d.pod }, container: { name: d.container } },
     },
-  ],
+  ]),
 });
 
 // The API as its own process.
@@ -173,15 +250,16 @@ t.test('list: a table, JSON, filters, and only what the caller may see', async (
     visible.map((c) => c.event.crash.id),
     'every crash of team-a, newest first, none of team-b',
   );
-  t.match(lines[1], /team-a +api-0 +api +SIGSEGV +stored/);
+  t.match(lines[1], new RegExp(`team-a +${podName} +api +SIGSEGV +stored`));
 
-  const json = await cli(['list', '--json', '--pod', 'api-0', '--signal', 'SIGABRT'], asAlice);
+  const json = await cli(['list', '--json', '--pod', podName, '--signal', 'SIGABRT'], asAlice);
   t.equal(json.code, 0);
   t.same(
     (JSON.parse(json.stdout) as { crash: { id: string } }[]).map((e) => e.crash.id),
     [second.event.crash.id],
   );
   const limited = await cli(['list', '--json', '--limit', '2', '--since', '2h'], asAlice);
+  t.equal(limited.code, 0, limited.stderr);
   t.equal((JSON.parse(limited.stdout) as unknown[]).length, 2);
   const none = await cli(['list', '--namespace', 'team-a', '--pod', 'nobody'], asAlice);
   t.equal(none.code, 0);
@@ -193,7 +271,7 @@ t.test('info: the crash, in words or JSON', async (t) => {
   const r = await cli(['info', main.event.crash.id], asAlice);
   t.equal(r.code, 0, r.stderr);
   t.match(r.stdout, `crash      ${main.event.crash.id}`);
-  t.match(r.stdout, `pod        team-a/api-0 (uid ${uid})`);
+  t.match(r.stdout, `pod        team-a/${podName} (uid ${uid})`);
   t.match(r.stdout, 'signal     SIGSEGV (11)');
   t.match(r.stdout, `sha256     ${main.event.dump.sha256 ?? ''}`);
   t.match(r.stdout, /frames:\n {2}#0 \/usr\/local\/bin\/api-server!handle_request\+0x2a/);
@@ -270,20 +348,127 @@ t.test('the token of the current kubeconfig context', async (t) => {
     KUBECONFIG: kubeconfig,
   });
   t.equal(flagWins.code, 4, '--token comes first');
+  t.match(flagWins.stderr, '401 the bearer token is not valid');
 });
 
-t.test('context: logs, other crashes, metrics', async (t) => {
-  const r = await cli(['context', main.event.crash.id], asAlice);
+/** The text block of a section of `podmortem context`: its heading line and the lines under it. */
+function section(stdout: string, heading: string): string[] {
+  const lines = stdout.split('\n');
+  const at = lines.findIndex((l) => l.startsWith(heading));
+  if (at === -1) return [];
+  const end = lines.findIndex((l, i) => i > at && l === '');
+  return lines.slice(at, end === -1 ? undefined : end);
+}
+
+t.test('context: the pod’s metrics and log lines of the window, its other crashes', async (t) => {
+  const window = ['--before', String(ctxBefore), '--after', String(ctxAfter)];
+  const r = await cli(['context', main.event.crash.id, ...window], asAlice);
   t.equal(r.code, 0, r.stderr);
-  t.match(r.stdout, `crash ${main.event.crash.id}`);
-  t.match(r.stdout, 'in team-a/api-0 container api');
-  t.match(r.stdout, /logs \(1 lines from .*\):\n {2}\S+ {2}segfault coming/);
-  t.match(r.stdout, 'other crashes of the pod (1)');
-  t.match(r.stdout, second.event.crash.id);
-  t.match(r.stdout, 'memory: no series');
-  const json = await cli(['context', '--json', main.event.crash.id, '--before', '600'], asAlice);
-  const ctx = JSON.parse(json.stdout) as { window: { from: string } };
-  t.equal(ctx.window.from, new Date(Date.parse(main.event['@timestamp']) - 600_000).toISOString());
+  t.equal(r.stderr, '');
+  t.match(r.stdout, `crash ${main.event.crash.id} at ${main.event['@timestamp']}`);
+  t.match(r.stdout, `in team-a/${podName} container api`);
+  t.match(
+    r.stdout,
+    `window ${new Date(ctxFrom).toISOString()} … ${new Date(ctxTo).toISOString()} (step ${ctxStep}s)`,
+  );
+
+  // Min, max and last of the samples at the window's evaluation times, as seeded.
+  const cpuRate = (seeded.cpuSeconds(1) - seeded.cpuSeconds(0)) / ctxStep;
+  const summary = (values: number[]) =>
+    `min ${Math.min(...values)}  max ${Math.max(...values)}  last ${values.at(-1) ?? '?'}  (${values.length} points)`;
+  t.same(
+    section(r.stdout, 'metrics:'),
+    [
+      'metrics:',
+      `  memory: ${summary(points.map(seeded.memory))}`,
+      `  cpu: ${summary(points.map(() => cpuRate))}`,
+      `  restarts: ${summary(points.map(seeded.restarts))}`,
+      '  oom_kills: no series',
+    ],
+    'one series each, the pod’s container’s: not the sidecar’s nor another pod’s',
+  );
+
+  const expectedLines = logDocs
+    .filter(
+      (d) =>
+        d.ns === 'team-a' && d.pod === podName && d.container === 'api' && d.at >= ctxFrom && d.at <= ctxTo,
+    )
+    .sort((a, b) => a.at - b.at);
+  t.ok(expectedLines.length >= 3, 'the seed has lines in the window');
+  t.same(
+    section(r.stdout, 'logs ('),
+    [
+      `logs (${expectedLines.length} lines from ${logsIndex}):`,
+      ...expectedLines.map((d) => `  ${new Date(d.at).toISOString()}  ${d.message}`),
+    ],
+    'the container’s lines of the window, oldest first',
+  );
+  for (const d of logDocs.filter((x) => !expectedLines.includes(x)))
+    t.notMatch(r.stdout, d.message, `not shown: ${d.message}`);
+
+  const others = section(r.stdout, 'other crashes of the pod');
+  t.equal(others[0], 'other crashes of the pod (1):');
+  t.match(
+    others[2],
+    new RegExp(`^  ${second.event['@timestamp']} +${second.event.crash.id} +team-a +${podName} `),
+  );
+  t.equal(others.length, 3, 'a heading, the table’s header and the one other crash');
+  t.notMatch(r.stdout, 'unavailable:', 'every source answered');
+
+  const json = await cli(['context', '--json', main.event.crash.id, ...window], asAlice);
+  t.equal(json.code, 0, json.stderr);
+  const ctx = JSON.parse(json.stdout) as {
+    window: { from: string; to: string };
+    metrics: { name: string; series: { metric: Record<string, string>; values: [number, string][] }[] }[];
+  };
+  t.same(ctx.window, {
+    from: new Date(ctxFrom).toISOString(),
+    to: new Date(ctxTo).toISOString(),
+    step_seconds: ctxStep,
+  });
+  const memory = ctx.metrics.find((m) => m.name === 'memory')?.series ?? [];
+  t.same(
+    memory.map((s) => s.metric),
+    [{ __name__: 'container_memory_working_set_bytes', namespace: 'team-a', pod: podName, container: 'api' }],
+  );
+  t.same(
+    memory[0]?.values,
+    points.map((k) => [(ctxFrom + k * ctxStep * 1000) / 1000, String(seeded.memory(k))]),
+    'every seeded sample at its time',
+  );
+});
+
+t.test('context of a pod without series or logs says so', async (t) => {
+  const r = await cli(['context', other.event.crash.id, '--before', '600', '--after', '120'], asAlice);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, `in team-a/${webName} container api`);
+  t.same(section(r.stdout, 'metrics:'), [
+    'metrics:',
+    '  memory: no series',
+    '  cpu: no series',
+    '  restarts: no series',
+    '  oom_kills: no series',
+  ]);
+  t.same(section(r.stdout, 'logs ('), [`logs (0 lines from ${logsIndex}):`]);
+  t.same(section(r.stdout, 'other crashes of the pod'), ['other crashes of the pod (0):']);
+  t.notMatch(r.stdout, 'unavailable:', 'no series, not an unavailable Prometheus');
+});
+
+t.test('context: exit codes', async (t) => {
+  const cases: [string[], Record<string, string>, number, string][] = [
+    [['context', '01900000-0000-7000-8000-000000000000'], asAlice, 3, 'not found'],
+    [['context', hidden.event.crash.id], asAlice, 3, `crash ${hidden.event.crash.id} not found`],
+    [['context', main.event.crash.id], {}, 4, '401'],
+    [['context', main.event.crash.id, '--before', '10'], asAlice, 2, 'querystring/before'],
+    [['context', main.event.crash.id, '--log-lines', '0'], asAlice, 2, 'querystring/log_lines'],
+    [['context'], asAlice, 2, 'expected podmortem context ID'],
+  ];
+  for (const [args, env, code, text] of cases) {
+    const r = await cli(args, env);
+    t.equal(r.code, code, `${args.join(' ')} → ${code}`);
+    t.match(r.stderr, text, `${args.join(' ')}: ${text}`);
+    t.equal(r.stdout, '', `${args.join(' ')}: nothing on stdout`);
+  }
 });
 
 t.test('debug: opens the core in gdb, or says what is missing', async (t) => {

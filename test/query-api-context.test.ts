@@ -158,6 +158,9 @@ t.test('ECS logs, metrics, other crashes and links', async (t) => {
     const last = Math.floor(ts / 60) * 60;
     if (value !== ours.get(last)) t.fail(`memory at ${ts}: ${value}, expected ${ours.get(last) ?? '?'}`);
   }
+  // Every evaluation time of the window has a sample within the lookback: a point each.
+  const evaluations = (before + after) / ctx.window.step_seconds + 1;
+  t.equal(memory[0]?.values.length, evaluations, `${evaluations} points`);
   const memValues = new Set(memory[0]?.values.map(([, v]) => v));
   const expectedValues = sampleTimes
     .filter((ts) => ts >= fromMs && ts <= toMs)
@@ -167,6 +170,7 @@ t.test('ECS logs, metrics, other crashes and links', async (t) => {
   const cpu = byName.cpu?.series ?? [];
   t.equal(cpu.length, 1);
   t.equal(cpu[0]?.metric.pod, pod);
+  t.equal(cpu[0]?.values.length, evaluations, 'a rate at every evaluation time');
   for (const [, v] of cpu[0]?.values ?? []) t.ok(Math.abs(Number(v) - 0.1) < 1e-9, `cpu rate ${v} = 0.1/s`);
 
   t.equal(byName.restarts?.series.length, 1);
@@ -251,5 +255,6 @@ t.test('Prometheus down: the metrics part is empty and says why; the rest is ser
     'prometheus:oom_kills',
     'prometheus:restarts',
   ]);
+  for (const e of ctx.errors) t.match(e.message, /^Prometheus is unreachable: /, `${e.source}: why`);
   t.equal(ctx.logs.lines.length, inWindow.length);
 });

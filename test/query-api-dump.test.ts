@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import tar from 'tar-stream';
 import { dumpRelPath, type CrashEvent } from '@podmortem/contract';
 import { addUser, bearer, harness, makeCrash, sha256, type SeededCrash } from './support/query-api.ts';
@@ -111,7 +111,12 @@ t.test('range requests match the stored bytes exactly', async (t) => {
     const r = await get(dumpUrl(main), { range });
     t.equal(r.status, 416, `${range} → 416`);
     t.equal(r.headers['content-range'], `bytes */${size}`);
-    t.equal(r.json().code, 'PM_ERR_RANGE_NOT_SATISFIABLE');
+    t.same(r.json(), {
+      statusCode: 416,
+      code: 'PM_ERR_RANGE_NOT_SATISFIABLE',
+      error: 'Range Not Satisfiable',
+      message: `headers/range ${range} is outside the ${size} bytes of the dump`,
+    });
   }
   const ignored = await get(dumpUrl(main), { range: 'bytes=0-1,5-6' });
   t.equal(ignored.status, 200, 'several ranges: the whole body');
@@ -146,50 +151,69 @@ t.test('no dump, and a dump removed by retention', async (t) => {
   const none = await get(dumpUrl(skipped));
   t.equal(none.status, 404);
   t.equal(none.json().code, 'PM_ERR_NO_DUMP');
-  t.match(none.json().message, 'skipped');
+  t.equal(
+    none.json().message,
+    `crash ${skipped.event.crash.id} has no stored dump (dump.status skipped: ${skipped.event.dump.reason ?? ''})`,
+  );
   unlinkSync(h.storage.path(dumpRelPath(removed.event)));
   for (const q of ['', '?format=raw']) {
     const gone = await get(dumpUrl(removed, q));
     t.equal(gone.status, 410);
     t.equal(gone.json().code, 'PM_ERR_DUMP_GONE');
+    t.equal(
+      gone.json().message,
+      `the dump of crash ${removed.event.crash.id} has been removed from storage (retention)`,
+    );
   }
 });
 
 t.test('traversal attempts in any parameter are rejected', async (t) => {
   const id = main.event.crash.id;
-  const attempts = [
-    '/v1/crashes/..%2F..%2Fetc%2Fpasswd/dump',
-    '/v1/crashes/%2e%2e/dump',
-    '/v1/crashes/%2E%2E%2F%2E%2E/dump',
-    `/v1/crashes/${id}%00/dump`,
-    `/v1/crashes/%2Fetc%2Fpasswd/dump`,
-    `/v1/crashes/${id}/dump?format=..%2F..%2Fetc%2Fpasswd`,
-    `/v1/crashes/${id}/dump?format=raw&path=%2Fetc%2Fpasswd`,
-    '/v1/namespaces/..%2F../pods/api-0/dumps.tar.gz',
-    '/v1/namespaces/%2e%2e/pods/api-0/dumps.tar.gz',
-    '/v1/namespaces/%2Fetc/pods/api-0/dumps.tar.gz',
-    '/v1/namespaces/team-a%00/pods/api-0/dumps.tar.gz',
-    '/v1/namespaces/team-a/pods/..%2F..%2F..%2Fetc/dumps.tar.gz',
-    '/v1/namespaces/team-a/pods/%2e%2e/dumps.tar.gz',
-    '/v1/namespaces/team-a/pods/api..0/dumps.tar.gz',
-    '/v1/namespaces/team-a/pods/api-0/dumps.tar.gz?container=..',
-    '/v1/namespaces/team-a/pods/api-0/dumps.tar.gz?container=%2Fetc',
-    '/v1/namespaces/team-a/pods/api-0/dumps.tar.gz?uid=..%2F..%2Fetc',
-    '/v1/namespaces/team-a/pods/api-0/dumps.tar.gz?uid=%00',
+  // Each attempt with the parameter its 400 must name.
+  const attempts: [string, string][] = [
+    ['/v1/crashes/..%2F..%2Fetc%2Fpasswd/dump', 'params/id'],
+    ['/v1/crashes/%2e%2e/dump', 'params/id'],
+    ['/v1/crashes/%2E%2E%2F%2E%2E/dump', 'params/id'],
+    [`/v1/crashes/${id}%00/dump`, 'params/id'],
+    [`/v1/crashes/%2Fetc%2Fpasswd/dump`, 'params/id'],
+    [`/v1/crashes/${id}/dump?format=..%2F..%2Fetc%2Fpasswd`, 'querystring/format'],
+    [`/v1/crashes/${id}/dump?format=raw&path=%2Fetc%2Fpasswd`, 'querystring/path'],
+    ['/v1/namespaces/..%2F../pods/api-0/dumps.tar.gz', 'params/namespace'],
+    ['/v1/namespaces/%2e%2e/pods/api-0/dumps.tar.gz', 'params/namespace'],
+    ['/v1/namespaces/%2Fetc/pods/api-0/dumps.tar.gz', 'params/namespace'],
+    ['/v1/namespaces/team-a%00/pods/api-0/dumps.tar.gz', 'params/namespace'],
+    ['/v1/namespaces/team-a/pods/..%2F..%2F..%2Fetc/dumps.tar.gz', 'params/pod'],
+    ['/v1/namespaces/team-a/pods/%2e%2e/dumps.tar.gz', 'params/pod'],
+    ['/v1/namespaces/team-a/pods/api..0/dumps.tar.gz', 'params/pod'],
+    ['/v1/namespaces/team-a/pods/api-0/dumps.tar.gz?container=..', 'querystring/container'],
+    ['/v1/namespaces/team-a/pods/api-0/dumps.tar.gz?container=%2Fetc', 'querystring/container'],
+    ['/v1/namespaces/team-a/pods/api-0/dumps.tar.gz?uid=..%2F..%2Fetc', 'querystring/uid'],
+    ['/v1/namespaces/team-a/pods/api-0/dumps.tar.gz?uid=%00', 'querystring/uid'],
   ];
   // Dot segments (`%2e%2e`) may be resolved by the URL parser before routing: no route then.
-  const refused = (status: number, code: string) =>
-    (status === 400 && code === 'PM_ERR_VALIDATION') || (status === 404 && code === 'PM_ERR_ROUTE_NOT_FOUND');
-  for (const url of attempts) {
+  const checkRefusal = (t: Test, how: string, url: string, param: string, status: number, body: string) => {
+    const { code, message } = JSON.parse(body) as { code: string; message: string };
+    if (status === 404 && url.includes('%2e%2e')) {
+      t.same(
+        [status, code],
+        [404, 'PM_ERR_ROUTE_NOT_FOUND'],
+        `${how}${url}: a dot segment resolved, no route`,
+      );
+      t.match(message, /^no route GET \/v1\//, `${how}${url}: the message says so`);
+      return;
+    }
+    t.same([status, code], [400, 'PM_ERR_VALIDATION'], `${how}${url} → 400 PM_ERR_VALIDATION`);
+    t.equal(message.split(' ')[0], param, `${how}${url}: a 400 naming ${param} (${message})`);
+  };
+  for (const [url, param] of attempts) {
     const r = await get(url);
-    t.ok(refused(r.status, r.json().code), `${url} → ${r.status} ${r.json().code}`);
-    if (!url.includes('%2e%2e')) t.equal(r.status, 400, `${url}: a 400 naming the parameter`);
+    checkRefusal(t, '', url, param, r.status, r.body.toString());
   }
   // The same over a real socket, the path sent exactly as written.
   const address = await h.app.listen({ host: '127.0.0.1', port: 0 });
   t.teardown(() => h.app.server.close());
   const { port } = new URL(address);
-  for (const path of attempts) {
+  for (const [path, param] of attempts) {
     const r = await new Promise<{ status: number; body: string }>((resolve, reject) => {
       const req = httpRequest({ host: '127.0.0.1', port, path, headers: bearer(alice) }, (res) => {
         const chunks: Buffer[] = [];
@@ -199,8 +223,7 @@ t.test('traversal attempts in any parameter are rejected', async (t) => {
       req.on('error', reject);
       req.end();
     });
-    const code = (JSON.parse(r.body) as { code: string }).code;
-    t.ok(refused(r.status, code), `over HTTP ${path} → ${r.status} ${code}`);
+    checkRefusal(t, 'over HTTP ', path, param, r.status, r.body);
   }
   for (const url of [
     '/v1/crashes/../../etc/passwd/dump',
@@ -248,6 +271,11 @@ t.test('dump paths in events and symlinks inside the root cannot lead outside', 
       const r = await get(dumpUrl(c, q));
       t.equal(r.status, 404, `${c.event.kubernetes?.pod.name ?? ''}${q} → 404`);
       t.equal(r.json().code, 'PM_ERR_DUMP_UNREADABLE');
+      t.equal(
+        r.json().message,
+        `the dump of crash ${c.event.crash.id} cannot be served from the storage root`,
+        'the crash named, nothing of the path',
+      );
       t.notMatch(r.body.toString('latin1'), 'TOP-SECRET');
       t.notMatch(r.body.toString('latin1'), 'root:');
     }
@@ -256,6 +284,7 @@ t.test('dump paths in events and symlinks inside the root cannot lead outside', 
     `/v1/namespaces/team-a/pods/evil-3/dumps.tar.gz?uid=${dirLinked.event.kubernetes?.pod.uid ?? ''}`,
   );
   t.equal(archive.status, 404, 'an archive of a symlinked pod folder holds nothing: 404');
+  t.equal(archive.json().message, 'no crashes of pod team-a/evil-3 found');
   t.ok(
     h.logs.lines.some((l) => l.msg === 'dump.path off the storage layout'),
     'the refusal is logged',
@@ -315,10 +344,18 @@ t.test('tar.gz of a deleted pod by its uid, found in storage although the index 
   for (const [name, content] of expected) t.ok(files.get(name)?.equals(content), name);
   const wrongName = await get(`/v1/namespaces/team-a/pods/api-1/dumps.tar.gz?uid=${oldUid}`);
   t.equal(wrongName.status, 404, 'a uid of another pod name is not that pod’s');
+  t.same(
+    [wrongName.json().code, wrongName.json().message],
+    ['PM_ERR_POD_NOT_FOUND', 'no crashes of pod team-a/api-1 found'],
+  );
   const unknown = await get(
     '/v1/namespaces/team-a/pods/api-0/dumps.tar.gz?uid=aaaaaaaa-2222-4000-8000-00000000ffff',
   );
   t.equal(unknown.status, 404);
+  t.same(
+    [unknown.json().code, unknown.json().message],
+    ['PM_ERR_POD_NOT_FOUND', 'no crashes of pod team-a/api-0 found'],
+  );
 });
 
 t.test('every download leaves an audit record and counts', async (t) => {

@@ -172,7 +172,12 @@ t.test('the rate limit is per caller', async (t) => {
     );
   const limited = await h.app.inject({ url: '/v1/crashes?namespace=team-a', headers: bearer(alice) });
   t.equal(limited.statusCode, 429);
-  t.match(limited.json(), { statusCode: 429, code: 'PM_ERR_RATE_LIMITED', error: 'Too Many Requests' });
+  t.match(limited.json(), {
+    statusCode: 429,
+    code: 'PM_ERR_RATE_LIMITED',
+    error: 'Too Many Requests',
+    message: /^rate limit exceeded, retry in \d+/,
+  });
   t.ok(limited.headers['retry-after']);
   t.equal(
     (await h.app.inject({ url: '/v1/crashes?namespace=team-a', headers: bearer(bob) })).statusCode,

@@ -1,4 +1,6 @@
-import t from 'tap';
+import type { HTTPMethods } from 'fastify';
+import t, { type Test } from 'tap';
+import { routesOf as registeredRoutes } from '../query-api/src/app.ts';
 import { addUser, bearer, harness, makeCrash } from './support/query-api.ts';
 
 // Tenancy on every route, with TokenReview and SubjectAccessReview answered by the Kubernetes
@@ -40,6 +42,12 @@ async function get(url: string, headers: Record<string, string> = {}) {
   return { status: res.statusCode, json, body: res.rawPayload };
 }
 
+/** A 403 whose message says who may not do what, where. */
+function forbidden(t: Test, r: Awaited<ReturnType<typeof get>>, message: string, label = message) {
+  t.equal(r.status, 403, label);
+  t.same({ code: r.json?.code, message: r.json?.message }, { code: 'PM_ERR_FORBIDDEN', message }, label);
+}
+
 t.test('the caller of team-a reads everything of team-a', async (t) => {
   for (const url of routesOf(a.event.crash.id, 'team-a', 'api-0', uidA)) {
     t.equal((await get(url, bearer(alice))).status, 200, url);
@@ -49,6 +57,7 @@ t.test('the caller of team-a reads everything of team-a', async (t) => {
 t.test('… and nothing of team-b nor of a host process: the same 404 as a missing crash', async (t) => {
   const missing = await get(`/v1/crashes/${missingId}`, bearer(alice));
   t.equal(missing.status, 404);
+  t.match(missing.json, { code: 'PM_ERR_CRASH_NOT_FOUND', message: `crash ${missingId} not found` });
   for (const [crash, ns, pod, uid] of [
     [b, 'team-b', 'web-0', uidB],
     [host, 'team-b', 'web-0', uidB],
@@ -70,7 +79,10 @@ t.test('… and nothing of team-b nor of a host process: the same 404 as a missi
   // A pod of team-b that does not exist answers exactly as the one that does.
   const none = await get('/v1/namespaces/team-b/pods/nobody/dumps.tar.gz', bearer(alice));
   t.equal(none.status, 404);
-  t.equal(none.json?.code, 'PM_ERR_POD_NOT_FOUND');
+  t.same(
+    { code: none.json?.code, message: none.json?.message },
+    { code: 'PM_ERR_POD_NOT_FOUND', message: 'no crashes of pod team-b/nobody found' },
+  );
 });
 
 t.test('search and stats cover the namespaces the caller may list, and nothing else', async (t) => {
@@ -85,9 +97,11 @@ t.test('search and stats cover the namespaces the caller may list, and nothing e
   t.same(byPod.json?.items, [], 'a filter naming team-b’s pod finds nothing');
   const byText = await get('/v1/crashes?q=web-0', bearer(alice));
   t.same(byText.json?.items, [], 'free text finds nothing of team-b');
-  const other = await get('/v1/crashes?namespace=team-b', bearer(alice));
-  t.equal(other.status, 403);
-  t.match(other.json?.message, 'team-b');
+  forbidden(
+    t,
+    await get('/v1/crashes?namespace=team-b', bearer(alice)),
+    'alice may not list coredumps.podmortem.io in namespace team-b',
+  );
 
   const stats = await get('/v1/stats', bearer(alice));
   t.equal(stats.status, 200);
@@ -97,51 +111,199 @@ t.test('search and stats cover the namespaces the caller may list, and nothing e
     body.by_namespace.map((x) => x.key),
     ['team-a'],
   );
-  t.equal((await get('/v1/stats?namespace=team-b', bearer(alice))).status, 403);
+  forbidden(
+    t,
+    await get('/v1/stats?namespace=team-b', bearer(alice)),
+    'alice may not list coredumps.podmortem.io in namespace team-b',
+  );
 
   const adminAll = await get('/v1/crashes', bearer(admin));
   t.equal(adminAll.json?.items?.length, 3, 'cluster-wide rights see every namespace and host crashes');
   t.equal((await get(`/v1/crashes/${host.event.crash.id}`, bearer(admin))).status, 200);
 });
 
-t.test('no token, a bad token, a token without list or without dump', async (t) => {
-  for (const url of ['/v1/crashes', `/v1/crashes/${a.event.crash.id}`, '/v1/stats']) {
-    const none = await get(url);
-    t.equal(none.status, 401, `${url} without a token → 401`);
-    t.equal(none.json?.code, 'PM_ERR_UNAUTHENTICATED');
-    t.equal((await get(url, bearer('not-a-known-token'))).status, 401, `${url} with an unknown token → 401`);
-    t.equal(
-      (await get(url, { authorization: 'Basic YWxpY2U6cHc=' })).status,
-      401,
-      'not a bearer token → 401',
-    );
+// The routes that must turn away a caller without a valid token, derived from the app itself so
+// that a new route cannot be left out: every operation of its OpenAPI document with a security
+// requirement, and every route it registers (HEAD ones too) besides the documented exemptions.
+interface Operation {
+  security?: Record<string, string[]>[];
+  parameters?: { name: string; in: string; schema?: { enum?: string[] } }[];
+}
+const doc = h.app.swagger() as {
+  security?: Record<string, string[]>[];
+  paths: Record<string, Record<string, Operation>>;
+};
+const operations = Object.entries(doc.paths).flatMap(([path, methods]) =>
+  Object.entries(methods).map(([method, op]) => ({ path, method: method.toUpperCase(), op })),
+);
+const secured = operations.filter(({ op }) => (op.security ?? doc.security ?? []).length > 0);
+/** Served without a token: health, readiness and metrics (documented so), the document and its UI. */
+const isExempt = (url: string) =>
+  ['/healthz', '/readyz', '/metrics', '/openapi.json'].includes(url) ||
+  url === '/docs' ||
+  url.startsWith('/docs/');
+
+const pathValues: Record<string, string> = { id: a.event.crash.id, namespace: 'team-a', pod: 'api-0' };
+function concrete(pattern: string): string {
+  return pattern.replace(/\{([A-Za-z_]+)\}|:([A-Za-z_]+)/g, (_, braced?: string, colon?: string) => {
+    const name = braced ?? colon ?? '';
+    const value = pathValues[name];
+    if (value === undefined) throw new Error(`no test value for path parameter ${name} of ${pattern}`);
+    return value;
+  });
+}
+
+interface Attempt {
+  method: HTTPMethods;
+  url: string;
+  headers: Record<string, string>;
+}
+function attempts(): Attempt[] {
+  const out: Attempt[] = [];
+  for (const { path, method, op } of secured) {
+    const url = concrete(path);
+    // Each value of an enumerated query parameter (?format=raw …), and with a Range header.
+    const variants = [
+      url,
+      ...(op.parameters ?? [])
+        .filter((p) => p.in === 'query')
+        .flatMap((p) => (p.schema?.enum ?? []).map((v) => `${url}?${p.name}=${encodeURIComponent(v)}`)),
+    ];
+    for (const u of variants) {
+      out.push({ method, url: u, headers: {} });
+      out.push({ method, url: u, headers: { range: 'bytes=0-99' } });
+    }
   }
+  for (const r of registeredRoutes(h.app)) {
+    if (r.method === 'HEAD' && !isExempt(r.url))
+      out.push({ method: 'HEAD', url: concrete(r.url), headers: {} });
+  }
+  return out;
+}
+
+t.test(
+  'which routes need a token: every /v1 route, and only health, metrics and docs go without',
+  async (t) => {
+    t.same(
+      operations.filter((o) => !secured.includes(o)).map((o) => `${o.method} ${o.path}`),
+      ['GET /healthz', 'GET /readyz', 'GET /metrics'],
+      'the operations documented without a security requirement',
+    );
+    t.same(
+      secured.map((o) => `${o.method} ${o.path}`).sort(),
+      [
+        'GET /v1/crashes',
+        'GET /v1/crashes/{id}',
+        'GET /v1/crashes/{id}/context',
+        'GET /v1/crashes/{id}/dump',
+        'GET /v1/namespaces/{namespace}/pods/{pod}/dumps.tar.gz',
+        'GET /v1/stats',
+      ],
+      'the operations that need the bearer token',
+    );
+    const served = registeredRoutes(h.app)
+      .filter((r) => r.method !== 'HEAD' && !isExempt(r.url))
+      .map((r) => `${r.method} ${r.url.replace(/:([A-Za-z_]+)/g, '{$1}')}`);
+    t.same(
+      served.sort(),
+      secured.map((o) => `${o.method} ${o.path}`).sort(),
+      'every route the app serves, besides the exempt ones, is a documented operation needing the token',
+    );
+    for (const url of ['/healthz', '/readyz', '/metrics', '/openapi.json', '/docs/']) {
+      t.equal((await get(url)).status, 200, `${url} is served without a token`);
+    }
+  },
+);
+
+t.test('no token, a bad token, or not a bearer token: 401 on every authenticated route', async (t) => {
+  const logsBefore = h.logs.lines.length;
+  const cases: [string, Record<string, string>, string][] = [
+    ['without a token', {}, 'headers/authorization: a bearer token is required'],
+    ['with an unknown token', bearer('not-a-known-token'), 'the bearer token is not valid'],
+    [
+      'with Basic credentials',
+      { authorization: 'Basic YWxpY2U6cHc=' },
+      'headers/authorization must be "Bearer <token>"',
+    ],
+    [
+      'with an empty bearer token',
+      { authorization: 'Bearer ' },
+      'headers/authorization must be "Bearer <token>"',
+    ],
+  ];
+  const tried = attempts();
+  t.ok(tried.length >= 16, `${tried.length} requests`);
+  for (const { method, url, headers } of tried) {
+    const what = `${method} ${url}${headers.range ? ` (Range ${headers.range})` : ''}`;
+    // The same request with a valid token is served: the 401 is the token's doing alone.
+    const served = await h.app.inject({ method, url, headers: { ...headers, ...bearer(alice) } });
+    t.ok([200, 206].includes(served.statusCode), `${what} with alice's token → ${served.statusCode}`);
+    for (const [how, auth, message] of cases) {
+      const res = await h.app.inject({ method, url, headers: { ...headers, ...auth } });
+      t.equal(res.statusCode, 401, `${what} ${how} → 401`);
+      if (method === 'HEAD') {
+        t.equal(res.rawPayload.length, 0, `${what} ${how}: no body`);
+        continue;
+      }
+      t.same(
+        res.json(),
+        { statusCode: 401, code: 'PM_ERR_UNAUTHENTICATED', error: 'Unauthorized', message },
+        `${what} ${how}: the reason, and nothing else`,
+      );
+    }
+  }
+  t.same(
+    h.logs.lines.slice(logsBefore).filter((l) => l.audit === true && l.user !== 'alice'),
+    [],
+    'no audit record of a download by anyone but alice: nothing was served without a valid token',
+  );
+});
+
+t.test('a token without list or without dump', async (t) => {
   const fresh = addUser(h.kube, 'frank', ['team-new']);
-  const empty = await get('/v1/crashes', bearer(fresh));
-  t.equal(empty.status, 403, 'allowed only where there are no crashes yet: nothing to list…');
-  t.match(empty.json?.message, 'querystring/namespace');
+  const noneListable = (user: string) =>
+    `${user} may not list coredumps.podmortem.io in any namespace that has crashes ` +
+    '(querystring/namespace names one to search)';
+  forbidden(
+    t,
+    await get('/v1/crashes', bearer(fresh)),
+    noneListable('frank'),
+    'allowed only where there are no crashes yet: nothing to list…',
+  );
   const named = await get('/v1/crashes?namespace=team-new', bearer(fresh));
   t.equal(named.status, 200, '… but naming the namespace searches it');
   t.same(named.json?.items, []);
-  t.equal((await get('/v1/crashes?namespace=team-new', bearer(bob))).status, 403);
-  const noList = await get('/v1/crashes', bearer(bob));
-  t.equal(noList.status, 403, 'a token without list → 403 on search');
-  t.equal(noList.json?.code, 'PM_ERR_FORBIDDEN');
-  t.equal((await get('/v1/stats', bearer(bob))).status, 403);
+  forbidden(
+    t,
+    await get('/v1/crashes?namespace=team-new', bearer(bob)),
+    'bob may not list coredumps.podmortem.io in namespace team-new',
+  );
+  forbidden(
+    t,
+    await get('/v1/crashes', bearer(bob)),
+    noneListable('bob'),
+    'a token without list → 403 on search',
+  );
+  forbidden(t, await get('/v1/stats', bearer(bob)), noneListable('bob'), '… and on stats');
   t.equal(
     (await get(`/v1/crashes/${a.event.crash.id}`, bearer(bob))).status,
     200,
     'get alone reads the event',
   );
 
-  const noDump = await get(`/v1/crashes/${a.event.crash.id}/dump`, bearer(carol));
-  t.equal(noDump.status, 403, 'without get on coredumps/dump: no download');
-  t.match(noDump.json?.message, 'coredumps/dump');
-  t.equal((await get('/v1/namespaces/team-a/pods/api-0/dumps.tar.gz', bearer(carol))).status, 403);
+  const noDump = 'carol may not get coredumps/dump in namespace team-a';
+  for (const url of [
+    `/v1/crashes/${a.event.crash.id}/dump`,
+    `/v1/crashes/${a.event.crash.id}/dump?format=raw`,
+    '/v1/namespaces/team-a/pods/api-0/dumps.tar.gz',
+  ])
+    forbidden(t, await get(url, bearer(carol)), noDump, `${url} without get on coredumps/dump: no download`);
 });
 
 t.test('tokens are never logged', async (t) => {
-  for (const token of [alice, bob, carol, admin]) t.notMatch(h.logs.text, token);
+  t.ok(h.logs.lines.length > 0, 'the requests were logged');
+  for (const token of [alice, bob, carol, admin, 'not-a-known-token', 'YWxpY2U6cHc='])
+    t.notMatch(h.logs.text, token);
 });
 
 t.test('TokenReview and SubjectAccessReview answers are cached briefly', async (t) => {
@@ -162,6 +324,7 @@ t.test('the Kubernetes API unreachable: 503, and the caller is served again once
   const down = await get('/v1/crashes', bearer(erin));
   t.equal(down.status, 503);
   t.equal(down.json?.code, 'PM_ERR_AUTH_UNAVAILABLE');
+  t.match(down.json?.message, /^the Kubernetes API could not check the caller: \S/);
   await h.kube.restart();
   t.equal((await get('/v1/crashes', bearer(erin))).status, 200);
 });

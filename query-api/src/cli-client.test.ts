@@ -47,15 +47,24 @@ t.test('server and token: flags, then the environment, then the kubeconfig', asy
     token: undefined,
   });
   await t.rejects(resolveCredentials({}, {}), { exitCode: EXIT.usage, message: /--server/ });
-  await t.rejects(resolveCredentials({ server: 'ftp://x' }, {}), { name: 'CliError', exitCode: EXIT.usage });
+  await t.rejects(resolveCredentials({ server: 'ftp://x' }, {}), {
+    name: 'CliError',
+    exitCode: EXIT.usage,
+    message: '--server ftp://x: http or https only',
+  });
   await t.rejects(resolveCredentials({ server: 'not a url' }, {}), {
     name: 'CliError',
     exitCode: EXIT.usage,
+    message: '--server not a url is not a URL',
   });
 });
 
 t.test('durations for --since', async (t) => {
   t.equal(parseDuration('90s'), 90_000);
   t.equal(parseDuration('2h'), 7_200_000);
-  t.throws(() => parseDuration('2 hours'), { name: 'CliError', exitCode: EXIT.usage });
+  t.throws(() => parseDuration('2 hours'), {
+    name: 'CliError',
+    exitCode: EXIT.usage,
+    message: '--since 2 hours: expected a duration like 30m, 2h or 7d',
+  });
 });

@@ -45,6 +45,12 @@ t.test('field overrides win over the preset', async (t) => {
 });
 
 t.test('every key is documented for the README table', async (t) => {
-  const table = configTable(ConfigSchema, CONFIG_PREFIX);
-  for (const line of table.split('\n').slice(2)) t.match(line, /^\| `PODMORTEM_API_[A-Z_]+` \| .+ \| .+ \|$/);
+  const rows = configTable(ConfigSchema, CONFIG_PREFIX)
+    .split('\n')
+    .slice(2)
+    .filter((l) => l !== '');
+  const keys = Object.keys(ConfigSchema.properties);
+  t.equal(rows.length, keys.length, 'a row for each key of the schema');
+  for (const line of rows) t.match(line, /^\| `PODMORTEM_API_[A-Z_]+` \| .+ \| .+ \|$/);
+  t.match(rows.join('\n'), '`PODMORTEM_API_STORAGE_ROOT`', 'named as the environment spells it');
 });

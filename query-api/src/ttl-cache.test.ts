@@ -15,7 +15,11 @@ t.test('reuses a value until it expires; concurrent loads share one promise', as
 
 t.test('a failed load is not kept', async (t) => {
   const cache = new TtlCache<number>({ ttlMs: 1000 });
-  await t.rejects(cache.get('k', () => Promise.reject(new Error('down'))));
+  await t.rejects(
+    cache.get('k', () => Promise.reject(new Error('down'))),
+    { message: 'down' },
+    'the load’s own error',
+  );
   t.equal(await cache.get('k', () => Promise.resolve(7)), 7);
 });
 
