@@ -241,6 +241,11 @@ t.test('no token, a bad token, or not a bearer token: 401 on every authenticated
     for (const [how, auth, message] of cases) {
       const res = await h.app.inject({ method, url, headers: { ...headers, ...auth } });
       t.equal(res.statusCode, 401, `${what} ${how} → 401`);
+      t.equal(
+        res.headers['www-authenticate'],
+        'Bearer realm="podmortem"',
+        `${what} ${how}: WWW-Authenticate names the scheme (RFC 9110 §11.6.1)`,
+      );
       if (method === 'HEAD') {
         t.equal(res.rawPayload.length, 0, `${what} ${how}: no body`);
         continue;

@@ -34,8 +34,9 @@ function define<A extends unknown[]>(
   statusCode: number,
   message: (...args: A) => string,
   retriable = false,
+  headers: Record<string, string> = {},
 ): ErrorCode<A> {
-  const make = (...args: A) => new ApiError(code, message(...args), statusCode, { retriable });
+  const make = (...args: A) => new ApiError(code, message(...args), statusCode, { retriable, headers });
   return Object.assign(make, { code, statusCode });
 }
 
@@ -50,7 +51,10 @@ export const PM_ERR_BAD_CURSOR = define(
   400,
   () => 'querystring/cursor is not a cursor this API returned (copy next_cursor unchanged)',
 );
-export const PM_ERR_UNAUTHENTICATED = define('PM_ERR_UNAUTHENTICATED', 401, (why: string) => why);
+// A 401 names the scheme to use (RFC 9110 §11.6.1).
+export const PM_ERR_UNAUTHENTICATED = define('PM_ERR_UNAUTHENTICATED', 401, (why: string) => why, false, {
+  'www-authenticate': 'Bearer realm="podmortem"',
+});
 export const PM_ERR_FORBIDDEN = define('PM_ERR_FORBIDDEN', 403, (why: string) => why);
 export const PM_ERR_CRASH_NOT_FOUND = define(
   'PM_ERR_CRASH_NOT_FOUND',
