@@ -36,6 +36,9 @@ stop_started() {
 trap stop_started EXIT
 bash deploy/local/stack.sh up
 
+step "kustomize (test/k8s-manifests.test.ts renders deploy/k8s with it)"
+node test/support/kustomize.ts
+
 step "tests"
 # tap compiles its test class from the plugins in .taprc (ts-node off: Node strips the types);
 # a fresh node_modules holds the default build until this runs.
