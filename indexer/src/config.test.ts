@@ -8,8 +8,8 @@ t.test('defaults are the contract names and a local stack', async (t) => {
   t.equal(c.topic, CRASH_TOPIC);
   t.equal(c.dlqTopic, CRASH_DLQ_TOPIC);
   t.equal(c.indexAlias, CRASH_ALIAS);
-  t.same(c.kafkaBrokers, ['127.0.0.1:19092']);
-  t.equal(c.elasticsearchUrl, 'http://127.0.0.1:19200');
+  t.same(c.kafkaBrokers, ['kafka:9092']);
+  t.equal(c.elasticsearchUrl, 'http://elasticsearch:9200');
   t.equal(c.fromBeginning, true);
 });
 
@@ -57,5 +57,5 @@ t.test('every key is documented for the README table', async (t) => {
     t.not(prop.default, undefined, `${key} has a default`);
   }
   const table = configTable(IndexerConfigSchema, CONFIG_PREFIX);
-  t.match(table, /\| `PODMORTEM_INDEXER_ELASTICSEARCH_URL` \| `http:\/\/127\.0\.0\.1:19200` \|/);
+  t.match(table, /\| `PODMORTEM_INDEXER_ELASTICSEARCH_URL` \| `http:\/\/elasticsearch:9200` \|/);
 });

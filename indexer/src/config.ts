@@ -13,7 +13,7 @@ const Ms = (def: number, description: string, minimum = 1) =>
 export const IndexerConfigSchema = Type.Object({
   kafkaBrokers: Type.Array(Type.String({ minLength: 1 }), {
     minItems: 1,
-    default: ['127.0.0.1:19092'],
+    default: ['kafka:9092'],
     description: 'Kafka bootstrap brokers, comma-separated host:port',
   }),
   kafkaClientId: Type.String({ minLength: 1, default: 'podmortem-indexer', description: 'Kafka client id' }),
@@ -48,7 +48,7 @@ export const IndexerConfigSchema = Type.Object({
   heartbeatIntervalMs: Ms(3000, 'Kafka group heartbeat interval, also while a batch waits for Elasticsearch'),
   elasticsearchUrl: Type.String({
     pattern: '^https?://',
-    default: 'http://127.0.0.1:19200',
+    default: 'http://elasticsearch:9200',
     description: 'Elasticsearch URL',
   }),
   elasticsearchRequestTimeoutMs: Ms(60_000, 'Timeout of one request to Elasticsearch'),

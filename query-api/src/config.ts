@@ -15,18 +15,18 @@ export const ConfigSchema = Type.Object({
   host: str('0.0.0.0', 'Address the HTTP server listens on'),
   port: int(8080, 0, 65535, 'Port of the HTTP server (0 picks a free one)'),
   storageRoot: Type.String({
-    default: '/var/lib/podmortem',
+    default: '/var/lib/podmortem/storage',
     minLength: 1,
     description: 'The storage root (NFS volume) the collector stores dumps under',
   }),
-  elasticsearchUrl: str('http://127.0.0.1:9200', 'Elasticsearch URL'),
+  elasticsearchUrl: str('http://elasticsearch:9200', 'Elasticsearch URL'),
   crashIndex: Type.String({
     default: CRASH_ALIAS,
     minLength: 1,
     pattern: '^[a-z0-9][a-z0-9._*-]*$',
     description: 'Index or alias holding the crash events',
   }),
-  prometheusUrl: str('http://127.0.0.1:9090', 'Prometheus URL (query_range API)'),
+  prometheusUrl: str('http://prometheus:9090', 'Prometheus URL (query_range API)'),
   kubeconfig: str(
     '',
     'Kubeconfig file for TokenReview/SubjectAccessReview; empty = in-cluster or the default kubeconfig',
