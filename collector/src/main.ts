@@ -1,4 +1,4 @@
-import { ConfigError, createLogger, runComponents } from '@podmortem/contract/runtime';
+import { ConfigError, createLogger, logProcessWarnings, runComponents } from '@podmortem/contract/runtime';
 import { createAgent } from './agent.ts';
 import { loadCollectorConfig } from './config.ts';
 import { handlerInstaller } from './handler-installer.ts';
@@ -17,6 +17,7 @@ try {
 }
 
 const logger = createLogger('podmortem-collector');
+logProcessWarnings(logger);
 const agent = createAgent({ config, logger, handler: handlerInstaller(config, logger) });
 const { started, stop } = runComponents(agent.components, logger, config.shutdownGraceMs);
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {

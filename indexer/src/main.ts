@@ -1,5 +1,11 @@
 import { Client } from '@elastic/elasticsearch';
-import { ConfigError, createLogger, OpsServer, runComponents } from '@podmortem/contract/runtime';
+import {
+  ConfigError,
+  createLogger,
+  logProcessWarnings,
+  OpsServer,
+  runComponents,
+} from '@podmortem/contract/runtime';
 import { loadIndexerConfig, type IndexerConfig } from './config.ts';
 import { Indexer } from './indexer.ts';
 import { createKafka } from './kafka-client.ts';
@@ -10,10 +16,7 @@ import { createTelemetry } from './telemetry.ts';
 // (see config.ts); a bad value exits with status 2 naming the variable, before anything connects.
 
 const logger = createLogger('podmortem-indexer');
-// Node's own warnings (kafkajs sets a negative timer under Node 24) as JSON log lines, like every
-// other line this process writes, instead of plain text on stderr.
-process.removeAllListeners('warning');
-process.on('warning', (warning) => logger.warn({ warning: warning.name }, warning.message));
+logProcessWarnings(logger);
 
 let config: IndexerConfig;
 try {

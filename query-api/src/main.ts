@@ -2,6 +2,7 @@ import {
   ConfigError,
   beforeDeadline,
   createLogger,
+  logProcessWarnings,
   runComponents,
   type Component,
 } from '@podmortem/contract/runtime';
@@ -17,6 +18,7 @@ import { createTelemetry, createTracerProvider } from './telemetry.ts';
 // `node query-api/src/main.ts`: the query API, configured by PODMORTEM_API_* variables.
 
 const logger = createLogger('podmortem-query-api');
+logProcessWarnings(logger);
 
 let config: Config;
 try {

@@ -29,4 +29,13 @@ export function createLogger(
   return destination ? pino(opts, destination) : pino(opts);
 }
 
+/**
+ * Node's own process warnings as JSON log lines, like every other line a service writes, instead
+ * of plain text on stderr (kafkajs 2.2 sets a negative timer under Node 24: kafkajs#1751).
+ */
+export function logProcessWarnings(logger: Logger): void {
+  process.removeAllListeners('warning');
+  process.on('warning', (warning) => logger.warn({ warning: warning.name }, warning.message));
+}
+
 export type { Logger };
