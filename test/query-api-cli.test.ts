@@ -13,7 +13,15 @@ import { FakeKubeApi } from './support/fake-kube-api.ts';
 import { freePort } from './support/ports.ts';
 import { remoteWrite, type Series } from './support/prometheus.ts';
 import { repoDir, stack, uniqueName } from './support/stack.ts';
-import { CrashIndex, StorageRoot, addUser, makeCrash, sha256 } from './support/query-api.ts';
+import {
+  CrashIndex,
+  StorageRoot,
+  addUser,
+  makeCrash,
+  seedLogs,
+  sha256,
+  type LogDoc,
+} from './support/query-api.ts';
 
 // The `podmortem` CLI (query-api/bin/podmortem) against the API running as its own process
 // (`node query-api/src/main.ts`, configured by PODMORTEM_API_* variables) on the real stack:
@@ -136,13 +144,6 @@ await remoteWrite([
   ),
 ]);
 
-interface LogDoc {
-  at: number;
-  ns: string;
-  pod: string;
-  container: string;
-  message: string;
-}
 const logDocs: LogDoc[] = [
   { at: mainAt - 11 * minute, ns: 'team-a', pod: podName, container: 'api', message: 'before the window' },
   { at: mainAt - 9 * minute, ns: 'team-a', pod: podName, container: 'api', message: 'request 1 accepted' },
@@ -154,17 +155,7 @@ const logDocs: LogDoc[] = [
   { at: mainAt - minute, ns: 'team-a', pod: neighbour, container: 'api', message: 'other pod line' },
   { at: mainAt - minute, ns: 'team-b', pod: podName, container: 'api', message: 'other namespace line' },
 ];
-await es.bulk({
-  refresh: 'wait_for',
-  operations: logDocs.flatMap((d) => [
-    { index: { _index: logsIndex } },
-    {
-      '@timestamp': new Date(d.at).toISOString(),
-      message: d.message,
-      kubernetes: { namespace: d.ns, pod: { name: d.pod }, container: { name: d.container } },
-    },
-  ]),
-});
+await seedLogs(es, logsIndex, logDocs);
 
 // The API as its own process.
 const port = await freePort();

@@ -3,7 +3,15 @@ import t from 'tap';
 import { freePort } from './support/ports.ts';
 import { remoteWrite, type Series } from './support/prometheus.ts';
 import { stack, uniqueName } from './support/stack.ts';
-import { addUser, bearer, harness, makeCrash, type Harness } from './support/query-api.ts';
+import {
+  addUser,
+  bearer,
+  harness,
+  makeCrash,
+  seedLogs,
+  type Harness,
+  type LogDoc,
+} from './support/query-api.ts';
 
 // The crash context against the real Prometheus and the real Elasticsearch: the series and log
 // lines the test put there for the crashed pod and window come back, and nothing of other pods,
@@ -70,13 +78,6 @@ await remoteWrite([
   ),
 ]);
 
-interface LogDoc {
-  at: number;
-  ns: string;
-  pod: string;
-  container: string;
-  message: string;
-}
 const logDocs: LogDoc[] = [
   ...[-30, -14, -10, -5, -1, 0, 4].map((m, i) => ({
     at: crashAt + m * minute,
@@ -94,20 +95,11 @@ const inWindow = logDocs.filter(
   (d) => d.ns === ns && d.pod === pod && d.container === 'api' && d.at >= fromMs && d.at <= toMs,
 );
 
-async function seedLogs(index: string, shape: (d: LogDoc) => Record<string, unknown>): Promise<void> {
-  const operations = logDocs.flatMap((d) => [{ index: { _index: index } }, shape(d)]);
-  const res = await es.bulk({ operations, refresh: 'wait_for' });
-  if (res.errors) throw new Error('log bulk failed');
-}
 const ecsIndex = uniqueName('pm-logs-ecs');
 const otelIndex = uniqueName('pm-logs-otel');
 t.teardown(() => es.indices.delete({ index: [ecsIndex, otelIndex], ignore_unavailable: true }));
-await seedLogs(ecsIndex, (d) => ({
-  '@timestamp': new Date(d.at).toISOString(),
-  message: d.message,
-  kubernetes: { namespace: d.ns, pod: { name: d.pod }, container: { name: d.container } },
-}));
-await seedLogs(otelIndex, (d) => ({
+await seedLogs(es, ecsIndex, logDocs);
+await seedLogs(es, otelIndex, logDocs, (d) => ({
   '@timestamp': new Date(d.at).toISOString(),
   body: { text: d.message },
   resource: {

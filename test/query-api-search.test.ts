@@ -197,6 +197,15 @@ t.test('bad parameters are a 400 naming the parameter', async (t) => {
   }
 });
 
+t.test('a value outside an enumeration: the 400 lists the allowed values', async (t) => {
+  const r = await search('status=lost');
+  t.equal(r.status, 400);
+  t.equal(
+    r.body.message,
+    'querystring/status must be equal to one of the allowed values: stored, pending, skipped, truncated, failed',
+  );
+});
+
 t.test('stats count by namespace, signal, signature, status and over time', async (t) => {
   const res = await h.app.inject({
     url: '/v1/stats?from=2026-09-01T00:00:00Z&to=2026-10-31T00:00:00Z&interval=1d',

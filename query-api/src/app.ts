@@ -114,6 +114,12 @@ export function routesOf(app: App): { method: string; url: string }[] {
   return [...(routeLists.get(app) ?? [])];
 }
 
+/** The validator's message, with the allowed values when a parameter is not one of them. */
+function validationMessage(err: FastifyError): string {
+  const allowed = err.validation?.find((v) => v.keyword === 'enum')?.params.allowedValues;
+  return Array.isArray(allowed) ? `${err.message}: ${allowed.map(String).join(', ')}` : err.message;
+}
+
 export async function buildApp(params: AppParams): Promise<App> {
   const { config, es, kube, prometheus, storage, logger } = params;
   const telemetry = params.telemetry ?? createTelemetry(undefined, false);
@@ -182,7 +188,7 @@ export async function buildApp(params: AppParams): Promise<App> {
         .send(errorBody(err.statusCode, err.code, err.message));
     }
     if ('validation' in err && err.validation) {
-      return reply.code(400).send(errorBody(400, 'PM_ERR_VALIDATION', err.message));
+      return reply.code(400).send(errorBody(400, 'PM_ERR_VALIDATION', validationMessage(err)));
     }
     const status = 'statusCode' in err && typeof err.statusCode === 'number' ? err.statusCode : 500;
     if (status >= 400 && status < 500) {

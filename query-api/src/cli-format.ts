@@ -111,6 +111,17 @@ function summary(values: [number, string][]): string {
   return `min ${fmt(Math.min(...nums))}  max ${fmt(Math.max(...nums))}  last ${fmt(nums[nums.length - 1] ?? 0)}  (${nums.length} points)`;
 }
 
+/**
+ * What tells several series of one metric apart: the labels whose values differ among them, as
+ * `{label="value",…}`; nothing for a single series (a PromQL override may return several).
+ */
+export function seriesNames(metrics: Record<string, string>[]): string[] {
+  if (metrics.length < 2) return metrics.map(() => '');
+  const keys = [...new Set(metrics.flatMap((m) => Object.keys(m)))].sort();
+  const differing = keys.filter((k) => new Set(metrics.map((m) => m[k])).size > 1);
+  return metrics.map((m) => `{${differing.map((k) => `${k}=${JSON.stringify(m[k] ?? '')}`).join(',')}}`);
+}
+
 export function contextView(c: ContextView): string {
   let out = `crash ${c.crash.id} at ${c.crash.timestamp}`;
   if (c.crash.namespace)
@@ -118,7 +129,8 @@ export function contextView(c: ContextView): string {
   out += `\nwindow ${c.window.from} … ${c.window.to} (step ${c.window.step_seconds}s)\n\nmetrics:\n`;
   for (const m of c.metrics) {
     if (m.series.length === 0) out += `  ${m.name}: no series\n`;
-    for (const s of m.series) out += `  ${m.name}: ${summary(s.values)}\n`;
+    const names = seriesNames(m.series.map((s) => s.metric));
+    m.series.forEach((s, i) => (out += `  ${m.name}${names[i] ?? ''}: ${summary(s.values)}\n`));
   }
   out += `\nlogs (${c.logs.lines.length} lines from ${c.logs.index}):\n`;
   for (const l of c.logs.lines) out += `  ${l.timestamp}  ${l.message}\n`;

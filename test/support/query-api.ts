@@ -157,6 +157,36 @@ export class CrashIndex {
 }
 
 /** A storage root in a temporary folder, laid out as the collector writes it. */
+/** A log line of a pod's container, as a log shipper would put it in the logs index. */
+export interface LogDoc {
+  at: number;
+  ns: string;
+  pod: string;
+  container: string;
+  message: string;
+}
+
+/** A log line in the ECS shape (Filebeat, Elastic Agent): kubernetes.*. */
+export function ecsLogDoc(d: LogDoc): Record<string, unknown> {
+  return {
+    '@timestamp': new Date(d.at).toISOString(),
+    message: d.message,
+    kubernetes: { namespace: d.ns, pod: { name: d.pod }, container: { name: d.container } },
+  };
+}
+
+/** Indexes the lines into `index`, searchable when this returns. */
+export async function seedLogs(
+  es: Client,
+  index: string,
+  docs: LogDoc[],
+  shape: (d: LogDoc) => Record<string, unknown> = ecsLogDoc,
+): Promise<void> {
+  const operations = docs.flatMap((d) => [{ index: { _index: index } }, shape(d)]);
+  const res = await es.bulk({ operations, refresh: 'wait_for' });
+  if (res.errors) throw new Error(`bulk of ${docs.length} log lines into ${index} failed`);
+}
+
 export class StorageRoot {
   readonly root: string;
   constructor() {
