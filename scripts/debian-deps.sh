@@ -10,7 +10,7 @@ set -euo pipefail
 declare -A packages=([gcc]=gcc [flock]=util-linux [curl]=curl [mvn]=maven [java]=openjdk-17-jdk-headless)
 
 missing=()
-for cmd in gcc flock curl mvn java; do
+for cmd in "${!packages[@]}"; do
   command -v "$cmd" >/dev/null || missing+=("${packages[$cmd]}")
 done
 [ ${#missing[@]} -gt 0 ] || exit 0

@@ -101,27 +101,23 @@ export function spoolPaths(spoolDir: string, crashId: string) {
   };
 }
 
-/** Writes the meta file atomically: temporary name, fsync, rename, fsync of the folder. */
+/** Writes the meta file atomically, under a temporary name the spool watcher passes over. */
 export async function writeSpoolMeta(spoolDir: string, meta: SpoolMeta): Promise<void> {
   const paths = spoolPaths(spoolDir, meta.crashId);
-  const file = await open(paths.tmpMeta, 'w', 0o600);
-  try {
-    await file.writeFile(JSON.stringify(meta));
-    await file.sync();
-  } finally {
-    await file.close();
-  }
-  await rename(paths.tmpMeta, paths.meta);
-  await fsyncDir(spoolDir);
+  await writeJsonAtomically(spoolDir, paths.meta, meta, paths.tmpMeta);
 }
 
 /**
  * Writes `value` as JSON to `path` in `dir` so that a reader, or a restart after a kill, finds
  * the old file or the new one, never half of one: temporary name, fsync, rename, fsync of the
- * folder. The temporary name is random, so two writers of the same path never share one.
+ * folder. The temporary name is random unless given, so two writers of the same path never share one.
  */
-export async function writeJsonAtomically(dir: string, path: string, value: unknown): Promise<void> {
-  const tmp = `${path}.${randomBytes(4).toString('hex')}.tmp`;
+export async function writeJsonAtomically(
+  dir: string,
+  path: string,
+  value: unknown,
+  tmp = `${path}.${randomBytes(4).toString('hex')}.tmp`,
+): Promise<void> {
   try {
     const file = await open(tmp, 'w', 0o600);
     try {

@@ -1,5 +1,12 @@
 import { generatedNote } from './generated-note.ts';
-import type { Annotation, Dashboard, Panel, QueryVariable } from './dashboard-json.ts';
+import type {
+  Annotation,
+  Dashboard,
+  DataSourceRef,
+  Panel,
+  QueryVariable,
+  VariableOption,
+} from './dashboard-json.ts';
 
 // A podmortem dashboard: the common settings, tagged so each links to the others, with the
 // generated note leading its description.
@@ -15,6 +22,39 @@ const builtInAnnotation: Annotation = {
   name: 'Annotations & Alerts',
   type: 'dashboard',
 };
+
+const ALL: VariableOption = { selected: true, text: ['All'], value: ['$__all'] };
+
+/**
+ * A query variable, refreshed when the time range changes. With `allValue` it takes several values
+ * and offers "All", which Grafana puts into the queries as `allValue`; without, it takes one.
+ */
+export function queryVariable(params: {
+  datasource: DataSourceRef;
+  name: string;
+  label: string;
+  query: string;
+  allValue?: string;
+}): QueryVariable {
+  const multi = params.allValue !== undefined;
+  return {
+    type: 'query',
+    name: params.name,
+    label: params.label,
+    datasource: params.datasource,
+    query: params.query,
+    definition: params.query,
+    refresh: 2,
+    multi,
+    includeAll: multi,
+    ...(params.allValue !== undefined ? { allValue: params.allValue } : {}),
+    sort: 1,
+    regex: '',
+    hide: 0,
+    options: [],
+    current: multi ? ALL : {},
+  };
+}
 
 export function dashboard(params: {
   uid: string;

@@ -1,12 +1,6 @@
 import { ELASTICSEARCH, TIME_FIELD } from './datasources.ts';
-import type {
-  EsAnnotation,
-  EsBucketAgg,
-  EsTarget,
-  EsTermsFind,
-  QueryVariable,
-  VariableOption,
-} from './dashboard-json.ts';
+import type { EsAnnotation, EsBucketAgg, EsTarget, EsTermsFind, QueryVariable } from './dashboard-json.ts';
+import { queryVariable } from './dashboard.ts';
 
 // Elasticsearch queries as Grafana stores them: a Lucene query string, metrics and bucket
 // aggregations (applied in order, the first outermost), over the crash alias.
@@ -76,26 +70,14 @@ export function esTermsVariable(params: {
 }): QueryVariable {
   const find: EsTermsFind = { find: 'terms', field: params.field };
   if (params.query !== undefined) find.query = params.query;
-  const query = JSON.stringify(find);
-  const all: VariableOption = { selected: true, text: ['All'], value: ['$__all'] };
-  return {
-    type: 'query',
+  return queryVariable({
+    datasource: ELASTICSEARCH,
     name: params.name,
     label: params.label,
-    datasource: ELASTICSEARCH,
-    query,
-    definition: query,
-    refresh: 2,
-    multi: params.multi,
-    includeAll: params.multi,
+    query: JSON.stringify(find),
     // An unformatted match-anything, instead of every value OR-ed into the query.
     ...(params.multi ? { allValue: '*' } : {}),
-    sort: 1,
-    regex: '',
-    hide: 0,
-    options: [],
-    current: params.multi ? all : {},
-  };
+  });
 }
 
 /** Crashes as annotations: a marker per crash, its process as the text, its signal as the tag. */

@@ -45,9 +45,21 @@ export class PanelGrid {
   }
 }
 
-function datasourceOf(targets: Target[]): Pick<Panel, 'datasource'> {
+/** What every panel starts with: its type and title, a description if any, its queries and their datasource. */
+function panelHead(
+  type: Panel['type'],
+  title: string,
+  targets: Target[],
+  description?: string,
+): Pick<Panel, 'type' | 'title' | 'description' | 'datasource' | 'targets'> {
   const first = targets[0];
-  return first ? { datasource: first.datasource } : {};
+  return {
+    type,
+    title,
+    ...(description ? { description } : {}),
+    ...(first ? { datasource: first.datasource } : {}),
+    targets,
+  };
 }
 
 const legend = { displayMode: 'list', placement: 'bottom', showLegend: true };
@@ -58,11 +70,7 @@ export function timeseries(
   params: { unit?: string; description?: string; bars?: boolean; stacked?: boolean; min?: number } = {},
 ): PanelBody {
   return {
-    type: 'timeseries',
-    title,
-    ...(params.description ? { description: params.description } : {}),
-    ...datasourceOf(targets),
-    targets,
+    ...panelHead('timeseries', title, targets, params.description),
     fieldConfig: {
       defaults: {
         ...(params.unit ? { unit: params.unit } : {}),
@@ -85,11 +93,7 @@ export function timeseries(
 /** One bar per row of a terms query (reduceOptions.values: every row, not one reduced value). */
 export function barGauge(title: string, target: EsTarget, description: string): PanelBody {
   return {
-    type: 'bargauge',
-    title,
-    description,
-    datasource: target.datasource,
-    targets: [target],
+    ...panelHead('bargauge', title, [target], description),
     fieldConfig: { defaults: { unit: 'short', decimals: 0, min: 0 }, overrides: [] },
     options: {
       reduceOptions: { values: true, calcs: ['lastNotNull'], fields: '' },
@@ -112,11 +116,7 @@ export function stat(
   const steps: { color: string; value: number | null }[] = [{ color: 'green', value: null }];
   if (params.redFrom !== undefined) steps.push({ color: 'red', value: params.redFrom });
   return {
-    type: 'stat',
-    title,
-    ...(params.description ? { description: params.description } : {}),
-    ...datasourceOf(targets),
-    targets,
+    ...panelHead('stat', title, targets, params.description),
     fieldConfig: {
       defaults: {
         unit: params.unit ?? 'short',
@@ -153,10 +153,7 @@ export function documentTable(title: string, target: EsTarget, chosen: Column[])
       properties: [{ id: 'links', value: c.links }],
     }));
   return {
-    type: 'table',
-    title,
-    datasource: target.datasource,
-    targets: [target],
+    ...panelHead('table', title, [target]),
     fieldConfig: { defaults: {}, overrides },
     options: { showHeader: true, cellHeight: 'sm', sortBy: [{ displayName: 'Time', desc: true }] },
     transformations: [

@@ -1,5 +1,6 @@
 import { PROMETHEUS } from './datasources.ts';
-import type { PromTarget, QueryVariable, VariableOption } from './dashboard-json.ts';
+import type { PromTarget, QueryVariable } from './dashboard-json.ts';
+import { queryVariable } from './dashboard.ts';
 
 // PromQL targets and variables over the podmortem Prometheus datasource.
 
@@ -9,25 +10,13 @@ export function prom(expr: string, legendFormat: string, refId = 'A'): PromTarge
 
 /** A multi-value variable of one label's values among the series matching `selector`. */
 export function promLabelVariable(params: { name: string; label: string; selector: string }): QueryVariable {
-  const query = `label_values(${params.selector}, ${params.name})`;
-  const all: VariableOption = { selected: true, text: ['All'], value: ['$__all'] };
-  return {
-    type: 'query',
+  return queryVariable({
+    datasource: PROMETHEUS,
     name: params.name,
     label: params.label,
-    datasource: PROMETHEUS,
-    query,
-    definition: query,
-    refresh: 2,
-    multi: true,
-    includeAll: true,
+    query: `label_values(${params.selector}, ${params.name})`,
     allValue: '.*',
-    sort: 1,
-    regex: '',
-    hide: 0,
-    options: [],
-    current: all,
-  };
+  });
 }
 
 /** Parses `label_values(selector, label)` back, for the tests that run it. */

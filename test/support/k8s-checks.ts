@@ -96,7 +96,7 @@ export const SERVICES: ServiceSpec[] = [
             path: c.handlerInstallDir,
             samePath: true,
           },
-          { what: 'the kernel settings backup', path: c.stateDir, samePath: false },
+          { what: 'the state folder (kernel settings backup, pod cache)', path: c.stateDir, samePath: false },
         ],
       };
     },
