@@ -20,7 +20,7 @@ import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { installHandler } from '../collector/src/handler-install.ts';
+import { installHandler } from '../collector/src/agent/handler-installer.ts';
 import type { HandlerConfig } from '../collector/src/handler-config.ts';
 import { note, prpsinfo, prstatus, syntheticCoreStream } from '../test/support/synthetic-core.ts';
 

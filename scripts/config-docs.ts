@@ -3,7 +3,7 @@
 // suite runs it); without it, the README is rewritten between the markers.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { configTable } from '@podmortem/contract/runtime';
-import { CollectorConfigSchema, ENV_PREFIX as COLLECTOR_PREFIX } from '../collector/src/config.ts';
+import { CollectorConfigSchema, ENV_PREFIX as COLLECTOR_PREFIX } from '../collector/src/agent/config.ts';
 import { handlerConfigTable } from '../collector/src/handler-config.ts';
 import { IndexerConfigSchema, CONFIG_PREFIX as INDEXER_PREFIX } from '../indexer/src/config.ts';
 import { ConfigSchema as ApiConfigSchema, CONFIG_PREFIX as API_PREFIX } from '../query-api/src/config.ts';
@@ -16,7 +16,7 @@ export function renderConfigDocs(): string {
   return [
     BEGIN,
     '',
-    '### Collector agent (`node collector/src/main.ts`)',
+    '### Collector agent (`node collector/src/agent/main.ts`)',
     '',
     configTable(CollectorConfigSchema, COLLECTOR_PREFIX),
     '',

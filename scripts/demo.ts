@@ -22,7 +22,7 @@ import { lockCorePattern } from '../test/support/core-pattern-lock.ts';
 import { freePort } from '../test/support/ports.ts';
 import { repoDir, stack } from '../test/support/stack.ts';
 import { createPodCgroup, type PodCgroup } from '../test/support/pod-cgroup.ts';
-import { EXIT } from '../query-api/src/cli-client.ts';
+import { EXIT } from '../query-api/src/cli/client.ts';
 import { PodTelemetry } from './demo/pod-telemetry.ts';
 
 const run = promisify(execFile);
@@ -251,7 +251,7 @@ async function main(): Promise<void> {
       say(`core_pattern is back to ${JSON.stringify(originalPattern)}`);
     }
   });
-  startService('collector', 'collector/src/main.ts', {
+  startService('collector', 'collector/src/agent/main.ts', {
     PODMORTEM_COLLECTOR_NODE_NAME: node,
     PODMORTEM_COLLECTOR_SPOOL_DIR: join(workDir, 'spool'),
     PODMORTEM_COLLECTOR_STORAGE_ROOT: join(workDir, 'storage'),

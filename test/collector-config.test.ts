@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { configTable } from '@podmortem/contract/runtime';
-import { CollectorConfigSchema, ENV_PREFIX, loadCollectorConfig } from '../collector/src/config.ts';
+import { CollectorConfigSchema, ENV_PREFIX, loadCollectorConfig } from '../collector/src/agent/config.ts';
 import { AGENT_MAIN } from './support/collector-agent.ts';
 import { repoDir } from './support/stack.ts';
 

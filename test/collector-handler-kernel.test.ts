@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
-import { readCoreNotes } from '../collector/src/elf-notes.ts';
-import { installHandler } from '../collector/src/handler-install.ts';
+import { readCoreNotes } from '../collector/src/agent/elf-notes.ts';
+import { installHandler } from '../collector/src/agent/handler-installer.ts';
 import {
   listSpool,
   openSpoolCore,

@@ -9,9 +9,9 @@ import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { zstdDecompressSync } from 'node:zlib';
 import t from 'tap';
-import { readCoreNotes } from '../collector/src/elf-notes.ts';
+import { readCoreNotes } from '../collector/src/agent/elf-notes.ts';
 import type { HandlerConfig } from '../collector/src/handler-config.ts';
-import { installHandler } from '../collector/src/handler-install.ts';
+import { installHandler } from '../collector/src/agent/handler-installer.ts';
 import {
   listSpool,
   openSpoolCore,

@@ -17,8 +17,8 @@ import {
   parseContainerId,
   PodResolver,
   type PodResolverParams,
-} from '../collector/src/pod-resolver.ts';
-import { POD_STATE_FILE } from '../collector/src/pod-state-file.ts';
+} from '../collector/src/agent/pod-resolver.ts';
+import { POD_STATE_FILE } from '../collector/src/agent/pod-state-file.ts';
 import { until } from './support/collector-agent.ts';
 import { FakeKubeApi } from './support/fake-kube-api.ts';
 

@@ -13,7 +13,7 @@ import {
   validExamples,
   type CrashEvent,
 } from '@podmortem/contract';
-import { createTelemetry as collectorTelemetry } from '../collector/src/telemetry.ts';
+import { createTelemetry as collectorTelemetry } from '../collector/src/agent/telemetry.ts';
 import { createTelemetry as indexerTelemetry } from '../indexer/src/telemetry.ts';
 import { readConfig } from '../query-api/src/config.ts';
 import { grafanaLink } from '../query-api/src/links.ts';

@@ -6,7 +6,7 @@ import { Registry } from 'prom-client';
 import t from 'tap';
 import { parse } from 'yaml';
 import { OpsServer } from '@podmortem/contract/runtime';
-import { PodResolver } from '../collector/src/pod-resolver.ts';
+import { PodResolver } from '../collector/src/agent/pod-resolver.ts';
 import { routesOf } from '../query-api/src/app.ts';
 import { Access } from '../query-api/src/auth.ts';
 import { createKubeReviews, type Caller } from '../query-api/src/kube-reviews.ts';

@@ -3,7 +3,7 @@ import { gzipSync } from 'node:zlib';
 import t from 'tap';
 import { createLogger } from '@podmortem/contract/runtime';
 import { validExamples } from '@podmortem/contract';
-import { OtlpEmitter } from '../collector/src/otlp-emitter.ts';
+import { OtlpEmitter } from '../collector/src/agent/otlp-emitter.ts';
 import { OtlpReceiver, decodeProtobufLogs } from './support/otlp-receiver.ts';
 
 // The test OTLP receiver decodes what real OpenTelemetry encoders send: the collector's OTLP/HTTP

@@ -6,3 +6,4 @@ export * from './topics.ts';
 export * from './storage-layout.ts';
 export * from './index-template.ts';
 export * from './examples.ts';
+export * from './pod-metrics.ts';

@@ -1,4 +1,4 @@
-import { readConfig } from '../../query-api/src/config.ts';
+import { POD_METRIC_QUERIES } from '@podmortem/contract';
 import { dashboard } from './dashboard.ts';
 import { esCount, esCrashAnnotation, esDocuments, esTermsVariable } from './es-queries.ts';
 import { documentTable, PanelGrid, stat, timeseries } from './panels.ts';
@@ -6,7 +6,7 @@ import { prom } from './prom-queries.ts';
 import type { Dashboard } from './dashboard-json.ts';
 
 // One pod's container around its crashes: the metrics the query API's crash context shows (the
-// same PromQL, its defaults read from the query API's own configuration schema) with every crash
+// same PromQL, from the contract's POD_METRIC_QUERIES) with every crash
 // as an annotation, and the crashes themselves. The query API links here with the namespace, pod,
 // container and time window in the URL (query-api/src/links.ts).
 
@@ -18,7 +18,6 @@ export function withVariables(template: string): string {
 }
 
 export function podDashboard(): Dashboard {
-  const config = readConfig({});
   const container =
     'kubernetes.namespace:$namespace AND kubernetes.pod.name:$pod AND kubernetes.container.name:$container';
   const grid = new PanelGrid();
@@ -32,14 +31,14 @@ export function podDashboard(): Dashboard {
     4,
   );
   grid.add(
-    stat('Restarts', [prom(withVariables(config.promqlRestarts), '{{container}}')], {
+    stat('Restarts', [prom(withVariables(POD_METRIC_QUERIES.restarts), '{{container}}')], {
       description: 'Restarts of this container (kube-state-metrics)',
     }),
     8,
     4,
   );
   grid.add(
-    stat('Last terminated: OOMKilled', [prom(withVariables(config.promqlOomKills), '{{container}}')], {
+    stat('Last terminated: OOMKilled', [prom(withVariables(POD_METRIC_QUERIES.oomKills), '{{container}}')], {
       redFrom: 1,
       description: '1 when the last termination of this container was the OOM killer (kube-state-metrics)',
     }),
@@ -47,7 +46,7 @@ export function podDashboard(): Dashboard {
     4,
   );
   grid.add(
-    timeseries('Memory working set', [prom(withVariables(config.promqlMemory), '{{container}}')], {
+    timeseries('Memory working set', [prom(withVariables(POD_METRIC_QUERIES.memory), '{{container}}')], {
       unit: 'bytes',
       min: 0,
       description: 'The working set the OOM killer judges the container by (cAdvisor)',
@@ -56,7 +55,7 @@ export function podDashboard(): Dashboard {
     8,
   );
   grid.add(
-    timeseries('CPU', [prom(withVariables(config.promqlCpu), '{{container}}')], {
+    timeseries('CPU', [prom(withVariables(POD_METRIC_QUERIES.cpu), '{{container}}')], {
       unit: 'short',
       min: 0,
       description: 'CPU cores used (cAdvisor)',
@@ -65,7 +64,7 @@ export function podDashboard(): Dashboard {
     8,
   );
   grid.add(
-    timeseries('Restarts over time', [prom(withVariables(config.promqlRestarts), '{{container}}')], {
+    timeseries('Restarts over time', [prom(withVariables(POD_METRIC_QUERIES.restarts), '{{container}}')], {
       unit: 'short',
       min: 0,
     }),

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { CRASH_ALIAS } from '@podmortem/contract';
+import { CRASH_ALIAS, POD_METRIC_QUERIES } from '@podmortem/contract';
 import { loadConfig } from '@podmortem/contract/runtime';
 
 // The query API's configuration: one schema, every key with its default and meaning, read from
@@ -41,21 +41,12 @@ export const ConfigSchema = Type.Object({
   contextAfterS: int(300, 0, 86_400, 'Default context window after the crash, seconds'),
   contextLogLines: int(100, 1, 1000, 'Default number of log lines in a crash context'),
   promqlMemory: str(
-    'container_memory_working_set_bytes{namespace="{namespace}",pod="{pod}",container="{container}"}',
+    POD_METRIC_QUERIES.memory,
     'PromQL for the memory working set ({namespace}, {pod}, {container} are filled in, escaped)',
   ),
-  promqlCpu: str(
-    'rate(container_cpu_usage_seconds_total{namespace="{namespace}",pod="{pod}",container="{container}"}[5m])',
-    'PromQL for CPU use',
-  ),
-  promqlRestarts: str(
-    'kube_pod_container_status_restarts_total{namespace="{namespace}",pod="{pod}",container="{container}"}',
-    'PromQL for container restarts',
-  ),
-  promqlOomKills: str(
-    'kube_pod_container_status_last_terminated_reason{namespace="{namespace}",pod="{pod}",container="{container}",reason="OOMKilled"}',
-    'PromQL for OOM kills',
-  ),
+  promqlCpu: str(POD_METRIC_QUERIES.cpu, 'PromQL for CPU use'),
+  promqlRestarts: str(POD_METRIC_QUERIES.restarts, 'PromQL for container restarts'),
+  promqlOomKills: str(POD_METRIC_QUERIES.oomKills, 'PromQL for OOM kills'),
   logsIndex: Type.String({
     default: 'logs-*',
     minLength: 1,

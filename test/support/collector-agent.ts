@@ -17,14 +17,14 @@ import { FakeKubeApi } from './fake-kube-api.ts';
 import { OtlpReceiver } from './otlp-receiver.ts';
 import { repoDir, uniqueName } from './stack.ts';
 
-// Runs the collector agent the way a node does — `node collector/src/main.ts`, configured by
+// Runs the collector agent the way a node does — `node collector/src/agent/main.ts`, configured by
 // PODMORTEM_COLLECTOR_* variables — as a child process a test can SIGTERM or SIGKILL, with its
 // own spool, storage root and handler install folder, a local OTLP receiver, the Kubernetes API
 // stand-in and a Kafka topic of its own. Also: the handler run directly (as the kernel would) for
 // tests that need no real crash, and a consumer that collects the crash topic.
 
 const NODE = join(repoDir, 'node_modules/node/bin/node');
-export const AGENT_MAIN = join(repoDir, 'collector/src/main.ts');
+export const AGENT_MAIN = join(repoDir, 'collector/src/agent/main.ts');
 
 export async function until<T>(
   what: string,

@@ -22,9 +22,8 @@ import {
   CollectorConfigSchema,
   ENV_PREFIX as COLLECTOR_PREFIX,
   loadCollectorConfig,
-} from '../../collector/src/config.ts';
-import { HANDLER_ENTRY } from '../../collector/src/handler-install.ts';
-import { handlerLogPath } from '../../collector/src/handler-installer.ts';
+} from '../../collector/src/agent/config.ts';
+import { HANDLER_ENTRY, handlerLogPath } from '../../collector/src/agent/handler-installer.ts';
 import {
   CONFIG_PREFIX as INDEXER_PREFIX,
   IndexerConfigSchema,
@@ -68,6 +67,8 @@ export interface ServiceSpec {
   workloadKind: 'DaemonSet' | 'Deployment';
   /** Its workspace sources, scanned for Kubernetes API calls. */
   sourceDir: string;
+  /** Its entry point, the file the workload's command runs. */
+  main: string;
   schema: TObject;
   prefix: string;
   /** Runs the service's own loader (which throws a ConfigError naming the variable). */
@@ -79,6 +80,7 @@ export const SERVICES: ServiceSpec[] = [
     service: 'collector',
     workloadKind: 'DaemonSet',
     sourceDir: 'collector/src',
+    main: 'collector/src/agent/main.ts',
     schema: CollectorConfigSchema,
     prefix: COLLECTOR_PREFIX,
     facts(env) {
@@ -105,6 +107,7 @@ export const SERVICES: ServiceSpec[] = [
     service: 'indexer',
     workloadKind: 'Deployment',
     sourceDir: 'indexer/src',
+    main: 'indexer/src/main.ts',
     schema: IndexerConfigSchema,
     prefix: INDEXER_PREFIX,
     facts(env) {
@@ -116,6 +119,7 @@ export const SERVICES: ServiceSpec[] = [
     service: 'query-api',
     workloadKind: 'Deployment',
     sourceDir: 'query-api/src',
+    main: 'query-api/src/main.ts',
     schema: ApiConfigSchema,
     prefix: API_PREFIX,
     facts(env) {
@@ -446,13 +450,13 @@ export function checkHostPaths(r: Rendering, s: ServiceInRendering): string[] {
   if (s.spec.service === 'collector') {
     const argv = [...(w.container.command ?? []), ...(w.container.args ?? [])];
     const node = argv[0];
-    const main = argv.find((a) => a.endsWith('/collector/src/main.ts'));
+    const main = argv.find((a) => a.endsWith('/collector/src/agent/main.ts'));
     if (node === undefined || !node.startsWith('/') || main === undefined || !main.startsWith('/'))
       problems.push(
-        `${at}: the agent must be run by absolute paths (node and collector/src/main.ts): ${argv.join(' ')}`,
+        `${at}: the agent must be run by absolute paths (node and collector/src/agent/main.ts): ${argv.join(' ')}`,
       );
     else {
-      const agentMain = join(repoDir, 'collector/src/main.ts');
+      const agentMain = join(repoDir, 'collector/src/agent/main.ts');
       const entry = posix.join(posix.dirname(main), relative(dirname(agentMain), HANDLER_ENTRY));
       needs.push(
         { what: 'the Node binary the handler wrapper runs', path: node, samePath: true },
@@ -534,7 +538,7 @@ export function checkCommandAndImage(r: Rendering, s: ServiceInRendering, checkT
   const at = `${r.name}: ${s.workload.ref}`;
   const problems: string[] = [];
   const argv = [...(s.workload.container.command ?? []), ...(s.workload.container.args ?? [])];
-  const main = `${s.spec.service}/src/main.ts`;
+  const main = s.spec.main;
   if (!argv.some((a) => a === main || a.endsWith(`/${main}`)))
     problems.push(`${at}: the command does not run ${main}: ${argv.join(' ')}`);
   if (!existsSync(join(repoDir, main))) problems.push(`${at}: ${main} does not exist in the repository`);

@@ -1,8 +1,12 @@
 import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CORE_PATTERN_SPECIFIERS } from './handler-args.ts';
-import type { HandlerConfig } from './handler-config.ts';
+import { corePattern } from '../core-pattern.ts';
+import type { HandlerConfig } from '../handler-config.ts';
+import type { Logger } from 'pino';
+import { AgentError } from './errors.ts';
+import type { HandlerInstall } from './agent.ts';
+import type { CollectorConfig } from './config.ts';
 
 // Puts the handler where the kernel can run it: a bash wrapper `<dir>/podmortem-handler` that runs
 // handler.ts with Node 24 by absolute path (the kernel gives it no PATH and no environment), its
@@ -14,29 +18,13 @@ import type { HandlerConfig } from './handler-config.ts';
 export const HANDLER_WRAPPER_NAME = 'podmortem-handler';
 export const HANDLER_CONFIG_NAME = 'podmortem-handler.json';
 /** The handler's entry (run by the wrapper). */
-export const HANDLER_ENTRY = fileURLToPath(new URL('./handler.ts', import.meta.url));
-/** The kernel keeps at most 127 bytes of core_pattern (CORENAME_MAX_SIZE 128, with the NUL). */
-export const CORE_PATTERN_MAX_BYTES = 127;
-
-/** The kernel.core_pattern value that pipes cores to the handler at `handlerPath` (absolute). */
-export function corePattern(handlerPath: string): string {
-  if (!handlerPath.startsWith('/')) throw new RangeError(`handler path must be absolute: ${handlerPath}`);
-  if (/[\s%]/.test(handlerPath))
-    throw new RangeError(`handler path must not hold spaces or '%': ${handlerPath}`);
-  const pattern = `|${handlerPath} ${CORE_PATTERN_SPECIFIERS.join(' ')}`;
-  if (Buffer.byteLength(pattern) > CORE_PATTERN_MAX_BYTES)
-    throw new RangeError(
-      `core_pattern would be ${Buffer.byteLength(pattern)} bytes, over the kernel's ${CORE_PATTERN_MAX_BYTES}: install the handler under a shorter path than ${handlerPath}`,
-    );
-  return pattern;
-}
-
+export const HANDLER_ENTRY = fileURLToPath(new URL('../handler/handler.ts', import.meta.url));
 const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
 
 export function handlerWrapperScript(nodePath: string, entry: string = HANDLER_ENTRY): string {
   return `#!/bin/bash
 # podmortem core handler wrapper, run by the kernel through kernel.core_pattern (written by
-# installHandler in collector/src/handler-install.ts). The kernel passes no environment: Node and the
+# installHandler in collector/src/agent/handler-installer.ts). The kernel passes no environment: Node and the
 # handler are named by absolute path; the configuration is ${HANDLER_CONFIG_NAME} beside this file.
 here=\${0%/*}
 export NODE_COMPILE_CACHE="$here/.node-compile-cache"
@@ -75,4 +63,50 @@ export async function installHandler(p: InstallHandlerParams): Promise<Installed
   await writeAtomic(configPath, JSON.stringify(p.config, null, 2) + '\n', 0o644);
   await writeAtomic(handlerPath, handlerWrapperScript(p.nodePath ?? process.execPath, p.entry), 0o755);
   return { handlerPath, configPath, corePattern: pattern };
+}
+
+// The agent installs the handler from its own configuration: the handler's settings (spool,
+// limits, log) are written beside the wrapper, so both agree on the spool and the log.
+
+export function handlerLogPath(config: CollectorConfig): string {
+  return config.handlerLogFile !== '' ? config.handlerLogFile : join(config.spoolDir, 'handler.log');
+}
+
+export function handlerConfigOf(config: CollectorConfig): HandlerConfig {
+  return {
+    spoolDir: config.spoolDir,
+    logFile: handlerLogPath(config),
+    nodeName: config.nodeName,
+    maxCoreBytes: config.handlerMaxCoreBytes,
+    compression: config.handlerCompression,
+    zstdLevel: 3,
+    rateLimitDumps: config.handlerRateLimitDumps,
+    rateLimitWindowSeconds: config.handlerRateLimitWindowSeconds,
+    minFreeBytes: config.handlerMinFreeBytes,
+    deadlineSeconds: config.handlerDeadlineSeconds,
+  };
+}
+
+export function handlerInstaller(config: CollectorConfig, logger: Logger): HandlerInstall {
+  return {
+    async install() {
+      try {
+        const installed = await installHandler({
+          dir: config.handlerInstallDir,
+          config: handlerConfigOf(config),
+        });
+        logger.info(
+          { handler: installed.handlerPath, corePattern: installed.corePattern },
+          'handler installed',
+        );
+        return installed.corePattern;
+      } catch (err) {
+        throw new AgentError(
+          'PM_ERR_HANDLER_INSTALL',
+          `${config.handlerInstallDir}: ${(err as Error).message}`,
+          { cause: err },
+        );
+      }
+    },
+  };
 }

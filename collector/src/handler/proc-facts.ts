@@ -1,5 +1,5 @@
 import { open, readFile, readlink } from 'node:fs/promises';
-import type { ProcFacts } from './spool-entry.ts';
+import type { ProcFacts } from '../spool-entry.ts';
 
 // What /proc says about the crashing process while it still exists: the kernel keeps it until the
 // handler exits when kernel.core_pipe_limit > 0. Read before the core, while the process is

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { EXIT, exitCodeForStatus, resolveCredentials } from './cli-client.ts';
+import { EXIT, exitCodeForStatus, resolveCredentials } from './client.ts';
 import { parseDuration } from './cli.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'pm-cli-unit-'));

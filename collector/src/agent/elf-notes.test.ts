@@ -19,7 +19,7 @@ import {
   siginfo,
   syntheticCore,
   syntheticCoreStream,
-} from '../../test/support/synthetic-core.ts';
+} from '../../../test/support/synthetic-core.ts';
 import { CORE_ERRORS, readCoreNotes } from './elf-notes.ts';
 
 // Real cores come from gdb's gcore on a live test process (no core_pattern change needed); the

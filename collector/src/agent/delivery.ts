@@ -15,7 +15,7 @@ import {
   spoolPaths,
   writeJsonAtomically,
   type SpoolMeta,
-} from './spool-entry.ts';
+} from '../spool-entry.ts';
 import type { StorageWriter } from './storage-writer.ts';
 import type { DeliveryStep, Telemetry } from './telemetry.ts';
 

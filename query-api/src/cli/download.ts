@@ -5,8 +5,8 @@ import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { createZstdDecompress } from 'node:zlib';
-import { bytes } from './cli-format.ts';
-import { CliError, EXIT, type ApiClient } from './cli-client.ts';
+import { bytes } from './format.ts';
+import { CliError, EXIT, type ApiClient } from './client.ts';
 
 // `podmortem dump`: downloads a crash's core to a file, verifying the sha256 the crash event
 // records for the raw core (hashed as it arrives for ?format=raw; for the stored zstd form, by

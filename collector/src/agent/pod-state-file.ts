@@ -5,7 +5,7 @@ import { Value } from '@sinclair/typebox/value';
 import { messageOf } from '@podmortem/contract/runtime';
 import { AgentError } from './errors.ts';
 import type { PodInfo } from './pod-resolver.ts';
-import { writeJsonAtomically } from './spool-entry.ts';
+import { writeJsonAtomically } from '../spool-entry.ts';
 
 // What the pod resolver knows of this node's pods, kept in the agent's state dir (a hostPath) so
 // that it outlives the agent: a crash can wait in the spool across an agent restart, and its pod

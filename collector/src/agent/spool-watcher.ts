@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { isCrashId } from '@podmortem/contract';
 import { beforeDeadline, messageOf, type Component } from '@podmortem/contract/runtime';
 import { AGENT_STATE_SUFFIX } from './delivery.ts';
-import { listSpool, SPOOL_CORE_SUFFIX, SPOOL_META_SUFFIX, SPOOL_TMP_PREFIX } from './spool-entry.ts';
+import { listSpool, SPOOL_CORE_SUFFIX, SPOOL_META_SUFFIX, SPOOL_TMP_PREFIX } from '../spool-entry.ts';
 import type { SpoolUsage, Telemetry } from './telemetry.ts';
 
 // Finds complete spool entries (a <crash-id>.meta.json) and hands each to delivery, a few at a

@@ -1,6 +1,5 @@
 import t from 'tap';
-import { parseHandlerArgs, UNLIMITED } from './handler-args.ts';
-import { corePattern, CORE_PATTERN_MAX_BYTES, handlerWrapperScript } from './handler-install.ts';
+import { parseHandlerArgs, UNLIMITED } from './args.ts';
 
 const good = [
   '4242',
@@ -60,23 +59,4 @@ t.test('malformed arguments are named, the good ones kept', async (t) => {
   t.equal(a.kernel.pid, 0);
   t.equal(a.kernel.comm, 'my app');
   t.equal(a.kernel.gid, 2000);
-});
-
-t.test('corePattern names the handler and the specifiers, within the kernel limit', async (t) => {
-  t.equal(
-    corePattern('/var/lib/podmortem/podmortem-handler'),
-    '|/var/lib/podmortem/podmortem-handler %P %p %I %i %s %t %c %e %E %h %u %g',
-  );
-  t.throws(() => corePattern('relative/handler'), /absolute/);
-  t.throws(() => corePattern('/a b/handler'), /spaces/);
-  t.throws(() => corePattern('/' + 'x'.repeat(CORE_PATTERN_MAX_BYTES)), /over the kernel's 127/);
-});
-
-t.test('the wrapper runs Node by absolute path with the config beside it', async (t) => {
-  const s = handlerWrapperScript("/opt/node's/bin/node", '/opt/pm/handler.ts');
-  t.match(s, /^#!\/bin\/bash\n/);
-  t.match(
-    s,
-    /exec '\/opt\/node'\\''s\/bin\/node' .* '\/opt\/pm\/handler.ts' --config "\$here\/podmortem-handler.json" "\$@"/,
-  );
 });

@@ -22,7 +22,7 @@ import { createTelemetry, type Telemetry } from './telemetry.ts';
 // reverse: the kernel settings are restored after the last delivery attempt.
 
 export const COLLECTOR_VERSION = (
-  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
 ).version;
 
 export interface HandlerInstall {

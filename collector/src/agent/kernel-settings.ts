@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Component } from '@podmortem/contract/runtime';
 import { AgentError } from './errors.ts';
-import { fsyncDir } from './spool-entry.ts';
+import { fsyncDir } from '../spool-entry.ts';
 
 // Points the kernel at the handler (kernel.core_pattern, kernel.core_pipe_limit) and puts the
 // node's own values back on shutdown. The value found before the first change is backed up in a

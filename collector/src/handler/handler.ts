@@ -3,7 +3,7 @@
  * host, outside any pod, with the core on stdin and an EMPTY environment. It does the least work
  * that is safe and leaves everything that can wait to the agent (DESIGN.md §1).
  *
- * Invocation (see handler-args.ts; handler-install.ts writes the wrapper and builds the pattern):
+ * Invocation (see args.ts and ../core-pattern.ts; ../agent/handler-installer.ts writes the wrapper and builds the pattern):
  *   core_pattern  |<dir>/podmortem-handler %P %p %I %i %s %t %c %e %E %h %u %g
  *   <dir>/podmortem-handler  a bash wrapper that runs this file with Node 24 by absolute path:
  *                            node handler.ts --config <dir>/podmortem-handler.json <kernel args>
@@ -31,12 +31,12 @@ import { mkdir, rename, rm, statfs } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { newCrashId } from '@podmortem/contract/crash-id';
 import { pipeInput, writeCore, type CoreInput } from './core-writer.ts';
-import { parseHandlerArgs } from './handler-args.ts';
-import { DEFAULT_HANDLER_CONFIG_PATH, loadHandlerConfig, type HandlerConfig } from './handler-config.ts';
-import { handlerLog, rotateHandlerLog, type HandlerLog } from './handler-log.ts';
+import { parseHandlerArgs } from './args.ts';
+import { DEFAULT_HANDLER_CONFIG_PATH, loadHandlerConfig, type HandlerConfig } from '../handler-config.ts';
+import { handlerLog, rotateHandlerLog, type HandlerLog } from './log.ts';
 import { readProcFacts } from './proc-facts.ts';
 import { rateLimitKey, takeDumpSlot } from './rate-limit.ts';
-import { spoolPaths, writeSpoolMeta, type SpoolDump, type SpoolMeta } from './spool-entry.ts';
+import { spoolPaths, writeSpoolMeta, type SpoolDump, type SpoolMeta } from '../spool-entry.ts';
 
 /** How often (in kept bytes) the free space of the spool is checked again while a core is written. */
 const SPACE_CHECK_BYTES = 8 * 1024 * 1024;
@@ -45,7 +45,7 @@ const GRACE_MS = 10_000;
 
 function collectorVersion(): string {
   try {
-    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
       version?: string;
     };
     return pkg.version ?? 'unknown';

@@ -3,7 +3,7 @@ import { createAgent } from './agent.ts';
 import { loadCollectorConfig } from './config.ts';
 import { handlerInstaller } from './handler-installer.ts';
 
-// The collector agent: `node collector/src/main.ts`, configured by PODMORTEM_COLLECTOR_*.
+// The collector agent: `node collector/src/agent/main.ts`, configured by PODMORTEM_COLLECTOR_*.
 
 let config;
 try {

@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { CRASH_TOPIC } from '@podmortem/contract';
 import { loadConfig } from '@podmortem/contract/runtime';
-import { HANDLER_CONFIG_KEYS } from './handler-config.ts';
+import { HANDLER_CONFIG_KEYS } from '../handler-config.ts';
 
 // The agent's whole configuration: one schema, every key documented, read from
 // PODMORTEM_COLLECTOR_* variables and validated before anything starts.

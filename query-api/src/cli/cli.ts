@@ -3,9 +3,9 @@ import { accessSync, constants, existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { CrashEvent } from '@podmortem/contract';
-import { ApiClient, CliError, EXIT, resolveCredentials } from './cli-client.ts';
-import { downloadDump } from './cli-download.ts';
-import { contextView, crashInfo, crashRows, type ContextView } from './cli-format.ts';
+import { ApiClient, CliError, EXIT, resolveCredentials } from './client.ts';
+import { downloadDump } from './download.ts';
+import { contextView, crashInfo, crashRows, type ContextView } from './format.ts';
 
 // `podmortem`: the command line of the query API. Needs Node.js 24 (query-api/bin/podmortem
 // finds it). Every command takes --help; exit codes are in EXIT and documented below.

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { contextView, seriesNames } from './cli-format.ts';
+import { contextView, seriesNames } from './format.ts';
 
 t.test('several series of one metric are told apart by the labels that differ', async (t) => {
   t.same(seriesNames([{ pod: 'a', container: 'api' }]), [''], 'one series: no labels');

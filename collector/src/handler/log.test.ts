@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { handlerLog, rotateHandlerLog } from './handler-log.ts';
+import { handlerLog, rotateHandlerLog } from './log.ts';
 
 async function tmp(t: { teardown: (f: () => Promise<void>) => void }) {
   const dir = await mkdtemp(join(tmpdir(), 'pm-hlog-'));

@@ -1,41 +1,7 @@
-import type { KernelFacts } from './spool-entry.ts';
+import { CORE_PATTERN_FIELDS } from '../core-pattern.ts';
+import type { KernelFacts } from '../spool-entry.ts';
 
-// The handler's command line as the kernel builds it from kernel.core_pattern. The kernel splits
-// the pattern on spaces before expanding the specifiers, so a comm or path with spaces stays one
-// argument. %e and %E come escaped: the kernel writes '/' as '!'.
-//
-//   podmortem-handler [--config <file>] %P %p %I %i %s %t %c %e %E %h %u %g
-
-export const CORE_PATTERN_SPECIFIERS = [
-  '%P',
-  '%p',
-  '%I',
-  '%i',
-  '%s',
-  '%t',
-  '%c',
-  '%e',
-  '%E',
-  '%h',
-  '%u',
-  '%g',
-] as const;
-
-type Field = keyof KernelFacts;
-const FIELDS: { key: Field; spec: string; kind: 'pid' | 'int' | 'limit' | 'text' | 'path' }[] = [
-  { key: 'pid', spec: '%P', kind: 'pid' },
-  { key: 'nsPid', spec: '%p', kind: 'pid' },
-  { key: 'tid', spec: '%I', kind: 'pid' },
-  { key: 'nsTid', spec: '%i', kind: 'pid' },
-  { key: 'signal', spec: '%s', kind: 'int' },
-  { key: 'time', spec: '%t', kind: 'int' },
-  { key: 'coreLimit', spec: '%c', kind: 'limit' },
-  { key: 'comm', spec: '%e', kind: 'text' },
-  { key: 'exePath', spec: '%E', kind: 'path' },
-  { key: 'hostname', spec: '%h', kind: 'text' },
-  { key: 'uid', spec: '%u', kind: 'int' },
-  { key: 'gid', spec: '%g', kind: 'int' },
-];
+// Parses the handler's command line (core-pattern.ts says how the kernel builds it).
 
 export interface HandlerArgs {
   /** --config <file>, placed by the wrapper script (the kernel passes no environment). */
@@ -75,8 +41,8 @@ export function parseHandlerArgs(argv: string[]): HandlerArgs {
     uid: 0,
     gid: 0,
   };
-  const facts = kernel as unknown as Record<Field, number | string>;
-  FIELDS.forEach(({ key, spec, kind }, i) => {
+  const facts = kernel as unknown as Record<keyof KernelFacts, number | string>;
+  CORE_PATTERN_FIELDS.forEach(({ key, spec, kind }, i) => {
     const raw = args[i];
     if (raw === undefined) {
       errors.push(`${spec} (${key}) is missing`);
@@ -111,9 +77,9 @@ export function parseHandlerArgs(argv: string[]): HandlerArgs {
     }
     facts[key] = Number(n);
   });
-  if (args.length > FIELDS.length)
+  if (args.length > CORE_PATTERN_FIELDS.length)
     errors.push(
-      `${args.length - FIELDS.length} unexpected extra argument(s) (is core_pattern from another version?)`,
+      `${args.length - CORE_PATTERN_FIELDS.length} unexpected extra argument(s) (is core_pattern from another version?)`,
     );
   return configPath === undefined ? { kernel, errors, raw: args } : { configPath, kernel, errors, raw: args };
 }

@@ -2,7 +2,7 @@ import { validateCrashEvent, type CrashEvent } from '@podmortem/contract';
 import type { CgroupIdentity } from './cgroup.ts';
 import type { CoreNotes } from './elf-notes.ts';
 import type { PodContainer, PodInfo } from './pod-resolver.ts';
-import type { SpoolMeta } from './spool-entry.ts';
+import type { SpoolMeta } from '../spool-entry.ts';
 import { AgentError } from './errors.ts';
 
 // Builds the crash event (contract v1) from what the handler saw (the spool meta), what the core

@@ -23,7 +23,7 @@ import {
   eventRelPath,
   validateCrashEvent,
 } from '@podmortem/contract';
-import { fsyncDir } from './spool-entry.ts';
+import { fsyncDir } from '../spool-entry.ts';
 import { AgentError } from './errors.ts';
 
 // Keeps a crash on the storage root (the NFS volume): <ns>/<pod-uid>/<container>/<id>.core.zst,
