@@ -4,3 +4,4 @@ export * from './lifecycle.ts';
 export * from './config.ts';
 export * from './logger.ts';
 export * from './ops-server.ts';
+export * from './durable-write.ts';
