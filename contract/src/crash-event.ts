@@ -1,7 +1,7 @@
 import { Type, type Static, type TUnsafe } from '@sinclair/typebox';
 import { CRASH_ID_PATTERN } from './crash-id.ts';
 
-// The crash event, version 1 (DESIGN.md §3). This TypeBox definition is the one source of truth:
+// The crash event, version 1 (docs/architecture.md §3). This TypeBox definition is the one source of truth:
 // the TypeScript type is derived from it and crash-event.schema.json is generated from it.
 
 function StringEnum<const T extends readonly string[]>(values: T, description: string): TUnsafe<T[number]> {
