@@ -1,12 +1,12 @@
 import { Type, type FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import type { CrashEvent } from '@podmortem/contract';
 import { messageOf } from '@podmortem/contract/runtime';
-import type { RouteDeps } from './app.ts';
 import { callerOf, readableCrash } from './crash-get.ts';
 import { grafanaLink, kibanaDiscoverLink } from './links.ts';
 import { lastLogLines, type LogLine } from './logs-query.ts';
 import { fillPromql, type RangeSeries } from './prometheus-client.ts';
-import { CrashIdParams, PartialCrashEventRef, errorResponses } from './schemas.ts';
+import type { RouteDeps } from './route-deps.ts';
+import { ContextResponse, CrashIdParams, errorResponses } from './schemas.ts';
 
 // GET /v1/crashes/{id}/context: what happened around a crash in the same pod — the pod's
 // metrics from Prometheus, its container's last log lines from Elasticsearch, the pod's other
@@ -26,40 +26,6 @@ const otherCrashFields = [
   'dump.status',
   'analysis.signature',
 ];
-
-const Series = Type.Object({
-  name: Type.String({ description: 'memory, cpu, restarts or oom_kills' }),
-  query: Type.String({ description: 'The PromQL sent' }),
-  series: Type.Array(
-    Type.Object({
-      metric: Type.Record(Type.String(), Type.String()),
-      values: Type.Array(Type.Tuple([Type.Number(), Type.String()]), {
-        description: '[unix seconds, value]',
-      }),
-    }),
-  ),
-});
-
-export const ContextResponse = Type.Object({
-  crash: Type.Object({
-    id: Type.String(),
-    timestamp: Type.String(),
-    namespace: Type.Optional(Type.String()),
-    pod: Type.Optional(Type.String()),
-    pod_uid: Type.Optional(Type.String()),
-    container: Type.Optional(Type.String()),
-    node: Type.Optional(Type.String()),
-  }),
-  window: Type.Object({ from: Type.String(), to: Type.String(), step_seconds: Type.Integer() }),
-  metrics: Type.Array(Series),
-  logs: Type.Object({
-    index: Type.String(),
-    lines: Type.Array(Type.Object({ timestamp: Type.String(), message: Type.String() })),
-  }),
-  other_crashes: Type.Array(PartialCrashEventRef),
-  links: Type.Object({ grafana: Type.Optional(Type.String()), kibana: Type.Optional(Type.String()) }),
-  errors: Type.Array(Type.Object({ source: Type.String(), message: Type.String() })),
-});
 
 /** A step giving at most ~250 points over the window, never under 15 s. */
 export function stepFor(windowS: number): number {

@@ -1,8 +1,8 @@
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import type { CrashEvent } from '@podmortem/contract';
-import type { RouteDeps } from './app.ts';
 import { PM_ERR_CRASH_NOT_FOUND, PM_ERR_FORBIDDEN } from './errors.ts';
 import type { Caller } from './kube-reviews.ts';
+import type { RouteDeps } from './route-deps.ts';
 import { CrashEventRef, CrashIdParams, errorResponses } from './schemas.ts';
 
 // GET /v1/crashes/{id}: one crash's event. A crash the caller may not `get` answers exactly as

@@ -1,16 +1,16 @@
 import { Type, type FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
-import type { RouteDeps } from './app.ts';
 import { callerOf } from './crash-get.ts';
 import { CURSOR_PATTERN, decodeCursor, encodeCursor } from './cursor.ts';
+import type { RouteDeps } from './route-deps.ts';
 import {
   ContainerName,
   DateTime,
   DumpStatus,
   Namespace,
   NODE_PATTERN,
-  PartialCrashEventRef,
   PodName,
   PodUid,
+  SearchResponse,
   SIGNAL_PATTERN,
   errorResponses,
 } from './schemas.ts';
@@ -73,13 +73,6 @@ export function searchQuerystring(maxPageSize: number) {
     { additionalProperties: false },
   );
 }
-
-export const SearchResponse = Type.Object({
-  items: Type.Array(PartialCrashEventRef),
-  next_cursor: Type.Union([Type.String(), Type.Null()], {
-    description: 'Pass as `cursor` for the next page; null on the last page',
-  }),
-});
 
 export const crashesSearchRoutes: FastifyPluginCallbackTypebox<RouteDeps> = (app, deps, done) => {
   app.get(

@@ -9,7 +9,7 @@ import {
   type Tracer,
 } from '@opentelemetry/api';
 import type { FastifyRequest } from 'fastify';
-import type { App } from './app.ts';
+import type { App } from './route-deps.ts';
 
 // One server span per request, named by the route pattern, continuing the caller's trace when a
 // W3C traceparent header comes with the request.

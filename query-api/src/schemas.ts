@@ -1,9 +1,10 @@
 import { STATUS_CODES } from 'node:http';
 import { Type, type TSchema } from '@sinclair/typebox';
-import { CRASH_ID_PATTERN, CrashEventSchema, DUMP_STATUSES } from '@podmortem/contract';
+import { CRASH_ID_PATTERN, CrashEventSchema, DUMP_STATUSES, type CrashEvent } from '@podmortem/contract';
 
-// Schemas shared by the routes. Every identifier a route takes is bounded by a pattern that
-// admits no path separator, no dot-dot and no NUL, so a bad one is a 400 before any handler runs.
+// Schemas shared by the routes, and the answers the CLI reads too (it derives its types from them).
+// Every identifier a route takes is bounded by a pattern that admits no path separator, no dot-dot
+// and no NUL, so a bad one is a 400 before any handler runs.
 
 export const NAMESPACE_PATTERN = '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$';
 /** DNS subdomain (RFC 1123), without consecutive dots. */
@@ -54,7 +55,8 @@ export const CrashEventComponent = {
   $id: 'CrashEvent',
   title: 'CrashEvent',
 };
-export const CrashEventRef = Type.Ref('CrashEvent');
+// Typed references: a bare Type.Ref('…') is `unknown` to Static, the handlers' and the CLI's types.
+export const CrashEventRef = Type.Unsafe<CrashEvent>(Type.Ref('CrashEvent'));
 
 /** A crash event of which only the selected `fields` may be present. */
 export const PartialCrashEventComponent = {
@@ -63,11 +65,54 @@ export const PartialCrashEventComponent = {
   title: 'CrashEventFields',
   description: 'A crash event, or the part of it chosen with `fields`',
 };
-export const PartialCrashEventRef = Type.Ref('CrashEventFields');
+export const PartialCrashEventRef = Type.Unsafe<Partial<CrashEvent>>(Type.Ref('CrashEventFields'));
 
 export const DumpStatus = Type.Unsafe<(typeof DUMP_STATUSES)[number]>({
   type: 'string',
   enum: [...DUMP_STATUSES],
+});
+
+/** The answer of GET /v1/crashes. */
+export const SearchResponse = Type.Object({
+  items: Type.Array(PartialCrashEventRef),
+  next_cursor: Type.Union([Type.String(), Type.Null()], {
+    description: 'Pass as `cursor` for the next page; null on the last page',
+  }),
+});
+
+const Series = Type.Object({
+  name: Type.String({ description: 'memory, cpu, restarts or oom_kills' }),
+  query: Type.String({ description: 'The PromQL sent' }),
+  series: Type.Array(
+    Type.Object({
+      metric: Type.Record(Type.String(), Type.String()),
+      values: Type.Array(Type.Tuple([Type.Number(), Type.String()]), {
+        description: '[unix seconds, value]',
+      }),
+    }),
+  ),
+});
+
+/** The answer of GET /v1/crashes/{id}/context. */
+export const ContextResponse = Type.Object({
+  crash: Type.Object({
+    id: Type.String(),
+    timestamp: Type.String(),
+    namespace: Type.Optional(Type.String()),
+    pod: Type.Optional(Type.String()),
+    pod_uid: Type.Optional(Type.String()),
+    container: Type.Optional(Type.String()),
+    node: Type.Optional(Type.String()),
+  }),
+  window: Type.Object({ from: Type.String(), to: Type.String(), step_seconds: Type.Integer() }),
+  metrics: Type.Array(Series),
+  logs: Type.Object({
+    index: Type.String(),
+    lines: Type.Array(Type.Object({ timestamp: Type.String(), message: Type.String() })),
+  }),
+  other_crashes: Type.Array(PartialCrashEventRef),
+  links: Type.Object({ grafana: Type.Optional(Type.String()), kibana: Type.Optional(Type.String()) }),
+  errors: Type.Array(Type.Object({ source: Type.String(), message: Type.String() })),
 });
 
 const errorDescriptions: Record<number, string> = {

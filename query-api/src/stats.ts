@@ -1,7 +1,7 @@
 import { Type, type FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
-import type { RouteDeps } from './app.ts';
 import { callerOf } from './crash-get.ts';
 import { PM_ERR_BAD_PARAMETER } from './errors.ts';
+import type { RouteDeps } from './route-deps.ts';
 import { DateTime, Namespace, errorResponses } from './schemas.ts';
 import { filterClauses, timeBounds } from './search-query.ts';
 

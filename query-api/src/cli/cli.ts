@@ -3,9 +3,10 @@ import { accessSync, constants, existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { CrashEvent } from '@podmortem/contract';
+import type { CrashContext, SearchPage } from './api-types.ts';
 import { ApiClient, CliError, EXIT, resolveCredentials } from './client.ts';
 import { downloadDump } from './download.ts';
-import { contextView, crashInfo, crashRows, type ContextView } from './format.ts';
+import { contextView, crashInfo, crashRows } from './format.ts';
 
 // `podmortem`: the command line of the query API. Needs Node.js 24 (query-api/bin/podmortem
 // finds it). Every command takes --help; exit codes are in EXIT and documented below.
@@ -184,10 +185,10 @@ const commands: Record<string, Command> = {
         q: str(v.query),
       };
       const api = await apiOf();
-      const items: CrashEvent[] = [];
+      const items: SearchPage['items'] = [];
       let cursor: string | undefined;
       do {
-        const page = await api.json<{ items: CrashEvent[]; next_cursor: string | null }>('/v1/crashes', {
+        const page = await api.json<SearchPage>('/v1/crashes', {
           ...query,
           limit: Math.min(100, limit - items.length),
           cursor,
@@ -249,7 +250,7 @@ The sha256 recorded in the crash event is checked; on a mismatch nothing is kept
       const v = args.values;
       const ctx = await (
         await apiOf()
-      ).json<ContextView>(`/v1/crashes/${encodeURIComponent(args.positionals[0] ?? '')}/context`, {
+      ).json<CrashContext>(`/v1/crashes/${encodeURIComponent(args.positionals[0] ?? '')}/context`, {
         before: str(v.before),
         after: str(v.after),
         log_lines: str(v['log-lines']),

@@ -1,4 +1,5 @@
 import type { CrashEvent } from '@podmortem/contract';
+import type { CrashContext } from './api-types.ts';
 
 // How the CLI prints crashes for people (scripts use --json).
 
@@ -90,20 +91,6 @@ export function crashInfo(e: CrashEvent): string {
   return out;
 }
 
-export interface ContextView {
-  crash: { id: string; timestamp: string; namespace?: string; pod?: string; container?: string };
-  window: { from: string; to: string; step_seconds: number };
-  metrics: {
-    name: string;
-    query: string;
-    series: { metric: Record<string, string>; values: [number, string][] }[];
-  }[];
-  logs: { index: string; lines: { timestamp: string; message: string }[] };
-  other_crashes: Partial<CrashEvent>[];
-  links: { grafana?: string; kibana?: string };
-  errors: { source: string; message: string }[];
-}
-
 function summary(values: [number, string][]): string {
   const nums = values.map(([, v]) => Number(v)).filter((v) => Number.isFinite(v));
   if (nums.length === 0) return 'no samples';
@@ -122,7 +109,7 @@ export function seriesNames(metrics: Record<string, string>[]): string[] {
   return metrics.map((m) => `{${differing.map((k) => `${k}=${JSON.stringify(m[k] ?? '')}`).join(',')}}`);
 }
 
-export function contextView(c: ContextView): string {
+export function contextView(c: CrashContext): string {
   let out = `crash ${c.crash.id} at ${c.crash.timestamp}`;
   if (c.crash.namespace)
     out += ` in ${c.crash.namespace}/${c.crash.pod ?? ''} container ${c.crash.container ?? ''}`;
