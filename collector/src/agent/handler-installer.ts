@@ -1,9 +1,10 @@
-import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { corePattern } from '../core-pattern.ts';
 import type { HandlerConfig } from '../handler-config.ts';
 import type { Logger } from 'pino';
+import { writeFileAtomically } from '@podmortem/contract/runtime';
 import { AgentError } from './errors.ts';
 import type { HandlerInstall } from './agent.ts';
 import type { CollectorConfig } from './config.ts';
@@ -47,21 +48,16 @@ export interface InstalledHandler {
   corePattern: string;
 }
 
-async function writeAtomic(path: string, text: string, mode: number): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
-  await writeFile(tmp, text, { mode });
-  await chmod(tmp, mode);
-  await rename(tmp, path);
-}
-
 /** Writes the wrapper and its configuration, each atomically (a crash meanwhile sees old or new). */
 export async function installHandler(p: InstallHandlerParams): Promise<InstalledHandler> {
   await mkdir(p.dir, { recursive: true, mode: 0o755 });
   const handlerPath = join(p.dir, HANDLER_WRAPPER_NAME);
   const configPath = join(p.dir, HANDLER_CONFIG_NAME);
   const pattern = corePattern(handlerPath);
-  await writeAtomic(configPath, JSON.stringify(p.config, null, 2) + '\n', 0o644);
-  await writeAtomic(handlerPath, handlerWrapperScript(p.nodePath ?? process.execPath, p.entry), 0o755);
+  await writeFileAtomically(configPath, JSON.stringify(p.config, null, 2) + '\n', { mode: 0o644 });
+  await writeFileAtomically(handlerPath, handlerWrapperScript(p.nodePath ?? process.execPath, p.entry), {
+    mode: 0o755,
+  });
   return { handlerPath, configPath, corePattern: pattern };
 }
 

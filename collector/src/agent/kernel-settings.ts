@@ -1,9 +1,8 @@
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { Component } from '@podmortem/contract/runtime';
+import { makeDirDurably, writeFileAtomically, type Component } from '@podmortem/contract/runtime';
 import { AgentError } from './errors.ts';
-import { fsyncDir } from '../spool-entry.ts';
 
 // Points the kernel at the handler (kernel.core_pattern, kernel.core_pipe_limit) and puts the
 // node's own values back on shutdown. The value found before the first change is backed up in a
@@ -45,7 +44,7 @@ export class KernelSettings implements Component {
   }
 
   async start(): Promise<void> {
-    await mkdir(this.params.stateDir, { recursive: true, mode: 0o700 });
+    await makeDirDurably(this.params.stateDir);
     for (const [name, value] of this.settings()) {
       const current = await this.read(name);
       const backup = await this.readBackup(name);
@@ -120,11 +119,7 @@ export class KernelSettings implements Component {
     }
   }
 
-  private async writeBackup(name: string, value: string): Promise<void> {
-    const path = this.backupPath(name);
-    const tmp = path + '.tmp';
-    await writeFile(tmp, value, { mode: 0o600, flush: true });
-    await rename(tmp, path);
-    await fsyncDir(this.params.stateDir);
+  private writeBackup(name: string, value: string): Promise<void> {
+    return writeFileAtomically(this.backupPath(name), value);
   }
 }

@@ -1,11 +1,10 @@
-import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { messageOf } from '@podmortem/contract/runtime';
+import { makeDirDurably, messageOf, TMP_PREFIX, writeJsonAtomically } from '@podmortem/contract/runtime';
 import { AgentError } from './errors.ts';
 import type { PodInfo } from './pod-resolver.ts';
-import { writeJsonAtomically } from '../spool-entry.ts';
 
 // What the pod resolver knows of this node's pods, kept in the agent's state dir (a hostPath) so
 // that it outlives the agent: a crash can wait in the spool across an agent restart, and its pod
@@ -139,9 +138,8 @@ export async function writePodState(file: string, state: PodState): Promise<void
     pods: state.pods.map(podRecord),
   };
   if (state.aliveAt !== undefined) value.aliveAt = state.aliveAt;
-  const dir = dirname(file);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  await writeJsonAtomically(dir, file, value);
+  await makeDirDurably(dirname(file));
+  await writeJsonAtomically(file, value);
 }
 
 /**
@@ -150,7 +148,8 @@ export async function writePodState(file: string, state: PodState): Promise<void
  */
 export async function removeStaleTemporaries(file: string, olderThanMs = 60_000): Promise<void> {
   const dir = dirname(file);
-  const prefix = basename(file) + '.';
+  // Named as temporaryPath() names them: .tmp-<random>-<name>.
+  const suffix = '-' + basename(file);
   let names: string[];
   try {
     names = await readdir(dir);
@@ -158,7 +157,7 @@ export async function removeStaleTemporaries(file: string, olderThanMs = 60_000)
     return;
   }
   for (const name of names) {
-    if (!name.startsWith(prefix) || !name.endsWith('.tmp')) continue;
+    if (!name.startsWith(TMP_PREFIX) || !name.endsWith(suffix)) continue;
     const path = join(dir, name);
     try {
       if (Date.now() - (await stat(path)).mtimeMs > olderThanMs) await rm(path, { force: true });

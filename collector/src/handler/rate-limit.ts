@@ -2,6 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+// The subpath alone: the kernel starts a handler per crash, and the whole runtime (pino, ajv) would
+// slow each start.
+import { writeJsonAtomically } from '@podmortem/contract/runtime/durable-write';
 
 // Per-container rate limit on kept dumps, shared by every handler process on the node (one per
 // crash, possibly hundreds at once). The state is a small JSON file in the spool, changed under a
@@ -87,9 +90,12 @@ export async function takeDumpSlot(p: DumpSlotParams): Promise<DumpSlot> {
       entries.sort((a, b) => Math.max(...b[1]) - Math.max(...a[1]));
       entries.length = MAX_KEYS;
     }
-    const tmp = `${file}.tmp-${process.pid}`;
-    await writeFile(tmp, JSON.stringify({ version: 1, keys: Object.fromEntries(entries) }), { mode: 0o600 });
-    await rename(tmp, file);
+    // Lost with the machine is fine (the window starts again), torn is not.
+    await writeJsonAtomically(
+      file,
+      { version: 1, keys: Object.fromEntries(entries) },
+      { durability: 'process-crash' },
+    );
     return stateProblem === undefined ? { allowed, recent } : { allowed, recent, stateProblem };
   } finally {
     await release(lock, token);
