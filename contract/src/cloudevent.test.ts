@@ -45,5 +45,7 @@ t.test('bad records are rejected with the field named', async (t) => {
     const result = decodeCrashMessage(value);
     t.equal(result.ok, false, `${name} rejected`);
     if (!result.ok) t.ok(result.errors[0]?.startsWith(expected), `${name}: ${result.errors.join('; ')}`);
+    const problem = ['null value', 'not JSON', 'an array'].includes(name) ? 'not-json' : 'invalid';
+    t.match(result, { problem }, `${name}: ${problem}`);
   }
 });

@@ -1,5 +1,5 @@
 import type { CrashEvent } from './crash-event.ts';
-import { validateCrashEvent, type Validation } from './validate.ts';
+import { validateCrashEvent } from './validate.ts';
 
 export const CRASH_EVENT_TYPE = 'io.podmortem.crash.v1';
 export const CRASH_DATASCHEMA = 'https://podmortem.io/schemas/crash-event/v1';
@@ -40,23 +40,35 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/** Why a record is not a crash event: no JSON object at all, or one that is not a valid event. */
+export type CrashMessageProblem = 'not-json' | 'invalid';
+
+export type CrashMessageDecoding =
+  { ok: true; value: CrashEvent } | { ok: false; problem: CrashMessageProblem; errors: string[] };
+
 /**
  * Decodes a Kafka record value: JSON, a CloudEvents envelope of our type, and a valid event whose
  * id matches the envelope's. Errors name the field (`data.` prefixes the event's own fields).
  */
-export function decodeCrashMessage(value: Buffer | null): Validation<CrashEvent> {
-  if (value === null || value.length === 0) return { ok: false, errors: ['(record): value is empty'] };
+export function decodeCrashMessage(value: Buffer | null): CrashMessageDecoding {
+  const notJson = (error: string): CrashMessageDecoding => ({
+    ok: false,
+    problem: 'not-json',
+    errors: [`(record): ${error}`],
+  });
+  const invalid = (errors: string[]): CrashMessageDecoding => ({ ok: false, problem: 'invalid', errors });
+  if (value === null || value.length === 0) return notJson('value is empty');
   let parsed: unknown;
   try {
     parsed = JSON.parse(value.toString('utf8'));
   } catch (err) {
-    return { ok: false, errors: [`(record): not JSON: ${(err as Error).message}`] };
+    return notJson(`not JSON: ${(err as Error).message}`);
   }
-  if (!isRecord(parsed)) return { ok: false, errors: ['(record): must be a JSON object'] };
-  if (parsed.specversion !== '1.0') return { ok: false, errors: ['specversion: must be "1.0"'] };
-  if (parsed.type !== CRASH_EVENT_TYPE) return { ok: false, errors: [`type: must be "${CRASH_EVENT_TYPE}"`] };
+  if (!isRecord(parsed)) return notJson('must be a JSON object');
+  if (parsed.specversion !== '1.0') return invalid(['specversion: must be "1.0"']);
+  if (parsed.type !== CRASH_EVENT_TYPE) return invalid([`type: must be "${CRASH_EVENT_TYPE}"`]);
   const result = validateCrashEvent(parsed.data);
-  if (!result.ok) return { ok: false, errors: result.errors.map((e) => `data.${e}`) };
-  if (parsed.id !== result.value.crash.id) return { ok: false, errors: ['id: must equal data.crash.id'] };
+  if (!result.ok) return invalid(result.errors.map((e) => `data.${e}`));
+  if (parsed.id !== result.value.crash.id) return invalid(['id: must equal data.crash.id']);
   return result;
 }

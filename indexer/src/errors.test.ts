@@ -1,7 +1,7 @@
 import t from 'tap';
 import { errors } from '@elastic/elasticsearch';
 import { isRetriable, PodmortemError } from '@podmortem/contract/runtime';
-import { fromElasticsearchError, IndexerError, indexerErrorCodes, retriableStatus } from './errors.ts';
+import { fromElasticsearchError, IndexerError, INDEXER_ERRORS, retriableStatus } from './errors.ts';
 
 function responseError(statusCode: number) {
   return new errors.ResponseError({
@@ -14,9 +14,9 @@ function responseError(statusCode: number) {
 }
 
 t.test('every code is PM_ERR_* and carries retriable', async (t) => {
-  for (const [code, def] of Object.entries(indexerErrorCodes)) {
+  for (const [code, def] of Object.entries(INDEXER_ERRORS)) {
     t.match(code, /^PM_ERR_[A-Z_]+$/);
-    const e = new IndexerError(code as keyof typeof indexerErrorCodes, 'm');
+    const e = new IndexerError(code as keyof typeof INDEXER_ERRORS, 'm');
     t.ok(e instanceof PodmortemError);
     t.equal(e.retriable, def.retriable, code);
     t.equal(isRetriable(e), def.retriable);

@@ -1,28 +1,28 @@
 import { errors as esErrors } from '@elastic/elasticsearch';
-import { messageOf, PodmortemError } from '@podmortem/contract/runtime';
+import { defineErrors, messageOf, PodmortemError, registryOptions } from '@podmortem/contract/runtime';
 
 // The indexer's error codes. Records that can never be indexed go to the dead-letter topic with
 // their code in a header; everything Elasticsearch or Kafka may still accept later is retried.
 
-export const indexerErrorCodes = {
-  PM_ERR_RECORD_NOT_JSON: { retriable: false, summary: 'the record value is empty or not a JSON object' },
-  PM_ERR_RECORD_INVALID: { retriable: false, summary: 'the record is not a valid crash event v1 message' },
-  PM_ERR_ES_REJECTED: { retriable: false, summary: 'Elasticsearch rejected the document for good' },
-  PM_ERR_ES_RETRY: { retriable: true, summary: 'Elasticsearch could not take some documents now' },
-  PM_ERR_ES_UNAVAILABLE: { retriable: true, summary: 'Elasticsearch did not answer or failed' },
-  PM_ERR_ES_REQUEST: { retriable: false, summary: 'Elasticsearch refused the request' },
-  PM_ERR_ES_NOT_READY: { retriable: true, summary: 'the Elasticsearch cluster is not ready' },
-  PM_ERR_TEMPLATE: { retriable: false, summary: 'the index templates could not be installed' },
-  PM_ERR_DLQ: { retriable: true, summary: 'the dead-letter topic did not acknowledge' },
-} as const;
+export const INDEXER_ERRORS = defineErrors({
+  PM_ERR_RECORD_NOT_JSON: { retriable: false, message: 'the record value is empty or not a JSON object' },
+  PM_ERR_RECORD_INVALID: { retriable: false, message: 'the record is not a valid crash event v1 message' },
+  PM_ERR_ES_REJECTED: { retriable: false, message: 'Elasticsearch rejected the document for good' },
+  PM_ERR_ES_RETRY: { retriable: true, message: 'Elasticsearch could not take some documents now' },
+  PM_ERR_ES_UNAVAILABLE: { retriable: true, message: 'Elasticsearch did not answer or failed' },
+  PM_ERR_ES_REQUEST: { retriable: false, message: 'Elasticsearch refused the request' },
+  PM_ERR_ES_NOT_READY: { retriable: true, message: 'the Elasticsearch cluster is not ready' },
+  PM_ERR_TEMPLATE: { retriable: false, message: 'the index templates could not be installed' },
+  PM_ERR_DLQ: { retriable: true, message: 'the dead-letter topic did not acknowledge' },
+});
 
-export type IndexerErrorCode = keyof typeof indexerErrorCodes;
+export type IndexerErrorCode = keyof typeof INDEXER_ERRORS;
 
 export class IndexerError extends PodmortemError {
   declare readonly code: IndexerErrorCode;
 
   constructor(code: IndexerErrorCode, message: string, cause?: unknown) {
-    super(code, message, { retriable: indexerErrorCodes[code].retriable, cause });
+    super(code, message, registryOptions(INDEXER_ERRORS[code], cause));
     this.name = 'IndexerError';
   }
 }

@@ -1,11 +1,23 @@
-import { crashIndexFor, decodeCrashMessage, type CrashEvent } from '@podmortem/contract';
+import {
+  crashIndexFor,
+  decodeCrashMessage,
+  type CrashEvent,
+  type CrashMessageProblem,
+} from '@podmortem/contract';
+import type { IndexerErrorCode } from './errors.ts';
 
 // One Kafka record value → a crash event and the monthly index it belongs in, or the reason it can
 // never be indexed (for the dead-letter headers). Pure: no I/O, never throws on bad input.
 
 export type DecodedRecord =
-  | { ok: true; event: CrashEvent; index: string }
-  | { ok: false; code: 'PM_ERR_RECORD_NOT_JSON' | 'PM_ERR_RECORD_INVALID'; error: string };
+  { ok: true; event: CrashEvent; index: string } | { ok: false; code: RecordErrorCode; error: string };
+
+type RecordErrorCode = Extract<IndexerErrorCode, 'PM_ERR_RECORD_NOT_JSON' | 'PM_ERR_RECORD_INVALID'>;
+
+const CODE_OF_PROBLEM: Record<CrashMessageProblem, RecordErrorCode> = {
+  'not-json': 'PM_ERR_RECORD_NOT_JSON',
+  invalid: 'PM_ERR_RECORD_INVALID',
+};
 
 /** Dead-letter headers stay small whatever the record held. */
 export const MAX_ERROR_TEXT = 1000;
@@ -17,9 +29,11 @@ export function truncateError(text: string): string {
 export function decodeRecord(value: Buffer | null, alias: string): DecodedRecord {
   const decoded = decodeCrashMessage(value);
   if (!decoded.ok) {
-    const first = decoded.errors[0] ?? '(record): invalid';
-    const code = first.startsWith('(record):') ? 'PM_ERR_RECORD_NOT_JSON' : 'PM_ERR_RECORD_INVALID';
-    return { ok: false, code, error: truncateError(decoded.errors.join('; ')) };
+    return {
+      ok: false,
+      code: CODE_OF_PROBLEM[decoded.problem],
+      error: truncateError(decoded.errors.join('; ')),
+    };
   }
   let index: string;
   try {

@@ -1,12 +1,37 @@
 import { STATUS_CODES } from 'node:http';
-import { PodmortemError } from '@podmortem/contract/runtime';
+import { defineErrors, PodmortemError, type ErrorDefinition } from '@podmortem/contract/runtime';
 
 // The query API's error registry, in the manner of fastify's FST_ERR_*: every code with its HTTP
 // status and message, so a caller (and the OpenAPI document) sees one shape for every failure:
 // { statusCode, code, error, message }, the message naming the parameter or resource at fault.
 
+export const API_ERRORS = defineErrors({
+  PM_ERR_VALIDATION: { status: 400, retriable: false, message: 'the request is invalid' },
+  PM_ERR_BAD_PARAMETER: { status: 400, retriable: false, message: 'a parameter has a value the API refuses' },
+  PM_ERR_BAD_CURSOR: { status: 400, retriable: false, message: 'the cursor is not one this API returned' },
+  PM_ERR_UNAUTHENTICATED: { status: 401, retriable: false, message: 'no valid bearer token' },
+  PM_ERR_FORBIDDEN: { status: 403, retriable: false, message: 'the caller may not do this' },
+  PM_ERR_CRASH_NOT_FOUND: { status: 404, retriable: false, message: 'no such crash' },
+  PM_ERR_NO_DUMP: { status: 404, retriable: false, message: 'the crash has no stored dump' },
+  PM_ERR_DUMP_GONE: { status: 410, retriable: false, message: 'the dump was removed by retention' },
+  PM_ERR_DUMP_UNREADABLE: { status: 404, retriable: false, message: 'the dump cannot be served' },
+  PM_ERR_POD_NOT_FOUND: { status: 404, retriable: false, message: 'no crashes of that pod' },
+  PM_ERR_ROUTE_NOT_FOUND: { status: 404, retriable: false, message: 'no such route' },
+  PM_ERR_RANGE_NOT_SATISFIABLE: { status: 416, retriable: false, message: 'the range is outside the dump' },
+  PM_ERR_RATE_LIMITED: { status: 429, retriable: false, message: 'too many requests' },
+  PM_ERR_AUTH_UNAVAILABLE: { status: 503, retriable: true, message: 'the caller could not be checked' },
+  PM_ERR_BACKEND_UNAVAILABLE: { status: 503, retriable: true, message: 'a backend is unavailable' },
+  PM_ERR_INTERNAL: { status: 500, retriable: false, message: 'internal error' },
+  // Never answered as such: the routes turn these into one of the codes above.
+  PM_ERR_KUBE_UNAVAILABLE: { retriable: true, message: 'the Kubernetes API did not answer' },
+  PM_ERR_STORAGE_MISSING: { retriable: false, message: 'no such file under the storage root' },
+  PM_ERR_STORAGE_UNSAFE: { retriable: false, message: 'the path may not be read from the storage root' },
+});
+
+export type ApiErrorCode = keyof typeof API_ERRORS;
+
 export class ApiError extends PodmortemError {
-  readonly statusCode: number;
+  declare readonly status: number;
   /** Response headers the error needs (Content-Range on 416, Retry-After on 429/503). */
   readonly headers: Record<string, string>;
 
@@ -18,8 +43,12 @@ export class ApiError extends PodmortemError {
   ) {
     super(code, message, { status: statusCode, retriable: options.retriable ?? false, cause: options.cause });
     this.name = 'ApiError';
-    this.statusCode = statusCode;
     this.headers = options.headers ?? {};
+  }
+
+  /** The status under the name fastify reads. */
+  get statusCode(): number {
+    return this.status;
   }
 }
 
@@ -29,106 +58,80 @@ export interface ErrorCode<A extends unknown[]> {
   readonly statusCode: number;
 }
 
+/** The factory of one code's errors: its message from the arguments, the rest from the registry. */
 function define<A extends unknown[]>(
-  code: string,
-  statusCode: number,
+  code: ApiErrorCode,
   message: (...args: A) => string,
-  retriable = false,
   headers: Record<string, string> = {},
 ): ErrorCode<A> {
-  const make = (...args: A) => new ApiError(code, message(...args), statusCode, { retriable, headers });
-  return Object.assign(make, { code, statusCode });
+  const { status, retriable }: ErrorDefinition = API_ERRORS[code];
+  if (status === undefined) throw new RangeError(`${code} is not an HTTP error`);
+  const make = (...args: A) => new ApiError(code, message(...args), status, { retriable, headers });
+  return Object.assign(make, { code, statusCode: status });
 }
 
-export const PM_ERR_VALIDATION = define('PM_ERR_VALIDATION', 400, (detail: string) => detail);
+export const PM_ERR_VALIDATION = define('PM_ERR_VALIDATION', (detail: string) => detail);
 export const PM_ERR_BAD_PARAMETER = define(
   'PM_ERR_BAD_PARAMETER',
-  400,
   (param: string, why: string) => `${param} ${why}`,
 );
 export const PM_ERR_BAD_CURSOR = define(
   'PM_ERR_BAD_CURSOR',
-  400,
   () => 'querystring/cursor is not a cursor this API returned (copy next_cursor unchanged)',
 );
 // A 401 names the scheme to use (RFC 9110 §11.6.1).
-export const PM_ERR_UNAUTHENTICATED = define('PM_ERR_UNAUTHENTICATED', 401, (why: string) => why, false, {
+export const PM_ERR_UNAUTHENTICATED = define('PM_ERR_UNAUTHENTICATED', (why: string) => why, {
   'www-authenticate': 'Bearer realm="podmortem"',
 });
-export const PM_ERR_FORBIDDEN = define('PM_ERR_FORBIDDEN', 403, (why: string) => why);
+export const PM_ERR_FORBIDDEN = define('PM_ERR_FORBIDDEN', (why: string) => why);
 export const PM_ERR_CRASH_NOT_FOUND = define(
   'PM_ERR_CRASH_NOT_FOUND',
-  404,
   (id: string) => `crash ${id} not found`,
 );
 export const PM_ERR_NO_DUMP = define(
   'PM_ERR_NO_DUMP',
-  404,
   (id: string, status: string, reason?: string) =>
     `crash ${id} has no stored dump (dump.status ${status}${reason ? `: ${reason}` : ''})`,
 );
 export const PM_ERR_DUMP_GONE = define(
   'PM_ERR_DUMP_GONE',
-  410,
   (id: string) => `the dump of crash ${id} has been removed from storage (retention)`,
 );
 export const PM_ERR_DUMP_UNREADABLE = define(
   'PM_ERR_DUMP_UNREADABLE',
-  404,
   (id: string) => `the dump of crash ${id} cannot be served from the storage root`,
 );
 export const PM_ERR_POD_NOT_FOUND = define(
   'PM_ERR_POD_NOT_FOUND',
-  404,
   (ns: string, pod: string) => `no crashes of pod ${ns}/${pod} found`,
 );
 export const PM_ERR_ROUTE_NOT_FOUND = define(
   'PM_ERR_ROUTE_NOT_FOUND',
-  404,
   (method: string, url: string) => `no route ${method} ${url}`,
 );
 export const PM_ERR_RANGE_NOT_SATISFIABLE = define(
   'PM_ERR_RANGE_NOT_SATISFIABLE',
-  416,
   (range: string, size: number) => `headers/range ${range} is outside the ${size} bytes of the dump`,
 );
 export const PM_ERR_RATE_LIMITED = define(
   'PM_ERR_RATE_LIMITED',
-  429,
   (after: string) => `rate limit exceeded, retry in ${after}`,
 );
 export const PM_ERR_AUTH_UNAVAILABLE = define(
   'PM_ERR_AUTH_UNAVAILABLE',
-  503,
   (why: string) => `the Kubernetes API could not check the caller: ${why}`,
-  true,
 );
 export const PM_ERR_BACKEND_UNAVAILABLE = define(
   'PM_ERR_BACKEND_UNAVAILABLE',
-  503,
   (what: string, why: string) => `${what} is unavailable: ${why}`,
-  true,
 );
-export const PM_ERR_INTERNAL = define('PM_ERR_INTERNAL', 500, () => 'internal error (logged)');
+export const PM_ERR_INTERNAL = define('PM_ERR_INTERNAL', () => 'internal error (logged)');
 
-export const errorCodes: readonly { code: string; statusCode: number }[] = [
-  PM_ERR_VALIDATION,
-  PM_ERR_BAD_PARAMETER,
-  PM_ERR_BAD_CURSOR,
-  PM_ERR_UNAUTHENTICATED,
-  PM_ERR_FORBIDDEN,
-  PM_ERR_CRASH_NOT_FOUND,
-  PM_ERR_NO_DUMP,
-  PM_ERR_DUMP_GONE,
-  PM_ERR_DUMP_UNREADABLE,
-  PM_ERR_POD_NOT_FOUND,
-  PM_ERR_ROUTE_NOT_FOUND,
-  PM_ERR_RANGE_NOT_SATISFIABLE,
-  PM_ERR_RATE_LIMITED,
-  PM_ERR_AUTH_UNAVAILABLE,
-  PM_ERR_BACKEND_UNAVAILABLE,
-  PM_ERR_INTERNAL,
-];
+/** Every code an HTTP caller can get, with its status. */
+export const errorCodes: readonly { code: string; statusCode: number }[] = Object.entries(API_ERRORS).flatMap(
+  ([code, def]: [string, ErrorDefinition]) =>
+    def.status === undefined ? [] : [{ code, statusCode: def.status }],
+);
 
 export interface ErrorBody {
   statusCode: number;

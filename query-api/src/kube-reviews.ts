@@ -5,7 +5,8 @@ import {
   KubeConfig,
   type V1SubjectAccessReview,
 } from '@kubernetes/client-node';
-import { PodmortemError, messageOf, retry } from '@podmortem/contract/runtime';
+import { PodmortemError, messageOf, registryOptions, retry } from '@podmortem/contract/runtime';
+import { API_ERRORS } from './errors.ts';
 
 // The two Kubernetes reviews the query API relies on: TokenReview (who is calling) and
 // SubjectAccessReview (may they do this in that namespace), through @kubernetes/client-node.
@@ -35,7 +36,8 @@ export interface KubeReviews {
 
 export class KubeUnavailableError extends PodmortemError {
   constructor(what: string, cause: unknown) {
-    super('PM_ERR_KUBE_UNAVAILABLE', `${what}: ${messageOf(cause)}`, { retriable: true, cause });
+    const code = 'PM_ERR_KUBE_UNAVAILABLE';
+    super(code, `${what}: ${messageOf(cause)}`, registryOptions(API_ERRORS[code], cause));
     this.name = 'KubeUnavailableError';
   }
 }

@@ -1,10 +1,10 @@
-import { PodmortemError, type PodmortemErrorOptions } from '@podmortem/contract/runtime';
+import { defineErrors, PodmortemError, type PodmortemErrorOptions } from '@podmortem/contract/runtime';
 
 // The agent's error registry. Whether trying again can help decides what happens to a spool
 // entry: retriable errors keep it in the spool (retried with backoff), permanent ones move it
 // aside to the spool's rejected folder, counted and logged, never silently dropped.
 
-export const AGENT_ERRORS = {
+export const AGENT_ERRORS = defineErrors({
   PM_ERR_SPOOL_ENTRY_INVALID: { retriable: false, message: 'spool entry is unreadable or malformed' },
   PM_ERR_EVENT_INVALID: { retriable: false, message: 'crash event does not validate' },
   PM_ERR_KUBE_UNAVAILABLE: { retriable: true, message: 'Kubernetes API unreachable' },
@@ -16,7 +16,7 @@ export const AGENT_ERRORS = {
   PM_ERR_KAFKA: { retriable: true, message: 'Kafka did not acknowledge the crash' },
   PM_ERR_SYSCTL: { retriable: false, message: 'cannot set a kernel setting' },
   PM_ERR_HANDLER_INSTALL: { retriable: false, message: 'cannot install the crash handler' },
-} as const;
+});
 
 export type AgentErrorCode = keyof typeof AGENT_ERRORS;
 

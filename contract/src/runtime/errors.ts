@@ -8,6 +8,41 @@ export interface PodmortemErrorOptions {
   cause?: unknown;
 }
 
+/** What every service's registry says of one of its codes. */
+export interface ErrorDefinition {
+  /** A summary of what went wrong; the details go into each error's message. */
+  readonly message: string;
+  /** HTTP status, for the codes that reach an HTTP caller. */
+  readonly status?: number;
+  readonly retriable: boolean;
+}
+
+export type ErrorRegistry = Readonly<Record<string, ErrorDefinition>>;
+
+const CODE = /^PM_ERR_[A-Z0-9_]+$/;
+
+/**
+ * A service's registry: code → { message, status, retriable }, checked once at start-up so a
+ * malformed entry fails every test rather than one request in production.
+ */
+export function defineErrors<const R extends ErrorRegistry>(definitions: R): R {
+  for (const [code, def] of Object.entries(definitions)) {
+    if (!CODE.test(code)) throw new RangeError(`error code ${code} is not PM_ERR_*`);
+    if (def.message === '') throw new RangeError(`error code ${code} has no message`);
+    if (def.status !== undefined && !(Number.isInteger(def.status) && def.status >= 400 && def.status <= 599))
+      throw new RangeError(`error code ${code}: status ${def.status} is not an HTTP error status`);
+  }
+  return Object.freeze(definitions);
+}
+
+/** The options a registry's code gives its errors (retriable, status), with a cause if any. */
+export function registryOptions(def: ErrorDefinition, cause?: unknown): PodmortemErrorOptions {
+  const options: PodmortemErrorOptions = { retriable: def.retriable };
+  if (def.status !== undefined) options.status = def.status;
+  if (cause !== undefined) options.cause = cause;
+  return options;
+}
+
 export class PodmortemError extends Error {
   readonly code: string;
   readonly retriable: boolean;
@@ -47,13 +82,23 @@ export function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** A bug, not a passing condition: no amount of waiting makes it go away. */
+export function isProgrammerError(err: unknown): boolean {
+  return (
+    err instanceof TypeError ||
+    err instanceof RangeError ||
+    err instanceof SyntaxError ||
+    err instanceof ReferenceError
+  );
+}
+
 /**
- * Whether trying again can help. Programmer errors (TypeError, RangeError…) never are; our own
- * errors say so; anything else from I/O (network, broker, server) is presumed passing.
+ * Whether trying again can help. Programmer errors never are; our own errors say so; anything
+ * else from I/O (network, broker, server) is presumed passing.
  */
 export function isRetriable(err: unknown): boolean {
   if (err instanceof PodmortemError) return err.retriable;
-  if (err instanceof TypeError || err instanceof RangeError || err instanceof SyntaxError) return false;
+  if (isProgrammerError(err)) return false;
   if (err instanceof Error && 'retriable' in err && typeof err.retriable === 'boolean') return err.retriable;
   return true;
 }
