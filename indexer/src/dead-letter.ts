@@ -1,5 +1,12 @@
 import { DLQ_HEADERS } from '@podmortem/contract';
-import { messageOf, retry, type Component, beforeDeadline, type Logger } from '@podmortem/contract/runtime';
+import {
+  ACKS_ALL,
+  beforeDeadline,
+  messageOf,
+  retry,
+  type Component,
+  type Logger,
+} from '@podmortem/contract/runtime';
 import type { IHeaders, KafkaMessage, Message, Producer } from 'kafkajs';
 import { IndexerError, type IndexerErrorCode } from './errors.ts';
 import { truncateError } from './record-decoder.ts';
@@ -72,7 +79,7 @@ export class DeadLetterWriter implements Component {
       'dead-letter send',
       async () => {
         try {
-          await producer.send({ topic, acks: -1, messages: letters.map(deadLetterMessage) });
+          await producer.send({ topic, acks: ACKS_ALL, messages: letters.map(deadLetterMessage) });
         } catch (err) {
           throw new IndexerError('PM_ERR_DLQ', `${topic}: ${messageOf(err)}`, err);
         }

@@ -1,6 +1,14 @@
 import type { Client } from '@elastic/elasticsearch';
-import { beforeDeadline, messageOf, retry, type Component, type Logger } from '@podmortem/contract/runtime';
-import { Partitioners, type Consumer, type Kafka } from 'kafkajs';
+import {
+  beforeDeadline,
+  createIdempotentProducer,
+  isProgrammerError,
+  messageOf,
+  retry,
+  type Component,
+  type Logger,
+} from '@podmortem/contract/runtime';
+import type { Consumer, Kafka } from 'kafkajs';
 import { createBatchHandler, type BatchHandler } from './batch-handler.ts';
 import { BulkWriter } from './bulk-writer.ts';
 import type { IndexerConfig } from './config.ts';
@@ -40,12 +48,7 @@ export class Indexer implements Component {
     this.params = params;
     const { config, logger, telemetry, es, kafka } = params;
     this.deadLetter = new DeadLetterWriter({
-      producer: kafka.producer({
-        idempotent: true,
-        maxInFlightRequests: 1,
-        allowAutoTopicCreation: false,
-        createPartitioner: Partitioners.DefaultPartitioner,
-      }),
+      producer: createIdempotentProducer(kafka),
       topic: config.dlqTopic,
       telemetry,
       logger,
@@ -102,8 +105,7 @@ export class Indexer implements Component {
       signal,
       // Kafka being away is waited out, whatever kafkajs calls its error (its "retries exhausted"
       // is marked non-retriable); programmer errors are not retried.
-      retriable: (err: unknown) =>
-        !(err instanceof TypeError || err instanceof RangeError || err instanceof SyntaxError),
+      retriable: (err: unknown) => !isProgrammerError(err),
       onRetry: (err: unknown, attempt: number, delayMs: number) =>
         logger.warn({ err: messageOf(err), attempt, delayMs }, 'Kafka not ready, retrying'),
     };

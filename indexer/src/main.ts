@@ -8,7 +8,7 @@ import {
 } from '@podmortem/contract/runtime';
 import { loadIndexerConfig, type IndexerConfig } from './config.ts';
 import { Indexer } from './indexer.ts';
-import { createKafka } from './kafka-client.ts';
+import { createKafka } from '@podmortem/contract/runtime';
 import { Retention } from './retention.ts';
 import { createTelemetry } from './telemetry.ts';
 

@@ -2,7 +2,7 @@ import {
   ApiException,
   AuthenticationV1Api,
   AuthorizationV1Api,
-  KubeConfig,
+  type KubeConfig,
   type V1SubjectAccessReview,
 } from '@kubernetes/client-node';
 import { PodmortemError, messageOf, registryOptions, retry } from '@podmortem/contract/runtime';
@@ -40,13 +40,6 @@ export class KubeUnavailableError extends PodmortemError {
     super(code, `${what}: ${messageOf(cause)}`, registryOptions(API_ERRORS[code], cause));
     this.name = 'KubeUnavailableError';
   }
-}
-
-export function loadKubeConfig(file: string): KubeConfig {
-  const kc = new KubeConfig();
-  if (file !== '') kc.loadFromFile(file);
-  else kc.loadFromDefault();
-  return kc;
 }
 
 // Server errors and network failures may pass; a 4xx (our own credentials refused) will not.

@@ -10,9 +10,11 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp, VERSION } from './app.ts';
 import { readConfig, type Config } from './config.ts';
 import { createElasticsearchClient } from './crash-store.ts';
-import { createKubeReviews, loadKubeConfig } from './kube-reviews.ts';
+import { kubeConfigFrom } from '@podmortem/contract/runtime/kube-config';
+import { createKubeReviews } from './kube-reviews.ts';
 import { PrometheusClient } from './prometheus-client.ts';
 import { StorageReader } from './storage-reader.ts';
+import { FsStore } from '@podmortem/contract/store';
 import { createTelemetry, createTracerProvider } from './telemetry.ts';
 
 // `node query-api/src/main.ts`: the query API, configured by PODMORTEM_API_* variables.
@@ -44,9 +46,9 @@ class HttpServer implements Component {
     this.app = await buildApp({
       config,
       es,
-      kube: createKubeReviews(loadKubeConfig(config.kubeconfig)),
+      kube: createKubeReviews(kubeConfigFrom(config.kubeconfig)),
       prometheus: new PrometheusClient({ url: config.prometheusUrl }),
-      storage: new StorageReader({ root: config.storageRoot }),
+      storage: new StorageReader({ store: new FsStore({ root: config.storageRoot }) }),
       logger,
       telemetry,
       tracerProvider,

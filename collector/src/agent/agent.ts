@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { OpsServer, type Component } from '@podmortem/contract/runtime';
+import { kubeConfigFrom } from '@podmortem/contract/runtime/kube-config';
 import type { CollectorConfig } from './config.ts';
 import { Delivery } from './delivery.ts';
 import { HandlerLogTail } from './handler-log-tail.ts';
@@ -49,13 +50,6 @@ export interface Agent {
   ready(): boolean;
 }
 
-function loadKubeConfig(path: string): KubeConfig {
-  const kc = new KubeConfig();
-  if (path !== '') kc.loadFromFile(path);
-  else kc.loadFromDefault();
-  return kc;
-}
-
 /** Points the kernel at the handler on start (after installing it); puts the node's values back on shutdown. */
 class CorePatternComponent implements Component {
   readonly name = 'core-pattern';
@@ -95,7 +89,7 @@ export function createAgent(params: AgentParams): Agent {
   const { config, logger } = params;
   const telemetry = createTelemetry(() => spoolUsage(config.spoolDir));
   const pods = new PodResolver({
-    kubeConfig: params.kubeConfig ?? loadKubeConfig(config.kubeconfig),
+    kubeConfig: params.kubeConfig ?? kubeConfigFrom(config.kubeconfig),
     nodeName: config.nodeName,
     tombstoneMs: config.tombstoneMs,
     logger: logger.child({ component: 'pod-resolver' }),

@@ -1,7 +1,7 @@
-import { Kafka, logLevel, Partitioners, type Producer, type logCreator } from 'kafkajs';
+import type { Producer } from 'kafkajs';
 import type { Logger } from 'pino';
 import { crashKey, encodeCrashMessage, type CrashEvent } from '@podmortem/contract';
-import type { Component } from '@podmortem/contract/runtime';
+import { ACKS_ALL, createIdempotentProducer, createKafka, type Component } from '@podmortem/contract/runtime';
 import { AgentError } from './errors.ts';
 
 // Announces each crash on Kafka: a CloudEvents structured JSON record keyed namespace/pod-uid, by
@@ -15,17 +15,6 @@ export interface KafkaEmitterParams {
   clientId: string;
   timeoutMs: number;
   logger: Logger;
-}
-
-function kafkaLogs(logger: Logger): logCreator {
-  return () =>
-    ({ level, log }) => {
-      const { message, ...extra } = log;
-      if (level === logLevel.ERROR) logger.error(extra, message);
-      else if (level === logLevel.WARN) logger.warn(extra, message);
-      else if (level === logLevel.INFO) logger.info(extra, message);
-      else logger.debug(extra, message);
-    };
 }
 
 export class KafkaEmitter implements Component {
@@ -45,22 +34,16 @@ export class KafkaEmitter implements Component {
 
   private connect(): Promise<Producer> {
     this.connecting ??= (async () => {
-      const kafka = new Kafka({
+      const kafka = createKafka({
         clientId: this.params.clientId,
         brokers: this.params.brokers,
-        connectionTimeout: Math.min(this.params.timeoutMs, 10_000),
-        requestTimeout: this.params.timeoutMs,
+        logger: this.params.logger,
+        connectionTimeoutMs: Math.min(this.params.timeoutMs, 10_000),
+        requestTimeoutMs: this.params.timeoutMs,
         // Our own retry (per delivery step, with backoff) takes over after a short burst.
         retry: { retries: 2, initialRetryTime: 200, maxRetryTime: 2000 },
-        logLevel: logLevel.WARN,
-        logCreator: kafkaLogs(this.params.logger.child({ component: 'kafkajs' })),
       });
-      const producer = kafka.producer({
-        idempotent: true,
-        maxInFlightRequests: 1,
-        allowAutoTopicCreation: false,
-        createPartitioner: Partitioners.DefaultPartitioner,
-      });
+      const producer = createIdempotentProducer(kafka);
       try {
         await producer.connect();
       } catch (err) {
@@ -80,7 +63,7 @@ export class KafkaEmitter implements Component {
       const producer = await this.connect();
       await producer.send({
         topic: this.params.topic,
-        acks: -1,
+        acks: ACKS_ALL,
         timeout: this.params.timeoutMs,
         messages: [
           {

@@ -5,3 +5,4 @@ export * from './config.ts';
 export * from './logger.ts';
 export * from './ops-server.ts';
 export * from './durable-write.ts';
+export * from './kafka.ts';
