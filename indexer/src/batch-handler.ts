@@ -1,6 +1,6 @@
 import type { Logger } from '@podmortem/contract/runtime';
-import type { EachBatchPayload, KafkaMessage } from 'kafkajs';
-import type { BulkItem, BulkWriter } from './bulk-writer.ts';
+import type { Batch, EachBatchPayload, KafkaMessage } from 'kafkajs';
+import type { BulkItem, BulkWriteResult, BulkWriter } from './bulk-writer.ts';
 import type { DeadLetter, DeadLetterWriter } from './dead-letter.ts';
 import { decodeRecord } from './record-decoder.ts';
 import type { IndexerTelemetry } from './telemetry.ts';
@@ -17,8 +17,8 @@ import type { IndexerTelemetry } from './telemetry.ts';
 
 export interface BatchHandlerParams {
   alias: string;
-  bulk: BulkWriter;
-  deadLetter: DeadLetterWriter;
+  bulk: Pick<BulkWriter, 'write'>;
+  deadLetter: Pick<DeadLetterWriter, 'send'>;
   telemetry: IndexerTelemetry;
   logger: Logger;
   bulkMaxRecords: number;
@@ -30,14 +30,31 @@ export interface BatchHandlerParams {
   abandonSignal: AbortSignal;
 }
 
+/** The part of kafkajs's `eachBatch` payload the handler uses. */
+export interface BatchPayload extends Pick<
+  EachBatchPayload,
+  'heartbeat' | 'pause' | 'resolveOffset' | 'commitOffsetsIfNecessary' | 'isRunning' | 'isStale'
+> {
+  batch: Pick<Batch, 'topic' | 'partition' | 'highWatermark' | 'messages'>;
+}
+
 export interface BatchHandler {
-  handle(payload: EachBatchPayload): Promise<void>;
+  handle(payload: BatchPayload): Promise<void>;
   /** Partitions whose chunk is waiting for Elasticsearch or the DLQ to come back. */
   readonly waiting: number;
   /** Chunks being processed now. */
   readonly inFlight: number;
   /** Resolves when no chunk is in flight. */
   idle(): Promise<void>;
+}
+
+type ChunkOutcome = 'done' | 'abandoned';
+type WaitOperation = 'elasticsearch' | 'dlq';
+
+/** Where a chunk's records came from, for their dead letters. */
+interface Source {
+  topic: string;
+  partition: number;
 }
 
 /** Cuts messages into runs of at most `maxRecords` records and about `maxBytes` bytes of values. */
@@ -63,6 +80,49 @@ export function chunkMessages(
   return chunks;
 }
 
+/** A chunk's records as bulk items (the valid events) and dead letters (those never indexable). */
+export function splitDecoded(
+  chunk: KafkaMessage[],
+  alias: string,
+  source: Source,
+): { items: BulkItem<KafkaMessage>[]; letters: DeadLetter[] } {
+  const items: BulkItem<KafkaMessage>[] = [];
+  const letters: DeadLetter[] = [];
+  for (const message of chunk) {
+    const decoded = decodeRecord(message.value, alias);
+    if (decoded.ok) {
+      items.push({ id: decoded.event.crash.id, index: decoded.index, document: decoded.event, ref: message });
+    } else {
+      letters.push({ ...source, message, code: decoded.code, error: decoded.error });
+    }
+  }
+  return { items, letters };
+}
+
+/** The dead letters of the items Elasticsearch rejected for good. */
+export function rejectedLetters(
+  rejected: BulkWriteResult<KafkaMessage>['rejected'],
+  source: Source,
+): DeadLetter[] {
+  return rejected.map((r) => ({
+    ...source,
+    message: r.item.ref,
+    code: 'PM_ERR_ES_REJECTED',
+    error: r.error,
+  }));
+}
+
+/** The offset to commit after `offset`: Kafka commits the next record to read. */
+export function nextOffset(offset: string): string {
+  return (BigInt(offset) + 1n).toString();
+}
+
+/** Records of the partition after `committed`, never negative. */
+export function lagAfter(highWatermark: string, committed: string): number {
+  const lag = BigInt(highWatermark) - BigInt(committed);
+  return Number(lag > 0n ? lag : 0n);
+}
+
 /** Calls `heartbeat` every `everyMs` (kafkajs sends one only when its interval is due). */
 function keepHeartbeating(heartbeat: () => Promise<void>, everyMs: number, onError: (err: unknown) => void) {
   let sending = false;
@@ -78,131 +138,176 @@ function keepHeartbeating(heartbeat: () => Promise<void>, everyMs: number, onErr
   return () => clearInterval(timer);
 }
 
-export function createBatchHandler(params: BatchHandlerParams): BatchHandler {
-  const { alias, bulk, deadLetter, telemetry, logger, abandonSignal } = params;
-  let waiting = 0;
-  let inFlight = 0;
-  let idleWaiters: (() => void)[] = [];
+/** The heartbeats of a chunk in flight and the pause of its partition while it waits. */
+interface ChunkGuard {
+  /** Aborted to abandon the chunk: at the shutdown deadline, or on a rebalance while it waits. */
+  readonly signal: AbortSignal;
+  /** The first failed heartbeat (a rebalance), if any. */
+  readonly heartbeatError: Error | undefined;
+  /** An operation's onRetry: the partition is paused at its first retry. */
+  pauseFor(operation: WaitOperation): () => void;
+  /** Stops the heartbeats and resumes the partition if it was paused. */
+  release(): void;
+}
 
-  async function handleChunk(
-    payload: EachBatchPayload,
-    chunk: KafkaMessage[],
-  ): Promise<'done' | 'abandoned'> {
-    const { batch } = payload;
-    const { topic, partition } = batch;
-    telemetry.consumed.inc({ topic }, chunk.length);
-    const items: BulkItem<KafkaMessage>[] = [];
-    const letters: DeadLetter[] = [];
-    for (const message of chunk) {
-      const decoded = decodeRecord(message.value, alias);
-      if (decoded.ok) {
-        items.push({
-          id: decoded.event.crash.id,
-          index: decoded.index,
-          document: decoded.event,
-          ref: message,
-        });
-      } else {
-        letters.push({ topic, partition, message, code: decoded.code, error: decoded.error });
-      }
-    }
+/** Counts the partitions paused, for the handler's `waiting`. */
+interface PausedCount {
+  value: number;
+}
 
-    // A rebalance is felt as a failing heartbeat. A chunk that is moving finishes and commits (the
-    // group still accepts the commit of its current generation while it prepares the rebalance);
-    // one that is waiting for Elasticsearch is abandoned, so the member re-joins in time.
-    const chunkAbort = new AbortController();
-    let heartbeatError: Error | undefined;
-    let resume: (() => void) | undefined;
-    let pausedFor: 'elasticsearch' | 'dlq' | undefined;
-    const stopHeartbeats = keepHeartbeating(
-      () => payload.heartbeat(),
-      Math.min(1000, params.heartbeatIntervalMs),
-      (err) => {
-        heartbeatError ??= err instanceof Error ? err : new Error(String(err));
-        if (resume) chunkAbort.abort(heartbeatError);
-      },
-    );
-    const pauseFor = (operation: 'elasticsearch' | 'dlq') => () => {
+// A rebalance is felt as a failing heartbeat. A chunk that is moving finishes and commits (the
+// group still accepts the commit of its current generation while it prepares the rebalance); one
+// that is waiting for Elasticsearch is abandoned, so the member re-joins in time.
+function guardChunk(payload: BatchPayload, params: BatchHandlerParams, paused: PausedCount): ChunkGuard {
+  const { telemetry, logger } = params;
+  const { topic, partition } = payload.batch;
+  const chunkAbort = new AbortController();
+  let heartbeatError: Error | undefined;
+  let resume: (() => void) | undefined;
+  let pausedFor: WaitOperation | undefined;
+  const stopHeartbeats = keepHeartbeating(
+    () => payload.heartbeat(),
+    Math.min(1000, params.heartbeatIntervalMs),
+    (err) => {
+      heartbeatError ??= err instanceof Error ? err : new Error(String(err));
+      if (resume) chunkAbort.abort(heartbeatError);
+    },
+  );
+  return {
+    signal: AbortSignal.any([params.abandonSignal, chunkAbort.signal]),
+    get heartbeatError() {
+      return heartbeatError;
+    },
+    pauseFor: (operation) => () => {
       if (heartbeatError) chunkAbort.abort(heartbeatError);
       if (resume) return;
       resume = payload.pause();
       pausedFor = operation;
-      waiting++;
+      paused.value++;
       telemetry.waiting.inc({ operation });
       logger.warn({ topic, partition, operation }, 'partition paused until the chunk is acknowledged');
-    };
-    const signal = AbortSignal.any([abandonSignal, chunkAbort.signal]);
-    try {
-      const written = await bulk.write(items, { signal, onRetry: pauseFor('elasticsearch') });
-      for (const r of written.rejected) {
-        letters.push({ topic, partition, message: r.item.ref, code: 'PM_ERR_ES_REJECTED', error: r.error });
-      }
-      await deadLetter.send(letters, { signal, onRetry: pauseFor('dlq') });
-    } catch (err) {
-      if (heartbeatError !== undefined) throw heartbeatError;
-      if (signal.aborted) return 'abandoned';
-      throw err;
-    } finally {
+    },
+    release() {
       stopHeartbeats();
       if (resume && pausedFor) {
         resume();
-        waiting--;
+        paused.value--;
         telemetry.waiting.dec({ operation: pausedFor });
         logger.info({ topic, partition }, 'partition resumed');
       }
-    }
+    },
+  };
+}
 
+/** Returns once Elasticsearch has acknowledged or rejected every item and the DLQ every letter. */
+async function acknowledge(
+  params: BatchHandlerParams,
+  source: Source,
+  chunk: { items: BulkItem<KafkaMessage>[]; letters: DeadLetter[] },
+  guard: ChunkGuard,
+): Promise<void> {
+  const { signal } = guard;
+  const written = await params.bulk.write(chunk.items, { signal, onRetry: guard.pauseFor('elasticsearch') });
+  const letters = [...chunk.letters, ...rejectedLetters(written.rejected, source)];
+  await params.deadLetter.send(letters, { signal, onRetry: guard.pauseFor('dlq') });
+}
+
+/** Resolves and commits the offset after the chunk's last record. */
+async function commitThrough(
+  payload: BatchPayload,
+  last: KafkaMessage,
+  records: number,
+  telemetry: IndexerTelemetry,
+) {
+  const { topic, partition, highWatermark } = payload.batch;
+  const next = nextOffset(last.offset);
+  payload.resolveOffset(last.offset);
+  await payload.commitOffsetsIfNecessary({ topics: [{ topic, partitions: [{ partition, offset: next }] }] });
+  telemetry.committed.inc({ topic }, records);
+  telemetry.consumerLag.set({ topic, partition: String(partition) }, lagAfter(highWatermark, next));
+}
+
+/** Counts the chunks in flight and wakes those waiting for none. */
+function inFlightTracker() {
+  let count = 0;
+  let idleWaiters: (() => void)[] = [];
+  return {
+    get count() {
+      return count;
+    },
+    idle(): Promise<void> {
+      if (count === 0) return Promise.resolve();
+      return new Promise((resolve) => idleWaiters.push(resolve));
+    },
+    async run<T>(work: () => Promise<T>): Promise<T> {
+      count++;
+      try {
+        return await work();
+      } finally {
+        count--;
+        if (count === 0) {
+          const waiters = idleWaiters;
+          idleWaiters = [];
+          for (const w of waiters) w();
+        }
+      }
+    },
+  };
+}
+
+export function createBatchHandler(params: BatchHandlerParams): BatchHandler {
+  const { alias, telemetry, logger } = params;
+  const paused: PausedCount = { value: 0 };
+  const chunks = inFlightTracker();
+
+  async function handleChunk(payload: BatchPayload, chunk: KafkaMessage[]): Promise<ChunkOutcome> {
+    const { topic, partition } = payload.batch;
+    const source = { topic, partition };
+    telemetry.consumed.inc({ topic }, chunk.length);
+    const decoded = splitDecoded(chunk, alias, source);
+    const guard = guardChunk(payload, params, paused);
+    try {
+      await acknowledge(params, source, decoded, guard);
+    } catch (err) {
+      if (guard.heartbeatError !== undefined) throw guard.heartbeatError;
+      if (guard.signal.aborted) return 'abandoned';
+      throw err;
+    } finally {
+      guard.release();
+    }
     const last = chunk[chunk.length - 1];
     if (!last) return 'done';
-    const next = (BigInt(last.offset) + 1n).toString();
-    payload.resolveOffset(last.offset);
-    await payload.commitOffsetsIfNecessary({
-      topics: [{ topic, partitions: [{ partition, offset: next }] }],
-    });
-    telemetry.committed.inc({ topic }, chunk.length);
-    const lag = BigInt(batch.highWatermark) - BigInt(next);
-    telemetry.consumerLag.set({ topic, partition: String(partition) }, Number(lag > 0n ? lag : 0n));
-    if (heartbeatError !== undefined) throw heartbeatError;
+    await commitThrough(payload, last, chunk.length, telemetry);
+    if (guard.heartbeatError !== undefined) throw guard.heartbeatError;
     return 'done';
+  }
+
+  function logAbandoned(payload: BatchPayload, chunk: KafkaMessage[]) {
+    const { topic, partition } = payload.batch;
+    logger.info(
+      { topic, partition, from: chunk[0]?.offset, records: chunk.length },
+      'chunk abandoned uncommitted',
+    );
   }
 
   return {
     get waiting() {
-      return waiting;
+      return paused.value;
     },
     get inFlight() {
-      return inFlight;
+      return chunks.count;
     },
-    idle() {
-      if (inFlight === 0) return Promise.resolve();
-      return new Promise((resolve) => idleWaiters.push(resolve));
-    },
+    idle: () => chunks.idle(),
     async handle(payload) {
       const { batch } = payload;
       for (const chunk of chunkMessages(batch.messages, params.bulkMaxRecords, params.bulkMaxBytes)) {
         if (params.stopping() || !payload.isRunning() || payload.isStale()) return;
-        inFlight++;
-        try {
-          if ((await handleChunk(payload, chunk)) === 'abandoned') {
-            logger.info(
-              {
-                topic: batch.topic,
-                partition: batch.partition,
-                from: chunk[0]?.offset,
-                records: chunk.length,
-              },
-              'chunk abandoned uncommitted',
-            );
-            return;
-          }
-        } finally {
-          inFlight--;
-          if (inFlight === 0) {
-            const waiters = idleWaiters;
-            idleWaiters = [];
-            for (const w of waiters) w();
-          }
-        }
+        const outcome = await chunks.run(async () => {
+          const handled = await handleChunk(payload, chunk);
+          if (handled === 'abandoned') logAbandoned(payload, chunk);
+          return handled;
+        });
+        if (outcome === 'abandoned') return;
       }
     },
   };
