@@ -42,3 +42,49 @@ export function dumpRelPath(event: CrashEvent): string {
 export function eventRelPath(event: CrashEvent): string {
   return fileOf(event, EVENT_SUFFIX);
 }
+
+// Keys of a store are these relative paths; a folder is a key prefix of whole segments. Bounded
+// so that a key from a request cannot make a store walk or resolve without end.
+const MAX_KEY_SEGMENTS = 8;
+const MAX_KEY_LENGTH = 1024;
+
+/** The segments of a key (or folder), or why it is not one: anything but plain safe segments. */
+export function keySegments(key: string): { segments: string[] } | { refused: string } {
+  if (key.length === 0 || key.length > MAX_KEY_LENGTH) return { refused: 'key length out of bounds' };
+  const segments = key.split('/');
+  if (segments.length > MAX_KEY_SEGMENTS) return { refused: 'too many segments' };
+  const bad = segments.find((s) => !isSafeSegment(s));
+  return bad === undefined ? { segments } : { refused: `unsafe segment ${JSON.stringify(bad)}` };
+}
+
+/** The folder of a pod incarnation's crashes (of one container, when given). */
+export function podFolder(namespace: string, podUid: string, container?: string): string {
+  return [namespace, podUid, ...(container === undefined ? [] : [container])].join('/');
+}
+
+export function isDumpKey(key: string): boolean {
+  return key.endsWith(DUMP_SUFFIX);
+}
+
+export interface PodCrashFile {
+  namespace: string;
+  podUid: string;
+  container: string;
+  crashId: string;
+  kind: 'dump' | 'event';
+}
+
+/**
+ * What a pod crash file's key names, or undefined for anything else there: temporary names of
+ * files still being written, foreign files, files at another depth.
+ */
+export function podCrashFileOf(key: string): PodCrashFile | undefined {
+  const [namespace, podUid, container, name, ...rest] = key.split('/');
+  if (namespace === undefined || podUid === undefined || container === undefined || name === undefined)
+    return undefined;
+  if (rest.length > 0) return undefined;
+  const kind = name.endsWith(DUMP_SUFFIX) ? 'dump' : name.endsWith(EVENT_SUFFIX) ? 'event' : undefined;
+  if (kind === undefined) return undefined;
+  const crashId = name.slice(0, -(kind === 'dump' ? DUMP_SUFFIX : EVENT_SUFFIX).length);
+  return isCrashId(crashId) ? { namespace, podUid, container, crashId, kind } : undefined;
+}

@@ -1,0 +1,245 @@
+import { constants, createWriteStream, type Dirent, type Stats } from 'node:fs';
+import { lstat, open, readdir, realpath, stat, statfs, unlink, type FileHandle } from 'node:fs/promises';
+import { join, sep } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { makeDirDurably, writeFileAtomically, writeStreamAtomically } from '../runtime/durable-write.ts';
+import { keySegments } from '../storage-layout.ts';
+import {
+  checkedSegments,
+  dumpBytes,
+  isStoreError,
+  StoreError,
+  type ByteRange,
+  type ObjectRead,
+  type Store,
+  type StoredObject,
+} from './store.ts';
+
+// The store on a folder (the NFS volume the collectors share): a key is a path under the root.
+// Objects are published by durable-write (temporary name, fsync, rename, fsync of the folder),
+// so a reader sees a whole file or none. Every path read is resolved with realpath and must stay
+// under the root's own real path, and only regular files are read, so neither a key, a symlink
+// planted inside the root nor a FIFO can make a reader read anything else or hang. Temporary
+// and foreign names are not keys (they are not safe segments), so they are never listed.
+
+/** Dumps hold secrets: readable by the owner's group (the query API), by no one else. */
+const FILE_MODE = 0o640;
+const DIR_MODE = 0o750;
+/** Dumps are large: 1 MiB reads rather than the default 64 KiB mean fewer reads and chunks. */
+const READ_CHUNK = 1 << 20;
+
+function codeOf(err: unknown): string | undefined {
+  return err instanceof Error && 'code' in err ? String(err.code) : undefined;
+}
+
+function factsOf(key: string, st: Stats): StoredObject {
+  return {
+    key,
+    size: st.size,
+    mtime: st.mtime,
+    etag: `${st.size.toString(16)}-${st.mtime.getTime().toString(16)}`,
+  };
+}
+
+/** Runs a write; a volume out of space or quota becomes the store's own error. */
+async function orFull<T>(key: string, write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (err) {
+    const code = codeOf(err);
+    if (code === 'ENOSPC' || code === 'EDQUOT')
+      throw new StoreError('PM_ERR_STORE_FULL', key, (err as Error).message, err);
+    throw err;
+  }
+}
+
+export class FsStore implements Store {
+  readonly location: string;
+  private realRoot: string | undefined;
+
+  constructor(params: { root: string }) {
+    this.location = params.root;
+  }
+
+  async put(key: string, body: AsyncIterable<Uint8Array>): Promise<StoredObject> {
+    const path = await orFull(key, async () => {
+      const target = await this.writablePath(key);
+      await writeStreamAtomically(
+        target,
+        (tmp) => pipeline(body, createWriteStream(tmp, { flags: 'wx', mode: FILE_MODE })),
+        { mode: FILE_MODE },
+      );
+      return target;
+    });
+    return factsOf(key, await stat(path));
+  }
+
+  async putBytes(key: string, data: Uint8Array): Promise<StoredObject> {
+    const path = await orFull(key, async () => {
+      const target = await this.writablePath(key);
+      await writeFileAtomically(target, data, { mode: FILE_MODE });
+      return target;
+    });
+    return factsOf(key, await stat(path));
+  }
+
+  async get(key: string, range?: ByteRange): Promise<ObjectRead> {
+    const real = await this.resolve(key);
+    let handle: FileHandle;
+    try {
+      // O_NOFOLLOW: a file swapped for a symlink after the realpath check is refused, not
+      // followed; O_NONBLOCK: a FIFO is refused below rather than waited on here.
+      handle = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    } catch (err) {
+      if (codeOf(err) === 'ENOENT') throw new StoreError('PM_ERR_STORE_NOT_FOUND', key, 'not found', err);
+      if (codeOf(err) === 'ELOOP')
+        throw new StoreError('PM_ERR_STORE_NOT_A_FILE', key, 'became a symlink', err);
+      throw err;
+    }
+    let st: Stats;
+    try {
+      st = await handle.stat();
+      if (!st.isFile()) throw new StoreError('PM_ERR_STORE_NOT_A_FILE', key, 'not a regular file');
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+    const body = handle.createReadStream({
+      highWaterMark: READ_CHUNK,
+      start: range?.start ?? 0,
+      ...(range?.end === undefined ? {} : { end: range.end }),
+    });
+    return { ...factsOf(key, st), body };
+  }
+
+  async stat(key: string): Promise<StoredObject> {
+    const real = await this.resolve(key);
+    let st: Stats;
+    try {
+      st = await stat(real);
+    } catch (err) {
+      if (codeOf(err) === 'ENOENT') throw new StoreError('PM_ERR_STORE_NOT_FOUND', key, 'not found', err);
+      throw err;
+    }
+    if (!st.isFile()) throw new StoreError('PM_ERR_STORE_NOT_A_FILE', key, 'not a regular file');
+    return factsOf(key, st);
+  }
+
+  async list(folder: string): Promise<StoredObject[]> {
+    let dir: string;
+    try {
+      dir = await this.resolve(folder);
+    } catch (err) {
+      if (isStoreError(err, 'PM_ERR_STORE_NOT_FOUND')) return [];
+      throw err;
+    }
+    if (!(await stat(dir)).isDirectory())
+      throw new StoreError('PM_ERR_STORE_NOT_A_FILE', folder, 'not a folder');
+    const found: StoredObject[] = [];
+    await this.walk(folder, dir, found);
+    return found.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  async delete(key: string): Promise<void> {
+    const segments = checkedSegments(key);
+    const name = segments.pop() ?? '';
+    const dir = segments.length === 0 ? await this.rootReal() : await this.folderOrGone(segments.join('/'));
+    if (dir === undefined) return;
+    try {
+      // The parent is resolved and confined; the name itself is removed, never followed.
+      await unlink(join(dir, name));
+    } catch (err) {
+      const code = codeOf(err);
+      if (code === 'ENOENT') return;
+      if (code === 'EISDIR' || code === 'EPERM')
+        throw new StoreError('PM_ERR_STORE_NOT_A_FILE', key, 'not a regular file', err);
+      throw err;
+    }
+  }
+
+  async usage(namespace: string): Promise<number> {
+    return dumpBytes(await this.list(namespace));
+  }
+
+  async freeBytes(): Promise<number> {
+    const fs = await statfs(this.location);
+    return fs.bavail * fs.bsize;
+  }
+
+  async ready(): Promise<boolean> {
+    try {
+      return (await stat(await this.rootReal())).isDirectory();
+    } catch {
+      return false;
+    }
+  }
+
+  private async rootReal(): Promise<string> {
+    this.realRoot ??= await realpath(this.location);
+    return this.realRoot;
+  }
+
+  /** The real absolute path of a key or folder, checked to lie under the root's real path. */
+  private async resolve(key: string): Promise<string> {
+    const segments = checkedSegments(key);
+    const root = await this.rootReal();
+    let real: string;
+    try {
+      real = await realpath(join(root, ...segments));
+    } catch (err) {
+      const code = codeOf(err);
+      if (code === 'ENOENT' || code === 'ENOTDIR')
+        throw new StoreError('PM_ERR_STORE_NOT_FOUND', key, 'not found', err);
+      if (code === 'ELOOP') throw new StoreError('PM_ERR_STORE_NOT_A_FILE', key, 'symlink loop', err);
+      throw err;
+    }
+    if (!real.startsWith(root + sep))
+      throw new StoreError('PM_ERR_STORE_NOT_A_FILE', key, 'resolves outside the storage root');
+    return real;
+  }
+
+  private async folderOrGone(folder: string): Promise<string | undefined> {
+    try {
+      return await this.resolve(folder);
+    } catch (err) {
+      if (isStoreError(err, 'PM_ERR_STORE_NOT_FOUND')) return undefined;
+      throw err;
+    }
+  }
+
+  /** Where a new object goes: its folder made (durably) and confined to the root. */
+  private async writablePath(key: string): Promise<string> {
+    const segments = checkedSegments(key);
+    const name = segments.pop() ?? '';
+    await makeDirDurably(join(this.location, ...segments), DIR_MODE);
+    const dir = segments.length === 0 ? await this.rootReal() : await this.resolve(segments.join('/'));
+    return join(dir, name);
+  }
+
+  /** Regular files below `dir` (real and confined), through real folders only; symlinks are resolved. */
+  private async walk(folder: string, dir: string, found: StoredObject[]): Promise<void> {
+    let entries: Dirent[];
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      // Removed meanwhile (retention): nothing there any more.
+      if (codeOf(err) === 'ENOENT' || codeOf(err) === 'ENOTDIR') return;
+      throw err;
+    }
+    for (const e of entries) {
+      const key = `${folder}/${e.name}`;
+      if ('refused' in keySegments(key)) continue;
+      if (e.isDirectory()) await this.walk(key, join(dir, e.name), found);
+      else if (e.isFile()) {
+        const st = await lstat(join(dir, e.name)).catch(() => undefined);
+        if (st?.isFile()) found.push(factsOf(key, st));
+      } else if (e.isSymbolicLink()) {
+        const linked = await this.stat(key).catch((err: unknown) => {
+          if (isStoreError(err)) return undefined;
+          throw err;
+        });
+        if (linked) found.push(linked);
+      }
+    }
+  }
+}

@@ -1,0 +1,3 @@
+export * from './store.ts';
+export * from './fs-store.ts';
+export * from './memory-store.ts';
