@@ -1,6 +1,6 @@
 import type { Client } from '@elastic/elasticsearch';
 import type { CrashEvent } from '@podmortem/contract';
-import { isRetriable, retry, type Logger } from '@podmortem/contract/runtime';
+import { isRetriable, retry, type Logger, type RetryPolicy } from '@podmortem/contract/runtime';
 import { elasticsearchStatus, fromElasticsearchError, IndexerError, retriableStatus } from './errors.ts';
 import type { IndexerTelemetry } from './telemetry.ts';
 
@@ -68,8 +68,7 @@ export interface BulkWriterParams {
   es: Client;
   telemetry: IndexerTelemetry;
   logger: Logger;
-  retryInitialMs: number;
-  retryMaxMs: number;
+  retry: RetryPolicy;
   /** Bulk `timeout`: how long Elasticsearch waits for an unavailable shard. */
   shardWaitMs: number;
 }
@@ -116,9 +115,7 @@ export class BulkWriter {
         }
       },
       {
-        retries: Infinity,
-        initialMs: this.params.retryInitialMs,
-        maxMs: this.params.retryMaxMs,
+        ...this.params.retry,
         signal: options.signal,
         // Whatever the request failed with (network, 5xx, even 401/403 while credentials are fixed),
         // the records stay in Kafka and the consumer waits: nothing is dropped for a request-level

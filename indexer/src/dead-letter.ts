@@ -6,6 +6,7 @@ import {
   retry,
   type Component,
   type Logger,
+  type RetryPolicy,
 } from '@podmortem/contract/runtime';
 import type { IHeaders, KafkaMessage, Message, Producer } from 'kafkajs';
 import { IndexerError, type IndexerErrorCode } from './errors.ts';
@@ -47,8 +48,7 @@ export interface DeadLetterWriterParams {
   topic: string;
   telemetry: IndexerTelemetry;
   logger: Logger;
-  retryInitialMs: number;
-  retryMaxMs: number;
+  retry: RetryPolicy;
 }
 
 export interface SendOptions {
@@ -85,9 +85,7 @@ export class DeadLetterWriter implements Component {
         }
       },
       {
-        retries: Infinity,
-        initialMs: this.params.retryInitialMs,
-        maxMs: this.params.retryMaxMs,
+        ...this.params.retry,
         signal: options.signal,
         onRetry: (err, attempt, delayMs) => {
           telemetry.retried.inc({ operation: 'dlq' });

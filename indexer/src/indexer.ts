@@ -5,8 +5,10 @@ import {
   isProgrammerError,
   messageOf,
   retry,
+  retryPolicy,
   type Component,
   type Logger,
+  type RetryPolicy,
 } from '@podmortem/contract/runtime';
 import type { Consumer, Kafka } from 'kafkajs';
 import { createBatchHandler, type BatchHandler } from './batch-handler.ts';
@@ -38,6 +40,7 @@ export class Indexer implements Component {
   private readonly abandon = new AbortController();
   private readonly deadLetter: DeadLetterWriter;
   private readonly handler: BatchHandler;
+  private readonly retry: RetryPolicy;
   private consumer: Consumer | undefined;
   private stopping = false;
   private shutdownDone: Promise<void> | undefined;
@@ -47,13 +50,18 @@ export class Indexer implements Component {
   constructor(params: IndexerParams) {
     this.params = params;
     const { config, logger, telemetry, es, kafka } = params;
+    // Elasticsearch and Kafka are waited out for as long as it takes, with one backoff.
+    this.retry = retryPolicy({
+      retries: Infinity,
+      initialMs: config.retryInitialMs,
+      maxMs: config.retryMaxMs,
+    });
     this.deadLetter = new DeadLetterWriter({
       producer: createIdempotentProducer(kafka),
       topic: config.dlqTopic,
       telemetry,
       logger,
-      retryInitialMs: config.retryInitialMs,
-      retryMaxMs: config.retryMaxMs,
+      retry: this.retry,
     });
     this.handler = createBatchHandler({
       alias: config.indexAlias,
@@ -61,8 +69,7 @@ export class Indexer implements Component {
         es,
         telemetry,
         logger,
-        retryInitialMs: config.retryInitialMs,
-        retryMaxMs: config.retryMaxMs,
+        retry: this.retry,
         shardWaitMs: config.bulkShardWaitMs,
       }),
       deadLetter: this.deadLetter,
@@ -85,7 +92,7 @@ export class Indexer implements Component {
     if (this.running || this.consumer) return;
     const { config, logger, es, kafka, telemetry } = this.params;
     const signal = this.startAbort.signal;
-    const backoff = { signal, retryInitialMs: config.retryInitialMs, retryMaxMs: config.retryMaxMs };
+    const backoff = { signal, retry: this.retry };
     await waitForElasticsearch(es, logger, backoff);
     await installCrashTemplatesWithRetry(
       {
@@ -99,9 +106,7 @@ export class Indexer implements Component {
       backoff,
     );
     const kafkaRetry = {
-      retries: Infinity,
-      initialMs: config.retryInitialMs,
-      maxMs: config.retryMaxMs,
+      ...this.retry,
       signal,
       // Kafka being away is waited out, whatever kafkajs calls its error (its "retries exhausted"
       // is marked non-retriable); programmer errors are not retried.

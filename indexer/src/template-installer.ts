@@ -1,6 +1,6 @@
 import type { Client } from '@elastic/elasticsearch';
 import { crashIndexMonth, crashIndexTemplates, crashMappings } from '@podmortem/contract';
-import { messageOf, retry, type Logger } from '@podmortem/contract/runtime';
+import { messageOf, retry, type Logger, type RetryPolicy } from '@podmortem/contract/runtime';
 import { elasticsearchStatus, fromElasticsearchError, IndexerError } from './errors.ts';
 import type { IndexerTelemetry } from './telemetry.ts';
 
@@ -30,8 +30,7 @@ export interface TemplateInstallReport {
 
 export interface ReadyOptions {
   signal: AbortSignal;
-  retryInitialMs: number;
-  retryMaxMs: number;
+  retry: RetryPolicy;
   onRetry?: () => void;
 }
 
@@ -57,9 +56,7 @@ export async function waitForElasticsearch(es: Client, logger: Logger, options: 
       }
     },
     {
-      retries: Infinity,
-      initialMs: options.retryInitialMs,
-      maxMs: options.retryMaxMs,
+      ...options.retry,
       signal: options.signal,
       retriable: (err) => err instanceof IndexerError,
       onRetry: (err, attempt, delayMs) => {
@@ -188,9 +185,7 @@ export async function installCrashTemplatesWithRetry(
   options: ReadyOptions,
 ): Promise<TemplateInstallReport> {
   return retry('install index templates', () => installCrashTemplates(params), {
-    retries: Infinity,
-    initialMs: options.retryInitialMs,
-    maxMs: options.retryMaxMs,
+    ...options.retry,
     signal: options.signal,
     onRetry: (err, attempt, delayMs) => {
       params.logger.warn(

@@ -5,7 +5,7 @@ import {
   type KubeConfig,
   type V1SubjectAccessReview,
 } from '@kubernetes/client-node';
-import { PodmortemError, messageOf, registryOptions, retry } from '@podmortem/contract/runtime';
+import { PodmortemError, messageOf, registryOptions, retry, retryPolicy } from '@podmortem/contract/runtime';
 import { API_ERRORS } from './errors.ts';
 
 // The two Kubernetes reviews the query API relies on: TokenReview (who is calling) and
@@ -51,10 +51,11 @@ function passing(err: unknown): boolean {
 export function createKubeReviews(kc: KubeConfig): KubeReviews {
   const authn = kc.makeApiClient(AuthenticationV1Api);
   const authz = kc.makeApiClient(AuthorizationV1Api);
-  const opts = { retries: 2, initialMs: 50, maxMs: 500, retriable: passing };
+  // A review holds up a request: a short burst, then the caller gets a 503.
+  const policy = retryPolicy({ retries: 2, initialMs: 50, maxMs: 500, retriable: passing });
   const call = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
     try {
-      return await retry(what, fn, opts);
+      return await retry(what, fn, policy);
     } catch (err) {
       throw new KubeUnavailableError(what, err);
     }

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { retry, backoffDelay, retryDefaults } from './retry.ts';
+import { retry, backoffDelay, retryDefaults, retryPolicy } from './retry.ts';
 import { PodmortemError, RetriesExhaustedError } from './errors.ts';
 
 const fast = { initialMs: 1, maxMs: 2 };
@@ -80,4 +80,20 @@ t.test('backoff grows by the factor up to the ceiling, jitter below it', async (
     backoffDelay(3, { ...o, jitter: 1 }, () => 0.5),
     200,
   );
+});
+
+t.test("a service's policy: its settings over the defaults, its own idea of what is retriable", async (t) => {
+  const policy = retryPolicy({ retries: 1, initialMs: 1, maxMs: 1 });
+  t.match(policy, { retries: 1, initialMs: 1, maxMs: 1, factor: retryDefaults.factor, jitter: 1 });
+  t.equal(policy.retriable(new TypeError('bug')), false, 'programmer errors are not, by default');
+  let calls = 0;
+  const fail = async () => {
+    calls++;
+    throw new TypeError('bug');
+  };
+  await t.rejects(retry('strict', fail, policy), TypeError);
+  t.equal(calls, 1);
+  calls = 0;
+  await t.rejects(retry('lenient', fail, { ...policy, retriable: () => true }), RetriesExhaustedError);
+  t.equal(calls, 2, 'retries: 1 is two attempts');
 });

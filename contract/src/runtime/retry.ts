@@ -4,7 +4,11 @@ import { isRetriable, RetriesExhaustedError } from './errors.ts';
 // The one retry helper: exponential backoff with full jitter, defaults in one object, a typed
 // "retries exhausted" error, and errors that are not retriable thrown at once.
 
-export interface RetryOptions {
+/**
+ * How a service waits a failure out: attempts, backoff, and which errors are worth another
+ * attempt. Each service builds its policies once, from its configuration, with retryPolicy().
+ */
+export interface RetryPolicy {
   /** Attempts after the first; Infinity retries until the signal aborts. */
   retries: number;
   initialMs: number;
@@ -12,18 +16,27 @@ export interface RetryOptions {
   factor: number;
   /** 0 = no jitter, 1 = full jitter (a delay anywhere in [0, backoff]). */
   jitter: number;
+  retriable: (err: unknown) => boolean;
+}
+
+export interface RetryOptions extends RetryPolicy {
   signal?: AbortSignal;
-  retriable?: (err: unknown) => boolean;
   onRetry?: (err: unknown, attempt: number, delayMs: number) => void;
 }
 
-export const retryDefaults: RetryOptions = {
+export const retryDefaults: Readonly<RetryPolicy> = Object.freeze({
   retries: 5,
   initialMs: 100,
   maxMs: 30_000,
   factor: 2,
   jitter: 1,
-};
+  retriable: isRetriable,
+});
+
+/** The defaults with a service's own settings over them. */
+export function retryPolicy(settings: Partial<RetryPolicy> = {}): RetryPolicy {
+  return { ...retryDefaults, ...settings };
+}
 
 export function backoffDelay(
   attempt: number,
@@ -39,14 +52,13 @@ export async function retry<T>(
   fn: (attempt: number) => Promise<T>,
   options: Partial<RetryOptions> = {},
 ): Promise<T> {
-  const o = { ...retryDefaults, ...options };
-  const retriable = o.retriable ?? isRetriable;
+  const o: RetryOptions = { ...retryDefaults, ...options };
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn(attempt);
     } catch (err) {
       o.signal?.throwIfAborted();
-      if (!retriable(err)) throw err;
+      if (!o.retriable(err)) throw err;
       if (attempt > o.retries) throw new RetriesExhaustedError(what, attempt, err);
       const delayMs = backoffDelay(attempt, o);
       o.onRetry?.(err, attempt, delayMs);
