@@ -100,10 +100,7 @@ export function splitDecoded(
 }
 
 /** The dead letters of the items Elasticsearch rejected for good. */
-export function rejectedLetters(
-  rejected: BulkWriteResult<KafkaMessage>['rejected'],
-  source: Source,
-): DeadLetter[] {
+function rejectedLetters(rejected: BulkWriteResult<KafkaMessage>['rejected'], source: Source): DeadLetter[] {
   return rejected.map((r) => ({
     ...source,
     message: r.item.ref,

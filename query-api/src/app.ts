@@ -38,9 +38,8 @@ export const VERSION = (
   JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
 ).version;
 
-// crash-dump.ts and pod-archive.ts still take these types from here (their owners move them to
-// route-deps.ts); the test helpers build their apps with the App type from here.
-export type { App, RouteDeps };
+// The test helpers type the apps they build with it.
+export type { App };
 
 export interface AppParams {
   config: Config;
