@@ -4,6 +4,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { OpsServer, type Component } from '@podmortem/contract/runtime';
 import { kubeConfigFrom } from '@podmortem/contract/runtime/kube-config';
+import { FsStore } from '@podmortem/contract/store';
 import type { CollectorConfig } from './config.ts';
 import { Delivery } from './delivery.ts';
 import { HandlerLogTail } from './handler-log-tail.ts';
@@ -98,7 +99,7 @@ export function createAgent(params: AgentParams): Agent {
     onStateFileError: (op) => telemetry.podCacheFileErrors.inc({ op }),
   });
   const storage = new StorageWriter({
-    root: config.storageRoot,
+    store: new FsStore({ root: config.storageRoot }),
     minFreeBytes: config.storageMinFreeBytes,
     namespaceQuotaBytes: config.storageNamespaceQuotaBytes,
   });
