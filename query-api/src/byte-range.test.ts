@@ -1,5 +1,5 @@
 import t from 'tap';
-import { parseRange } from './byte-range.ts';
+import { byteSlice, parseRange } from './byte-range.ts';
 
 t.test('single ranges: first-last, open-ended, suffix, clamped', async (t) => {
   t.same(parseRange('bytes=0-99', 1000), { kind: 'partial', start: 0, end: 99 });
@@ -32,4 +32,34 @@ t.test('anything else is ignored: the whole body', async (t) => {
     t.same(parseRange(h, 1000), { kind: 'full' }, String(h));
   }
   t.same(parseRange(`bytes=0-${'9'.repeat(20)}`, 1000), { kind: 'full' }, 'absurdly long numbers');
+});
+
+async function* chunks(parts: string[]) {
+  for (const p of parts) yield Buffer.from(p);
+}
+
+async function collect(it: AsyncIterable<Buffer>): Promise<string> {
+  let s = '';
+  for await (const c of it) s += c.toString();
+  return s;
+}
+
+t.test('byteSlice keeps exactly bytes start..end across chunk borders', async (t) => {
+  const parts = ['abc', 'defg', 'h', 'ijklmnop'];
+  const whole = parts.join('');
+  for (const [start, end] of [
+    [0, 0],
+    [0, 15],
+    [2, 4],
+    [3, 6],
+    [7, 7],
+    [5, 12],
+    [15, 15],
+  ] as const) {
+    t.equal(
+      await collect(byteSlice(chunks(parts), start, end)),
+      whole.slice(start, end + 1),
+      `${start}-${end}`,
+    );
+  }
 });

@@ -25,3 +25,18 @@ export function parseRange(header: string | undefined, size: number): RangeResul
   const end = last === '' ? size - 1 : Math.min(Number(last), size - 1);
   return { kind: 'partial', start, end };
 }
+
+/** Bytes start..end (inclusive) of a stream: a range of a body only known as it is produced. */
+export async function* byteSlice(source: AsyncIterable<Buffer>, start: number, end: number) {
+  let pos = 0;
+  for await (const chunk of source) {
+    const next = pos + chunk.length;
+    if (next > start) {
+      const from = Math.max(0, start - pos);
+      const to = Math.min(chunk.length, end + 1 - pos);
+      if (to > from) yield chunk.subarray(from, to);
+    }
+    pos = next;
+    if (pos > end) return;
+  }
+}

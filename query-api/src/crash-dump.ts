@@ -1,10 +1,11 @@
 import { pipeline, Readable } from 'node:stream';
 import { createZstdDecompress } from 'node:zlib';
 import { Type, type FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyBaseLogger, FastifyReply } from 'fastify';
 import { dumpRelPath, type CrashEvent } from '@podmortem/contract';
-import type { RouteDeps } from './app.ts';
+import type { ByteRange, ObjectRead, StoredObject } from '@podmortem/contract/store';
 import { auditDownload, ByteCounter } from './audit.ts';
-import { parseRange } from './byte-range.ts';
+import { byteSlice, parseRange, type RangeResult } from './byte-range.ts';
 import { callerOf, downloadableCrash } from './crash-get.ts';
 import {
   ApiError,
@@ -13,16 +14,14 @@ import {
   PM_ERR_NO_DUMP,
   PM_ERR_RANGE_NOT_SATISFIABLE,
 } from './errors.ts';
+import type { RouteDeps } from './route-deps.ts';
 import { CrashIdParams, errorResponses } from './schemas.ts';
-import { StorageError, type OpenedFile } from './storage-reader.ts';
+import { StorageError } from './storage-reader.ts';
 
 // GET /v1/crashes/{id}/dump: the stored core, as stored (zstd) or decompressed (?format=raw),
 // with Content-Length, a strong ETag from the core's sha256, Content-Disposition and single
 // byte ranges. The file is found by the contract's layout from the event, never from a path a
 // request carries, and read through the storage reader's checks.
-
-/** Dumps are large: 1 MiB reads rather than the default 64 KiB mean fewer reads and chunks per download. */
-const READ_CHUNK = 1 << 20;
 
 const Format = Type.Unsafe<'zstd' | 'raw'>({
   type: 'string',
@@ -39,21 +38,6 @@ const Binary = (description: string) => ({
   },
 });
 
-/** Bytes start..end (inclusive) of a stream. */
-export async function* byteSlice(source: AsyncIterable<Buffer>, start: number, end: number) {
-  let pos = 0;
-  for await (const chunk of source) {
-    const next = pos + chunk.length;
-    if (next > start) {
-      const from = Math.max(0, start - pos);
-      const to = Math.min(chunk.length, end + 1 - pos);
-      if (to > from) yield chunk.subarray(from, to);
-    }
-    pos = next;
-    if (pos > end) return;
-  }
-}
-
 interface Representation {
   decompress: boolean;
   /** Unknown for a decompressed core whose raw size the event does not vouch for. */
@@ -63,12 +47,60 @@ interface Representation {
   etag: string;
 }
 
-function representation(event: CrashEvent, file: OpenedFile, format: 'zstd' | 'raw'): Representation {
+/** The bytes to send: start..end inclusive, the end unknown when the size is. */
+interface Span {
+  start: number;
+  end: number | undefined;
+  partial: boolean;
+}
+
+/** The dump's key, from the event by the layout; an event naming any other file is refused. */
+function dumpKeyOf(event: CrashEvent, log: FastifyBaseLogger): string {
+  const { dump } = event;
+  const id = event.crash.id;
+  if (dump.status !== 'stored' && dump.status !== 'truncated')
+    throw PM_ERR_NO_DUMP(id, dump.status, dump.reason);
+  let key: string;
+  try {
+    key = dumpRelPath(event);
+  } catch (err) {
+    log.warn({ err, crash_id: id }, 'crash event names an unsafe storage path');
+    throw PM_ERR_DUMP_UNREADABLE(id);
+  }
+  if (dump.path !== undefined && dump.path !== key) {
+    // An event pointing at a file outside its own pod's folder is refused, never followed.
+    log.warn({ crash_id: id, path: dump.path, expected: key }, 'dump.path off the storage layout');
+    throw PM_ERR_DUMP_UNREADABLE(id);
+  }
+  return key;
+}
+
+/** A storage read for crash `id`: gone is a 410, refused a 404, a failing backend counted. */
+async function fromStorage<T>(
+  deps: RouteDeps,
+  id: string,
+  log: FastifyBaseLogger,
+  read: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await read();
+  } catch (err) {
+    if (err instanceof StorageError && err.problem === 'missing') throw PM_ERR_DUMP_GONE(id);
+    if (err instanceof StorageError) {
+      log.warn({ err, crash_id: id }, 'dump refused by the storage reader');
+      throw PM_ERR_DUMP_UNREADABLE(id);
+    }
+    deps.telemetry.backendErrors.inc({ backend: 'storage' });
+    throw err;
+  }
+}
+
+function representation(event: CrashEvent, file: StoredObject, format: 'zstd' | 'raw'): Representation {
   const { dump } = event;
   const id = event.crash.id;
   const sha = dump.sha256;
   const compressed = (dump.compression ?? 'zstd') === 'zstd';
-  const weak = `W/"${file.size.toString(16)}-${file.mtime.getTime().toString(16)}"`;
+  const weak = `W/"${file.etag}"`;
   if (format === 'zstd' && compressed) {
     return {
       decompress: false,
@@ -92,6 +124,87 @@ function etagMatches(header: string | undefined, etag: string): boolean {
   if (header === undefined) return false;
   const strong = etag.replace(/^W\//, '');
   return header.split(',').some((t) => t.trim() === '*' || t.trim().replace(/^W\//, '') === strong);
+}
+
+/** The headers every answer about the dump carries (200, 206, 304, 416). */
+function describe(reply: FastifyReply, rep: Representation, sha256: string | undefined): void {
+  reply.header('etag', rep.etag);
+  reply.header('cache-control', 'private, no-store');
+  reply.header('content-disposition', `attachment; filename="${rep.filename}"`);
+  if (sha256) reply.header('x-podmortem-sha256', sha256);
+}
+
+/** The Range asked for, honoured only while If-Range (when sent) still names this representation. */
+function requestedRange(
+  headers: { range?: string | undefined; 'if-range'?: string | undefined },
+  rep: Representation,
+): RangeResult {
+  if (rep.size === undefined) return { kind: 'full' };
+  const ifRange = headers['if-range'];
+  return ifRange === undefined || ifRange === rep.etag
+    ? parseRange(headers.range, rep.size)
+    : { kind: 'full' };
+}
+
+function spanOf(range: RangeResult, rep: Representation): Span {
+  if (range.kind === 'partial') return { start: range.start, end: range.end, partial: true };
+  return { start: 0, end: rep.size === undefined ? undefined : rep.size - 1, partial: false };
+}
+
+/** The status and length headers of the body about to be sent. */
+function describeSpan(reply: FastifyReply, rep: Representation, span: Span): void {
+  if (rep.size === undefined) return;
+  reply.header('accept-ranges', 'bytes');
+  if (span.partial) {
+    reply.code(206);
+    reply.header('content-range', `bytes ${span.start}-${span.end ?? 0}/${rep.size}`);
+  }
+  reply.header('content-length', String((span.end ?? 0) - span.start + 1));
+}
+
+/** The 416 for a range outside the `size` bytes of the representation. */
+function unsatisfiable(reply: FastifyReply, rangeHeader: string | undefined, size: number): ApiError {
+  reply.header('accept-ranges', 'bytes');
+  const err = PM_ERR_RANGE_NOT_SATISFIABLE(rangeHeader ?? '', size);
+  return new ApiError(err.code, err.message, 416, { headers: { 'content-range': `bytes */${size}` } });
+}
+
+/** Logs a body stream's failure; a download the client gave up on is no failure. */
+function streamFailureLog(log: FastifyBaseLogger, id: string) {
+  return (err: Error | null | undefined) => {
+    if (err && err.name !== 'AbortError' && (err as { code?: string }).code !== 'ERR_STREAM_PREMATURE_CLOSE')
+      log.warn({ err, crash_id: id }, 'dump stream failed');
+  };
+}
+
+/**
+ * The span of the dump, read with `open`, decompressed when the representation says so, through
+ * a byte counter (what the audit record counts). Stream failures go to `failed`.
+ */
+async function dumpBody(
+  open: (range?: ByteRange) => Promise<ObjectRead>,
+  rep: Representation,
+  span: Span,
+  failed: (err: Error | null | undefined) => void,
+): Promise<ByteCounter> {
+  const counter = new ByteCounter();
+  const { start, end } = span;
+  if (!rep.decompress) {
+    const file = await open(end === undefined || end < start ? { start } : { start, end });
+    pipeline(file.body, counter, failed);
+    return counter;
+  }
+  const file = await open();
+  if (end !== undefined && (start > 0 || end < (rep.size ?? 0) - 1)) {
+    // The slice ends before the decompressor does: it is then destroyed (its premature
+    // close is expected), while the sliced body ends normally.
+    const decompressed = createZstdDecompress();
+    pipeline(file.body, decompressed, failed);
+    pipeline(Readable.from(byteSlice(decompressed, start, end)), counter, failed);
+  } else {
+    pipeline(file.body, createZstdDecompress(), counter, failed);
+  }
+  return counter;
 }
 
 export const crashDumpRoutes: FastifyPluginCallbackTypebox<RouteDeps> = (app, deps, done) => {
@@ -119,105 +232,26 @@ export const crashDumpRoutes: FastifyPluginCallbackTypebox<RouteDeps> = (app, de
     async (request, reply) => {
       const id = request.params.id;
       const format = request.query.format ?? 'zstd';
+      const log = request.log;
+      const read = <T>(call: () => Promise<T>) => fromStorage(deps, id, log, call);
       const event = await downloadableCrash(deps, callerOf(request), id);
-      const { dump } = event;
-      if (dump.status !== 'stored' && dump.status !== 'truncated')
-        throw PM_ERR_NO_DUMP(id, dump.status, dump.reason);
-      let relPath: string;
-      try {
-        relPath = dumpRelPath(event);
-      } catch (err) {
-        request.log.warn({ err, crash_id: id }, 'crash event names an unsafe storage path');
-        throw PM_ERR_DUMP_UNREADABLE(id);
-      }
-      if (dump.path !== undefined && dump.path !== relPath) {
-        // An event pointing at a file outside its own pod's folder is refused, never followed.
-        request.log.warn(
-          { crash_id: id, path: dump.path, expected: relPath },
-          'dump.path off the storage layout',
-        );
-        throw PM_ERR_DUMP_UNREADABLE(id);
-      }
-      let file: OpenedFile;
-      try {
-        file = await deps.storage.open(relPath);
-      } catch (err) {
-        if (err instanceof StorageError && err.problem === 'missing') throw PM_ERR_DUMP_GONE(id);
-        if (err instanceof StorageError) {
-          request.log.warn({ err, crash_id: id }, 'dump refused by the storage reader');
-          throw PM_ERR_DUMP_UNREADABLE(id);
-        }
-        deps.telemetry.backendErrors.inc({ backend: 'storage' });
-        throw err;
-      }
+      const key = dumpKeyOf(event, log);
+      const rep = representation(event, await read(() => deps.storage.stat(key)), format);
 
-      const rep = representation(event, file, format);
-      reply.header('etag', rep.etag);
-      reply.header('cache-control', 'private, no-store');
-      reply.header('content-disposition', `attachment; filename="${rep.filename}"`);
-      if (dump.sha256) reply.header('x-podmortem-sha256', dump.sha256);
       if (etagMatches(request.headers['if-none-match'], rep.etag)) {
-        await file.handle.close();
+        describe(reply, rep, event.dump.sha256);
         return reply.code(304).send();
       }
-
-      let start = 0;
-      let end = rep.size === undefined ? undefined : rep.size - 1;
-      const rangeHeader = request.headers.range;
-      const ifRange = request.headers['if-range'];
-      if (rep.size !== undefined) {
-        reply.header('accept-ranges', 'bytes');
-        const range =
-          ifRange === undefined || ifRange === rep.etag
-            ? parseRange(rangeHeader, rep.size)
-            : { kind: 'full' as const };
-        if (range.kind === 'unsatisfiable') {
-          await file.handle.close();
-          const err = PM_ERR_RANGE_NOT_SATISFIABLE(rangeHeader ?? '', rep.size);
-          throw new ApiError(err.code, err.message, 416, {
-            headers: { 'content-range': `bytes */${rep.size}` },
-          });
-        }
-        if (range.kind === 'partial') {
-          start = range.start;
-          end = range.end;
-          reply.code(206);
-          reply.header('content-range', `bytes ${start}-${end}/${rep.size}`);
-        }
-        reply.header('content-length', String((end ?? 0) - start + 1));
+      const range = requestedRange(request.headers, rep);
+      if (range.kind === 'unsatisfiable') {
+        describe(reply, rep, event.dump.sha256);
+        throw unsatisfiable(reply, request.headers.range, rep.size ?? 0);
       }
-
-      const counter = new ByteCounter();
-      const done = (err: Error | null | undefined) => {
-        if (
-          err &&
-          err.name !== 'AbortError' &&
-          (err as { code?: string }).code !== 'ERR_STREAM_PREMATURE_CLOSE'
-        )
-          request.log.warn({ err, crash_id: id }, 'dump stream failed');
-      };
-      if (rep.decompress) {
-        const source = file.handle.createReadStream({ highWaterMark: READ_CHUNK });
-        if (end !== undefined && (start > 0 || end < (rep.size ?? 0) - 1)) {
-          // The slice ends before the decompressor does: it is then destroyed (its premature
-          // close is expected), while the sliced body ends normally.
-          const decompressed = createZstdDecompress();
-          pipeline(source, decompressed, done);
-          pipeline(Readable.from(byteSlice(decompressed, start, end)), counter, done);
-        } else {
-          pipeline(source, createZstdDecompress(), counter, done);
-        }
-      } else {
-        pipeline(
-          file.handle.createReadStream({
-            start,
-            highWaterMark: READ_CHUNK,
-            ...(end === undefined || end < start ? {} : { end }),
-          }),
-          counter,
-          done,
-        );
-      }
+      const span = spanOf(range, rep);
+      const open = (part?: ByteRange) => read(() => deps.storage.read(key, part));
+      const body = await dumpBody(open, rep, span, streamFailureLog(log, id));
+      describe(reply, rep, event.dump.sha256);
+      describeSpan(reply, rep, span);
       auditDownload(
         deps,
         request,
@@ -228,11 +262,11 @@ export const crashDumpRoutes: FastifyPluginCallbackTypebox<RouteDeps> = (app, de
           pod: event.kubernetes?.pod.name,
           crashId: id,
           format,
-          ...(rangeHeader === undefined ? {} : { range: rangeHeader }),
+          ...(request.headers.range === undefined ? {} : { range: request.headers.range }),
         },
-        counter,
+        body,
       );
-      return reply.type(rep.contentType).send(counter);
+      return reply.type(rep.contentType).send(body);
     },
   );
   done();

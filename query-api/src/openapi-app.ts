@@ -8,6 +8,7 @@ import { OPENAPI_FILE, renderOpenapi } from './openapi.ts';
 import type { KubeReviews } from './kube-reviews.ts';
 import { PrometheusClient } from './prometheus-client.ts';
 import { StorageReader } from './storage-reader.ts';
+import { FsStore } from '@podmortem/contract/store';
 
 // An app with the default configuration whose dependencies are never called: enough for
 // @fastify/swagger to produce the document, which depends on the routes alone.
@@ -24,7 +25,7 @@ export async function documentApp() {
     es: createElasticsearchClient(config.elasticsearchUrl),
     kube: noKube,
     prometheus: new PrometheusClient({ url: config.prometheusUrl }),
-    storage: new StorageReader({ root: config.storageRoot }),
+    storage: new StorageReader({ store: new FsStore({ root: config.storageRoot }) }),
     logger: pino({ level: 'silent' }),
   });
   await app.ready();

@@ -3,11 +3,11 @@ import { pipeline as pipelineCb } from 'node:stream';
 import { createGzip } from 'node:zlib';
 import { Type, type FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import tar from 'tar-stream';
-import type { RouteDeps } from './app.ts';
 import { auditDownload, ByteCounter } from './audit.ts';
 import { callerOf } from './crash-get.ts';
 import { PM_ERR_FORBIDDEN, PM_ERR_POD_NOT_FOUND } from './errors.ts';
 import { ContainerName, Namespace, PodName, PodUid, errorResponses } from './schemas.ts';
+import type { RouteDeps } from './route-deps.ts';
 import { StorageError, type PodFile } from './storage-reader.ts';
 
 // GET /v1/namespaces/{namespace}/pods/{pod}/dumps.tar.gz: every dump of a pod (or of one of its
@@ -24,14 +24,11 @@ interface PodIncarnation {
 }
 
 async function readEventJson(deps: RouteDeps, relPath: string): Promise<unknown> {
-  const file = await deps.storage.open(relPath);
+  const bytes = await deps.storage.readSmall(relPath, MAX_EVENT_BYTES);
   try {
-    if (file.size > MAX_EVENT_BYTES) return undefined;
-    return JSON.parse(await file.handle.readFile('utf8')) as unknown;
+    return bytes === undefined ? undefined : (JSON.parse(bytes.toString('utf8')) as unknown);
   } catch {
     return undefined;
-  } finally {
-    await file.handle.close();
   }
 }
 
@@ -125,7 +122,7 @@ export const podArchiveRoutes: FastifyPluginCallbackTypebox<RouteDeps> = (app, d
               if (!part) continue;
               let opened;
               try {
-                opened = await deps.storage.open(part.relPath);
+                opened = await deps.storage.read(part.relPath);
               } catch (err) {
                 // Removed since it was listed (retention): left out of the archive.
                 if (err instanceof StorageError) continue;
@@ -133,7 +130,7 @@ export const podArchiveRoutes: FastifyPluginCallbackTypebox<RouteDeps> = (app, d
               }
               const name = `${inc.uid}/${part.relPath.split('/').slice(2).join('/')}`;
               const entry = pack.entry({ name, size: opened.size, mtime: opened.mtime, mode: 0o600 });
-              await pipeline(opened.handle.createReadStream(), entry);
+              await pipeline(opened.body, entry);
             }
           }
         }

@@ -2,6 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
+import { FsStore, MemoryStore } from '@podmortem/contract/store';
 import { StorageReader } from './storage-reader.ts';
 
 const base = mkdtempSync(join(tmpdir(), 'pm-reader-'));
@@ -19,13 +20,15 @@ writeFileSync(join(root, 'ns', uid, 'api', `.${id2}.core.zst.tmp`), 'partial');
 writeFileSync(join(root, 'ns', uid, 'api', 'notes.txt'), 'x');
 writeFileSync(join(base, 'secret'), 'secret');
 symlinkSync(join(base, 'secret'), join(root, 'ns', uid, 'side', `${id1}.core.zst`));
-const reader = new StorageReader({ root });
+const reader = new StorageReader({ store: new FsStore({ root }) });
 
 t.test('opens files under the root', async (t) => {
-  const f = await reader.open(`ns/${uid}/api/${id1}.core.zst`);
+  const f = await reader.read(`ns/${uid}/api/${id1}.core.zst`);
   t.equal(f.size, 5);
-  t.equal(await f.handle.readFile('utf8'), 'core1');
-  await f.handle.close();
+  t.equal((await f.body.toArray()).join(''), 'core1');
+  t.equal((await reader.readSmall(`ns/${uid}/api/${id1}.core.zst`, 5))?.toString(), 'core1');
+  t.equal(await reader.readSmall(`ns/${uid}/api/${id1}.core.zst`, 4), undefined, 'larger than asked for');
+  t.equal((await reader.stat(`ns/${uid}/api/${id1}.json`)).size, 2);
 });
 
 t.test('refuses every path that is not plain segments under the root', async (t) => {
@@ -42,15 +45,16 @@ t.test('refuses every path that is not plain segments under the root', async (t)
     `ns/${'a/'.repeat(9)}x`,
     'x'.repeat(1025),
   ]) {
-    await t.rejects(reader.open(p), { name: 'StorageError', problem: 'unsafe' }, JSON.stringify(p));
+    await t.rejects(reader.read(p), { name: 'StorageError', problem: 'unsafe' }, JSON.stringify(p));
+    await t.rejects(reader.stat(p), { name: 'StorageError', problem: 'unsafe' }, JSON.stringify(p));
   }
 });
 
 t.test('a symlink leading out of the root is refused; a missing file is missing', async (t) => {
-  await t.rejects(reader.open(`ns/${uid}/side/${id1}.core.zst`), { name: 'StorageError', problem: 'unsafe' });
-  await t.rejects(reader.open(`ns/${uid}/api/${id2}.core.zst`), { name: 'StorageError', problem: 'missing' });
+  await t.rejects(reader.read(`ns/${uid}/side/${id1}.core.zst`), { name: 'StorageError', problem: 'unsafe' });
+  await t.rejects(reader.read(`ns/${uid}/api/${id2}.core.zst`), { name: 'StorageError', problem: 'missing' });
   await t.rejects(
-    reader.open(`ns/${uid}/api`),
+    reader.read(`ns/${uid}/api`),
     { name: 'StorageError', problem: 'unsafe' },
     'a directory is not a file',
   );
@@ -69,5 +73,26 @@ t.test('lists a pod’s crashes from the layout, skipping temporary, foreign and
   t.same(await reader.listPod('ns', uid, 'side'), []);
   t.same(await reader.listPod('ns', '00000000-0000-4000-8000-000000000000'), []);
   t.equal(await reader.ready(), true);
-  t.equal(await new StorageReader({ root: join(base, 'nope') }).ready(), false);
+  t.equal(await new StorageReader({ store: new FsStore({ root: join(base, 'nope') }) }).ready(), false);
+});
+
+t.test('any store will do: the same listing from the in-memory store', async (t) => {
+  const store = new MemoryStore();
+  await store.putBytes(`ns/${uid}/api/${id1}.core.zst`, Buffer.from('core1'));
+  await store.putBytes(`ns/${uid}/api/${id1}.json`, Buffer.from('{}'));
+  await store.putBytes(`ns/${uid}/api/${id2}.json`, Buffer.from('{}'));
+  await store.putBytes(`ns/${uid}/api/notes.txt`, Buffer.from('x'));
+  await store.putBytes(`ns/${uid}/api-x/${id2}.json`, Buffer.from('{}'));
+  const memory = new StorageReader({ store });
+  t.same(
+    (await memory.listPod('ns', uid)).map((f) => [f.container, f.crashId, f.dump?.size, f.event?.size]),
+    [
+      ['api', id1, 5, 2],
+      ['api', id2, undefined, 2],
+      ['api-x', id2, undefined, 2],
+    ],
+    'containers in order, then crashes',
+  );
+  await t.rejects(memory.read(`ns/${uid}/api/${id2}.core.zst`), { name: 'StorageError', problem: 'missing' });
+  await t.rejects(memory.read(`ns/${uid}/api`), { name: 'StorageError', problem: 'unsafe' });
 });

@@ -1,30 +1,33 @@
-import { constants } from 'node:fs';
-import { open, readdir, realpath, stat, type FileHandle } from 'node:fs/promises';
-import { join, sep } from 'node:path';
-import { DUMP_SUFFIX, EVENT_SUFFIX, isCrashId, isSafeSegment } from '@podmortem/contract';
+import { podCrashFileOf, podFolder } from '@podmortem/contract';
+import {
+  isStoreError,
+  readBytes,
+  type ByteRange,
+  type ObjectRead,
+  type Store,
+  type StoredObject,
+  type StoreError,
+} from '@podmortem/contract/store';
+import { PodmortemError, registryOptions } from '@podmortem/contract/runtime';
+import { API_ERRORS } from './errors.ts';
 
-// Reads the storage root the collector writes (DESIGN §3: <namespace>/<pod-uid>/<container>/
-// <crash-id>.core.zst + .json). Every path is checked segment by segment, resolved with
-// realpath, and must stay under the root's own real path, so neither `..`, an absolute path nor
-// a symlink planted inside the root can make the API read anything else.
+// The collector's store as the routes read it: files by their layout key (storage-layout.ts),
+// the crash files of one pod, and readiness. The store refuses keys that are not plain safe
+// segments and anything that is not a plain object of its own (a folder, a symlink leading out
+// of the root); those refusals are 'unsafe' here, an absent object is 'missing'.
 
 export type StorageProblem = 'missing' | 'unsafe';
 
-export class StorageError extends Error {
+export class StorageError extends PodmortemError {
   readonly problem: StorageProblem;
   readonly relPath: string;
   constructor(problem: StorageProblem, relPath: string, why: string, cause?: unknown) {
-    super(`${relPath}: ${why}`, cause === undefined ? undefined : { cause });
+    const code = problem === 'missing' ? 'PM_ERR_STORAGE_MISSING' : 'PM_ERR_STORAGE_UNSAFE';
+    super(code, `${relPath}: ${why}`, registryOptions(API_ERRORS[code], cause));
     this.name = 'StorageError';
     this.problem = problem;
     this.relPath = relPath;
   }
-}
-
-export interface OpenedFile {
-  handle: FileHandle;
-  size: number;
-  mtime: Date;
 }
 
 export interface PodFile {
@@ -35,142 +38,79 @@ export interface PodFile {
   event?: { relPath: string; size: number };
 }
 
-const MAX_SEGMENTS = 8;
+/** The store will not read this key: not of the layout, or not a plain object of the store. */
+function isRefusal(err: unknown): err is StoreError {
+  return isStoreError(err, 'PM_ERR_STORE_NOT_A_FILE') || isStoreError(err, 'PM_ERR_STORE_BAD_KEY');
+}
 
-function code(err: unknown): string | undefined {
-  return err instanceof Error && 'code' in err ? String(err.code) : undefined;
+/** The store's refusals as this reader's problems; anything else (the backend failing) as it is. */
+function asStorageError(err: unknown, relPath: string): unknown {
+  if (isStoreError(err, 'PM_ERR_STORE_NOT_FOUND'))
+    return new StorageError('missing', relPath, 'not found', err);
+  if (isRefusal(err)) return new StorageError('unsafe', relPath, err.message, err);
+  return err;
+}
+
+const compare = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+async function refused<T>(relPath: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    throw asStorageError(err, relPath);
+  }
 }
 
 export class StorageReader {
-  readonly root: string;
-  private realRoot: string | undefined;
+  private readonly store: Store;
 
-  constructor(params: { root: string }) {
-    this.root = params.root;
+  constructor(params: { store: Store }) {
+    this.store = params.store;
   }
 
-  /** Splits and checks a relative path; throws 'unsafe' for anything that is not plain segments. */
-  static segmentsOf(relPath: string): string[] {
-    if (relPath.length === 0 || relPath.length > 1024)
-      throw new StorageError('unsafe', relPath, 'path length out of bounds');
-    const segments = relPath.split('/');
-    if (segments.length > MAX_SEGMENTS) throw new StorageError('unsafe', relPath, 'too many segments');
-    for (const s of segments) {
-      if (!isSafeSegment(s)) throw new StorageError('unsafe', relPath, `unsafe segment ${JSON.stringify(s)}`);
-    }
-    return segments;
+  stat(relPath: string): Promise<StoredObject> {
+    return refused(relPath, () => this.store.stat(relPath));
   }
 
-  private async root_(): Promise<string> {
-    this.realRoot ??= await realpath(this.root);
-    return this.realRoot;
+  /** The file's bytes (the range only, when given) with its facts as opened. */
+  read(relPath: string, range?: ByteRange): Promise<ObjectRead> {
+    return refused(relPath, () => this.store.get(relPath, range));
   }
 
-  /** The real absolute path of relPath, checked to lie under the root. */
-  async resolve(relPath: string): Promise<string> {
-    const segments = StorageReader.segmentsOf(relPath);
-    const root = await this.root_();
-    let real: string;
-    try {
-      real = await realpath(join(root, ...segments));
-    } catch (err) {
-      if (code(err) === 'ENOENT' || code(err) === 'ENOTDIR')
-        throw new StorageError('missing', relPath, 'not found', err);
-      if (code(err) === 'ELOOP') throw new StorageError('unsafe', relPath, 'symlink loop', err);
-      throw err;
-    }
-    if (!real.startsWith(root + sep))
-      throw new StorageError('unsafe', relPath, 'resolves outside the storage root');
-    return real;
-  }
-
-  /** Opens a regular file under the root for reading. The caller closes the handle. */
-  async open(relPath: string): Promise<OpenedFile> {
-    const real = await this.resolve(relPath);
-    let handle: FileHandle;
-    try {
-      // O_NOFOLLOW: a file swapped for a symlink after the realpath check is refused, not followed.
-      handle = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW);
-    } catch (err) {
-      if (code(err) === 'ENOENT') throw new StorageError('missing', relPath, 'not found', err);
-      if (code(err) === 'ELOOP') throw new StorageError('unsafe', relPath, 'became a symlink', err);
-      throw err;
-    }
-    const st = await handle.stat();
-    if (!st.isFile()) {
-      await handle.close();
-      throw new StorageError('unsafe', relPath, 'not a regular file');
-    }
-    return { handle, size: st.size, mtime: st.mtime };
+  /** The whole file, or undefined when it is larger than maxBytes. */
+  readSmall(relPath: string, maxBytes: number): Promise<Buffer | undefined> {
+    return refused(relPath, () => readBytes(this.store, relPath, maxBytes));
   }
 
   /**
    * The crash files of one pod incarnation (and one container, when given), read from the
-   * directory layout itself so that dumps of pods the index no longer knows are found too.
+   * layout itself so that dumps of pods the index no longer knows are found too.
    */
   async listPod(namespace: string, podUid: string, container?: string): Promise<PodFile[]> {
-    const podRel = `${namespace}/${podUid}`;
-    let containers: string[];
-    if (container !== undefined) containers = [container];
-    else {
-      try {
-        const podDir = await this.resolve(podRel);
-        containers = (await readdir(podDir, { withFileTypes: true }))
-          .filter((d) => d.isDirectory() && isSafeSegment(d.name))
-          .map((d) => d.name);
-      } catch (err) {
-        // Missing, or a symlink leading out of the root: no files of this pod here.
-        if (err instanceof StorageError) return [];
-        throw err;
-      }
+    let objects: StoredObject[];
+    try {
+      objects = await this.store.list(podFolder(namespace, podUid, container));
+    } catch (err) {
+      // Not a folder of this store (a symlink leading out of the root): no files of this pod here.
+      if (isRefusal(err)) return [];
+      throw err;
     }
-    const files: PodFile[] = [];
-    for (const c of containers.sort()) {
-      const dirRel = `${podRel}/${c}`;
-      let names: string[];
-      try {
-        names = await readdir(await this.resolve(dirRel));
-      } catch (err) {
-        if (err instanceof StorageError) continue;
-        throw err;
-      }
-      const byId = new Map<string, PodFile>();
-      for (const name of names) {
-        const suffix = name.endsWith(DUMP_SUFFIX)
-          ? DUMP_SUFFIX
-          : name.endsWith(EVENT_SUFFIX)
-            ? EVENT_SUFFIX
-            : '';
-        if (suffix === '') continue;
-        const crashId = name.slice(0, -suffix.length);
-        // Temporary names of files still being written and anything foreign are not crashes.
-        if (!isCrashId(crashId)) continue;
-        const relPath = `${dirRel}/${name}`;
-        let size: number;
-        try {
-          const st = await stat(await this.resolve(relPath));
-          if (!st.isFile()) continue;
-          size = st.size;
-        } catch (err) {
-          if (err instanceof StorageError) continue;
-          throw err;
-        }
-        const entry = byId.get(crashId) ?? { container: c, crashId };
-        if (suffix === DUMP_SUFFIX) entry.dump = { relPath, size };
-        else entry.event = { relPath, size };
-        byId.set(crashId, entry);
-      }
-      files.push(...[...byId.values()].sort((a, b) => (a.crashId < b.crashId ? -1 : 1)));
+    const byCrash = new Map<string, PodFile>();
+    for (const o of objects) {
+      const file = podCrashFileOf(o.key);
+      if (!file) continue;
+      const id = `${file.container}/${file.crashId}`;
+      const entry = byCrash.get(id) ?? { container: file.container, crashId: file.crashId };
+      entry[file.kind] = { relPath: o.key, size: o.size };
+      byCrash.set(id, entry);
     }
-    return files;
+    return [...byCrash.values()].sort(
+      (a, b) => compare(a.container, b.container) || compare(a.crashId, b.crashId),
+    );
   }
 
-  /** The storage root is there and readable. */
-  async ready(): Promise<boolean> {
-    try {
-      return (await stat(await this.root_())).isDirectory();
-    } catch {
-      return false;
-    }
+  /** The store is there and readable. */
+  ready(): Promise<boolean> {
+    return this.store.ready();
   }
 }

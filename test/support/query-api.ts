@@ -15,6 +15,7 @@ import {
   type CrashEvent,
 } from '@podmortem/contract';
 import { createLogger } from '@podmortem/contract/runtime';
+import { FsStore } from '@podmortem/contract/store';
 import type { TracerProvider } from '@opentelemetry/api';
 import { buildApp, type App } from '../../query-api/src/app.ts';
 import { readConfig, type Config } from '../../query-api/src/config.ts';
@@ -279,7 +280,7 @@ export async function harness(
     es,
     kube: createKubeReviews(kube.kubeConfig()),
     prometheus: new PrometheusClient({ url: config.prometheusUrl }),
-    storage: new StorageReader({ root: config.storageRoot }),
+    storage: new StorageReader({ store: new FsStore({ root: config.storageRoot }) }),
     logger: createLogger('query-api-test', { level: 'info' }, logs),
     telemetry,
     ...(extra.tracerProvider ? { tracerProvider: extra.tracerProvider } : {}),
