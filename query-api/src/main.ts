@@ -1,49 +1,53 @@
-import {
-  ConfigError,
-  beforeDeadline,
-  createLogger,
-  logProcessWarnings,
-  runComponents,
-  type Component,
-} from '@podmortem/contract/runtime';
-import type { FastifyInstance } from 'fastify';
-import { buildApp, VERSION } from './app.ts';
-import { readConfig, type Config } from './config.ts';
-import { createElasticsearchClient } from './crash-store.ts';
+import { beforeDeadline, closing, runService, type Component } from '@podmortem/contract/runtime';
 import { kubeConfigFrom } from '@podmortem/contract/runtime/kube-config';
+import { FsStore } from '@podmortem/contract/store';
+import type { FastifyInstance } from 'fastify';
+import { buildApp, VERSION, type AppParams } from './app.ts';
+import { readConfig } from './config.ts';
+import { createElasticsearchClient } from './crash-store.ts';
 import { createKubeReviews } from './kube-reviews.ts';
 import { PrometheusClient } from './prometheus-client.ts';
 import { StorageReader } from './storage-reader.ts';
-import { FsStore } from '@podmortem/contract/store';
 import { createTelemetry, createTracerProvider } from './telemetry.ts';
 
 // `node query-api/src/main.ts`: the query API, configured by PODMORTEM_API_* variables.
 
-const logger = createLogger('podmortem-query-api');
-logProcessWarnings(logger);
-
-let config: Config;
-try {
-  config = readConfig();
-} catch (err) {
-  if (err instanceof ConfigError) {
-    logger.fatal({ key: err.key }, err.message);
-    process.exit(2);
-  }
-  throw err;
-}
-
-const es = createElasticsearchClient(config.elasticsearchUrl);
-const tracerProvider = createTracerProvider({ otlpEndpoint: config.otlpTracesEndpoint, version: VERSION });
-const telemetry = createTelemetry();
-
 class HttpServer implements Component {
   readonly name = 'http-server';
   private app: FastifyInstance | undefined;
+  private readonly params: AppParams;
+
+  constructor(params: AppParams) {
+    this.params = params;
+  }
 
   async start(): Promise<void> {
     if (this.app) return;
-    this.app = await buildApp({
+    const { config, logger } = this.params;
+    this.app = await buildApp(this.params);
+    const address = await this.app.listen({ host: config.host, port: config.port });
+    logger.info({ address, version: VERSION }, 'query API listening');
+  }
+
+  async shutdown(deadline: number): Promise<void> {
+    const app = this.app;
+    this.app = undefined;
+    if (app) await beforeDeadline(app.close(), deadline, undefined);
+  }
+}
+
+await runService({
+  name: 'podmortem-query-api',
+  loadConfig: () => readConfig(),
+  startFailedMessage: 'the query API could not start',
+  build: ({ config, logger }) => {
+    const es = createElasticsearchClient(config.elasticsearchUrl);
+    const tracerProvider = createTracerProvider({
+      otlpEndpoint: config.otlpTracesEndpoint,
+      version: VERSION,
+    });
+    const telemetry = createTelemetry();
+    const http = new HttpServer({
       config,
       es,
       kube: createKubeReviews(kubeConfigFrom(config.kubeconfig)),
@@ -53,22 +57,13 @@ class HttpServer implements Component {
       telemetry,
       tracerProvider,
     });
-    const address = await this.app.listen({ host: config.host, port: config.port });
-    logger.info({ address, version: VERSION }, 'query API listening');
-  }
-
-  async shutdown(deadline: number): Promise<void> {
-    const app = this.app;
-    this.app = undefined;
-    if (!app) return;
-    await beforeDeadline(app.close(), deadline, undefined);
-    await beforeDeadline(es.close(), deadline, undefined);
-    await beforeDeadline(tracerProvider.shutdown(), deadline, undefined);
-  }
-}
-
-const { started } = runComponents([new HttpServer()], logger, config.shutdownGraceMs);
-started.catch((err: unknown) => {
-  logger.fatal({ err }, 'the query API could not start');
-  process.exit(1);
+    return {
+      // Shut down in reverse: the server first, then the clients its requests used.
+      components: [
+        closing('tracer-provider', () => tracerProvider.shutdown()),
+        closing('elasticsearch-client', () => es.close()),
+        http,
+      ],
+    };
+  },
 });

@@ -6,3 +6,4 @@ export * from './logger.ts';
 export * from './ops-server.ts';
 export * from './durable-write.ts';
 export * from './kafka.ts';
+export * from './service.ts';

@@ -24,8 +24,9 @@ export async function beforeDeadline<T>(work: Promise<T>, deadline: number, fall
 }
 
 /**
- * Starts components in order and shuts them down in reverse on SIGTERM or SIGINT (or when
- * `stop` is called), each within what is left of `graceMs`. Resolves when all are down.
+ * Starts components in order and, when `stop` is called, shuts them down in reverse, each within
+ * what is left of `graceMs`. `stop` resolves when all are down; calling it again returns the same.
+ * Signals are the caller's (runService): one process has one handler.
  */
 export function runComponents(components: Component[], logger: Logger, graceMs = 25_000) {
   let stopping: Promise<void> | undefined;
@@ -44,9 +45,6 @@ export function runComponents(components: Component[], logger: Logger, graceMs =
     })();
     return stopping;
   };
-  const onSignal = (signal: NodeJS.Signals) => void stop(signal);
-  process.once('SIGTERM', onSignal);
-  process.once('SIGINT', onSignal);
   const started = (async () => {
     for (const c of components) {
       await c.start();
@@ -54,4 +52,18 @@ export function runComponents(components: Component[], logger: Logger, graceMs =
     }
   })();
   return { started, stop };
+}
+
+/** A component that only has something to close (a client), for the end of the shutdown. */
+export function closing(name: string, close: () => Promise<unknown>): Component {
+  return {
+    name,
+    start: () => Promise.resolve(),
+    shutdown: (deadline) =>
+      beforeDeadline(
+        close().then(() => undefined),
+        deadline,
+        undefined,
+      ),
+  };
 }
