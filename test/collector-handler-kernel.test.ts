@@ -7,13 +7,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { readCoreNotes } from '../collector/src/agent/elf-notes.ts';
 import { installHandler } from '../collector/src/agent/handler-installer.ts';
-import {
-  listSpool,
-  openSpoolCore,
-  readSpoolMeta,
-  removeSpoolEntry,
-  type SpoolMeta,
-} from '../collector/src/spool-entry.ts';
+import { Spool } from '../collector/src/agent/spool.ts';
+import type { SpoolMeta } from '../collector/src/spool-entry.ts';
 import { lockCorePattern } from './support/core-pattern-lock.ts';
 import { createPodCgroup } from './support/pod-cgroup.ts';
 
@@ -114,16 +109,17 @@ async function crash(name: string) {
   const tid = Number(m?.[2]);
   let meta: SpoolMeta | undefined;
   for (let i = 0; i < 300 && !meta; i++) {
-    for (const id of await listSpool(spool)) {
-      const candidate = await readSpoolMeta(spool, id);
-      if (candidate.kernel.pid === pid) meta = candidate;
+    for (const id of await new Spool(spool).list()) {
+      const candidate = await new Spool(spool).entry(id).readMeta();
+      if (candidate?.kernel.pid === pid) meta = candidate;
     }
     if (!meta) await sleep(100);
   }
   if (!meta) throw new Error(`no spool entry for ${name} (pid ${pid}); crash: ${JSON.stringify(result)}`);
-  const notes = await readCoreNotes(openSpoolCore(spool, meta));
+  const entry = new Spool(spool).entry(meta.crashId);
+  const notes = await readCoreNotes(entry.openCore(meta));
   const raw = await readFile(join(spool, `${meta.crashId}.meta.json`), 'utf8');
-  await removeSpoolEntry(spool, meta.crashId);
+  await entry.remove();
   return { result, pid, tid, meta, notes, raw, exe };
 }
 

@@ -12,13 +12,8 @@ import t from 'tap';
 import { readCoreNotes } from '../collector/src/agent/elf-notes.ts';
 import type { HandlerConfig } from '../collector/src/handler-config.ts';
 import { installHandler } from '../collector/src/agent/handler-installer.ts';
-import {
-  listSpool,
-  openSpoolCore,
-  readSpoolMeta,
-  spoolPaths,
-  type SpoolMeta,
-} from '../collector/src/spool-entry.ts';
+import { Spool } from '../collector/src/agent/spool.ts';
+import { spoolFiles, type SpoolMeta } from '../collector/src/spool-entry.ts';
 import { createPodCgroup } from './support/pod-cgroup.ts';
 import { elfHead, note, prpsinfo, prstatus, syntheticCore } from './support/synthetic-core.ts';
 
@@ -81,7 +76,9 @@ async function runHandler(
 }
 
 async function entries(spool: string): Promise<SpoolMeta[]> {
-  return Promise.all((await listSpool(spool)).map((id) => readSpoolMeta(spool, id)));
+  const folder = new Spool(spool);
+  const metas = await Promise.all((await folder.list()).map((id) => folder.entry(id).readMeta()));
+  return metas.filter((m) => m !== undefined);
 }
 
 /** The one spool entry there must be (the handler ran once). */
@@ -142,14 +139,14 @@ t.test('a real core of a live process: stored, facts from /proc, never its envir
   t.equal(meta.procError, undefined);
   t.equal(meta.argsError, undefined);
   t.ok(meta.handlerMs > 0);
-  const paths = spoolPaths(s.spool, meta.crashId);
+  const paths = spoolFiles(s.spool, meta.crashId);
   t.equal(meta.dump.storedBytes, (await stat(paths.core)).size);
   t.same(
     zstdDecompressSync(await readFile(paths.core)),
     raw,
     'the spooled core decompresses to the bytes sent',
   );
-  const notes = await readCoreNotes(openSpoolCore(s.spool, meta));
+  const notes = await readCoreNotes(new Spool(s.spool).entry(meta.crashId).openCore(meta));
   t.equal(notes.pid, pid);
   t.equal(notes.comm, 'sleep');
   t.notMatch(await readFile(paths.meta, 'utf8'), /hunter2/, 'the environment is not recorded');
@@ -181,7 +178,7 @@ t.test('garbage on stdin is spooled as sent; the ELF reader then says it is not 
   t.equal(await runHandler(s.handler, kernelArgs(999_999, 'x', '/x'), garbage), 0);
   const meta = await onlyEntry(s.spool);
   t.match(meta.dump, { status: 'stored', sizeBytes: garbage.length, sha256: sha(garbage) });
-  await t.rejects(readCoreNotes(openSpoolCore(s.spool, meta)), {
+  await t.rejects(readCoreNotes(new Spool(s.spool).entry(meta.crashId).openCore(meta)), {
     code: 'PM_ERR_CORE_NOT_ELF',
     message: /not an ELF core/,
   });
@@ -258,7 +255,7 @@ t.test('size limit: the first bytes kept, the full size and the kept bytes sha25
     limitBytes: 1024 * 1024,
     sha256: sha(kept),
   });
-  t.same(zstdDecompressSync(await readFile(spoolPaths(s.spool, meta.crashId).core)), kept);
+  t.same(zstdDecompressSync(await readFile(spoolFiles(s.spool, meta.crashId).core)), kept);
 });
 
 t.test('below the spool free-space floor: skipped with the reason, the size still honest', async (t) => {

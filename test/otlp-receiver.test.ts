@@ -44,7 +44,7 @@ t.test('a crash exported by the collector arrives with its attributes (OTLP/JSON
   });
   await emitter.start();
   t.teardown(() => emitter.shutdown());
-  await emitter.emit(example);
+  await emitter.announce(example);
   t.equal(receiver.records.length, 1, 'acknowledged means received');
   const rec = first(receiver.records);
   t.equal(rec.format, 'json');
@@ -144,15 +144,15 @@ t.test('unreachable, then reachable again on the same port; failing on purpose',
   await emitter.start();
   t.teardown(() => emitter.shutdown());
   await receiver.stop();
-  await t.rejects(emitter.emit(example), { code: 'PM_ERR_OTLP_EXPORT' }, 'no acknowledgement while down');
+  await t.rejects(emitter.announce(example), { code: 'PM_ERR_OTLP_EXPORT' }, 'no acknowledgement while down');
   await receiver.restart();
   receiver.failWith(400);
   await t.rejects(
-    emitter.emit(example),
+    emitter.announce(example),
     { code: 'PM_ERR_OTLP_EXPORT' },
     'a refusal is not an acknowledgement',
   );
   receiver.failWith(undefined);
-  await emitter.emit(example);
+  await emitter.announce(example);
   t.equal(receiver.withAttribute('podmortem.crash.id', example.crash.id).length, 1);
 });

@@ -1,21 +1,80 @@
-import { randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { open, readFile, rename, readdir, rm } from 'node:fs/promises';
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pipeline, type Readable } from 'node:stream';
-import { createZstdDecompress } from 'node:zlib';
+// The subpath alone: the handler imports this module, and the whole runtime (pino, ajv) would
+// slow the start of every handler process.
+import { commitFile, TMP_PREFIX, writeJsonAtomically } from '@podmortem/contract/runtime/durable-write';
 import { isCrashId } from '@podmortem/contract/crash-id';
 import type { DumpStatus } from '@podmortem/contract';
 
 // The spool is the durable hand-off between the handler (run by the kernel, once per crash) and
 // the agent (long-lived). One crash = <crash-id>.core.zst (absent when no dump was kept) and
-// <crash-id>.meta.json. The handler writes each under a temporary name, fsyncs, renames, and
-// renames the meta last: a .meta.json in the spool means the entry is complete. The agent deletes
-// both only after storage, OTLP and Kafka acknowledged the crash.
+// <crash-id>.meta.json. The handler writes each under a temporary name (.tmp-<crash-id>…), fsyncs,
+// renames, and renames the meta last: a .meta.json in the spool means the entry is complete. The
+// agent keeps its delivery progress beside them (<crash-id>.agent.json), and deletes all three
+// only once the crash is delivered, or moves them to rejected/ with a <crash-id>.reason.json.
+//
+// This module is the format: the shapes, every file name, and the handler's writers. It stays
+// light to import (the handler runs while the kernel holds the crashing process); the agent reads
+// and changes entries through agent/spool.ts, which builds no name of its own.
 
-export const SPOOL_META_SUFFIX = '.meta.json';
-export const SPOOL_CORE_SUFFIX = '.core.zst';
-export const SPOOL_TMP_PREFIX = '.tmp-';
+const META_SUFFIX = '.meta.json';
+const CORE_SUFFIX = '.core.zst';
+const STATE_SUFFIX = '.agent.json';
+const REASON_SUFFIX = '.reason.json';
+const REJECTED_DIR = 'rejected';
+
+export type SpoolFileKind = 'meta' | 'core' | 'state';
+
+/** What a file of the spool folder is, told by its name. */
+export interface SpoolFileName {
+  crashId: string;
+  kind: SpoolFileKind;
+  /** Not yet renamed into place: a writer is at it, or was killed while at it. */
+  temporary: boolean;
+}
+
+const KIND_BY_SUFFIX: Record<string, SpoolFileKind> = {
+  [META_SUFFIX]: 'meta',
+  [CORE_SUFFIX]: 'core',
+  [STATE_SUFFIX]: 'state',
+};
+const escape = (s: string) => s.replaceAll('.', '\\.');
+// Temporaries: the handler's .tmp-<id><suffix>, the agent's .tmp-<random>-<id><suffix> (the
+// contract's temporaryPath), and <id><suffix>.<random>.tmp left by agents before that.
+const FILE_NAME = new RegExp(
+  `^(${escape(TMP_PREFIX)}(?:[0-9a-f]+-)?)?([0-9a-f-]{36})(${Object.keys(KIND_BY_SUFFIX)
+    .map(escape)
+    .join('|')})(\\.[0-9a-f]+\\.tmp)?$`,
+);
+
+/** undefined for what is no part of an entry: the handler's log and state, rejected/. */
+export function parseSpoolFileName(name: string): SpoolFileName | undefined {
+  const m = FILE_NAME.exec(name);
+  const crashId = m?.[2];
+  const kind = m?.[3] === undefined ? undefined : KIND_BY_SUFFIX[m[3]];
+  if (!m || crashId === undefined || kind === undefined || !isCrashId(crashId)) return undefined;
+  return { crashId, kind, temporary: m[1] !== undefined || m[4] !== undefined };
+}
+
+/** Every path of one entry. */
+export function spoolFiles(spoolDir: string, crashId: string) {
+  const rejectedDir = join(spoolDir, REJECTED_DIR);
+  return {
+    meta: join(spoolDir, crashId + META_SUFFIX),
+    core: join(spoolDir, crashId + CORE_SUFFIX),
+    state: join(spoolDir, crashId + STATE_SUFFIX),
+    /** The handler's temporaries: fixed names, as one handler process writes one crash. */
+    tmpMeta: join(spoolDir, TMP_PREFIX + crashId + META_SUFFIX),
+    tmpCore: join(spoolDir, TMP_PREFIX + crashId + CORE_SUFFIX),
+    rejectedDir,
+    rejected: {
+      meta: join(rejectedDir, crashId + META_SUFFIX),
+      core: join(rejectedDir, crashId + CORE_SUFFIX),
+      state: join(rejectedDir, crashId + STATE_SUFFIX),
+      reason: join(rejectedDir, crashId + REASON_SUFFIX),
+    },
+  };
+}
 
 /** Facts the kernel passed on the handler's command line (core_pattern specifiers). */
 export interface KernelFacts {
@@ -92,90 +151,30 @@ export interface SpoolMeta {
   collectorVersion: string;
 }
 
-export function spoolPaths(spoolDir: string, crashId: string) {
-  return {
-    meta: join(spoolDir, crashId + SPOOL_META_SUFFIX),
-    core: join(spoolDir, crashId + SPOOL_CORE_SUFFIX),
-    tmpMeta: join(spoolDir, SPOOL_TMP_PREFIX + crashId + SPOOL_META_SUFFIX),
-    tmpCore: join(spoolDir, SPOOL_TMP_PREFIX + crashId + SPOOL_CORE_SUFFIX),
-  };
+/** Where the handler streams the core before publishing it with publishSpoolCore. */
+export function spoolCoreTemporary(spoolDir: string, crashId: string): string {
+  return spoolFiles(spoolDir, crashId).tmpCore;
 }
 
-/** Writes the meta file atomically, under a temporary name the spool watcher passes over. */
-export async function writeSpoolMeta(spoolDir: string, meta: SpoolMeta): Promise<void> {
-  const paths = spoolPaths(spoolDir, meta.crashId);
-  await writeJsonAtomically(spoolDir, paths.meta, meta, paths.tmpMeta);
+/** Moves the streamed core into place (durably); the temporary is gone whatever happens. */
+export function publishSpoolCore(spoolDir: string, crashId: string): Promise<void> {
+  const files = spoolFiles(spoolDir, crashId);
+  return commitFile(files.tmpCore, files.core);
 }
 
-/**
- * Writes `value` as JSON to `path` in `dir` so that a reader, or a restart after a kill, finds
- * the old file or the new one, never half of one: temporary name, fsync, rename, fsync of the
- * folder. The temporary name is random unless given, so two writers of the same path never share one.
- */
-export async function writeJsonAtomically(
-  dir: string,
-  path: string,
-  value: unknown,
-  tmp = `${path}.${randomBytes(4).toString('hex')}.tmp`,
-): Promise<void> {
-  try {
-    const file = await open(tmp, 'w', 0o600);
-    try {
-      await file.writeFile(JSON.stringify(value));
-      await file.sync();
-    } finally {
-      await file.close();
-    }
-    await rename(tmp, path);
-  } catch (err) {
-    // A full disk must not also leave a partial file behind for every attempt.
-    await rm(tmp, { force: true }).catch(() => undefined);
-    throw err;
-  }
-  await fsyncDir(dir);
-}
-
-export async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-export async function readSpoolMeta(spoolDir: string, crashId: string): Promise<SpoolMeta> {
-  return JSON.parse(await readFile(spoolPaths(spoolDir, crashId).meta, 'utf8')) as SpoolMeta;
-}
-
-/** Complete entries in the spool, oldest crash first (crash ids sort by time). */
-export async function listSpool(spoolDir: string): Promise<string[]> {
-  const names = await readdir(spoolDir);
-  return names
-    .filter((n) => n.endsWith(SPOOL_META_SUFFIX) && !n.startsWith(SPOOL_TMP_PREFIX))
-    .map((n) => n.slice(0, -SPOOL_META_SUFFIX.length))
-    .filter(isCrashId)
-    .sort();
+/** Writes the meta, completing the entry: atomically, under a name the agent passes over. */
+export function writeSpoolMeta(spoolDir: string, meta: SpoolMeta): Promise<void> {
+  const files = spoolFiles(spoolDir, meta.crashId);
+  return writeJsonAtomically(files.meta, meta, { tmp: files.tmpMeta });
 }
 
 /**
- * Removes a delivered entry, the meta first: a crash mid-way leaves at worst a core without a meta,
- * which no reader takes for an entry (the agent's sweep removes such orphans).
+ * The handler's last resort, synchronous because the process exits right after: drops the core
+ * (the meta says no dump was kept) and writes the meta without fsyncs. Throws if it cannot.
  */
-export async function removeSpoolEntry(spoolDir: string, crashId: string): Promise<void> {
-  const paths = spoolPaths(spoolDir, crashId);
-  await rm(paths.meta, { force: true });
-  await rm(paths.core, { force: true });
-}
-
-/**
- * The raw core of an entry as a stream (decompressed when the handler compressed it: the file is
- * named .core.zst either way, meta.dump.compression says what it holds). Destroying the returned
- * stream closes the file. Only for entries whose dump.storedBytes > 0.
- */
-export function openSpoolCore(spoolDir: string, meta: SpoolMeta): Readable {
-  const file = createReadStream(spoolPaths(spoolDir, meta.crashId).core);
-  if (meta.dump.compression === 'none') return file;
-  // The callback only silences the pipeline: its errors reach the reader through the returned stream.
-  return pipeline(file, createZstdDecompress(), () => undefined);
+export function writeSpoolMetaNow(spoolDir: string, meta: SpoolMeta): void {
+  const files = spoolFiles(spoolDir, meta.crashId);
+  rmSync(files.tmpCore, { force: true });
+  writeFileSync(files.tmpMeta, JSON.stringify(meta), { mode: 0o600 });
+  renameSync(files.tmpMeta, files.meta);
 }

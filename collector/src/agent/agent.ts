@@ -14,13 +14,15 @@ import { KernelSettings } from './kernel-settings.ts';
 import { OtlpEmitter } from './otlp-emitter.ts';
 import { PodResolver } from './pod-resolver.ts';
 import { POD_STATE_FILE } from './pod-state-file.ts';
-import { SpoolWatcher, spoolUsage } from './spool-watcher.ts';
+import type { Sink } from './sink.ts';
+import { Spool } from './spool.ts';
+import { SpoolWatcher } from './spool-watcher.ts';
 import { StorageWriter } from './storage-writer.ts';
 import { createTelemetry, type Telemetry } from './telemetry.ts';
 
 // The collector agent, the DaemonSet's long-lived process, put together from its parts. Start
 // order: handler installed and the kernel pointed at it (crashes start reaching the spool), then
-// the outputs, the pod cache, the spool watcher, and the ops server last. Shutdown runs in
+// the sinks, the pod cache, the spool watcher, and the ops server last. Shutdown runs in
 // reverse: the kernel settings are restored after the last delivery attempt.
 
 export const COLLECTOR_VERSION = (
@@ -40,6 +42,8 @@ export interface AgentParams {
   kubeConfig?: KubeConfig;
   /** /proc/sys/kernel unless a test says otherwise. */
   sysctlDir?: string;
+  /** Announced to after the built-in sinks (OTLP, Kafka), each crash to all of them. */
+  sinks?: Sink[];
 }
 
 export interface Agent {
@@ -88,7 +92,8 @@ class CorePatternComponent implements Component {
 
 export function createAgent(params: AgentParams): Agent {
   const { config, logger } = params;
-  const telemetry = createTelemetry(() => spoolUsage(config.spoolDir));
+  const spool = new Spool(config.spoolDir);
+  const telemetry = createTelemetry(() => spool.usage());
   const pods = new PodResolver({
     kubeConfig: params.kubeConfig ?? kubeConfigFrom(config.kubeconfig),
     nodeName: config.nodeName,
@@ -103,26 +108,28 @@ export function createAgent(params: AgentParams): Agent {
     minFreeBytes: config.storageMinFreeBytes,
     namespaceQuotaBytes: config.storageNamespaceQuotaBytes,
   });
-  const otlp = new OtlpEmitter({
-    endpoint: config.otlpEndpoint,
-    timeoutMs: config.otlpTimeoutMs,
-    nodeName: config.nodeName,
-    version: COLLECTOR_VERSION,
-    logger,
-  });
-  const kafka = new KafkaEmitter({
-    brokers: config.kafkaBrokers,
-    topic: config.kafkaTopic,
-    clientId: config.kafkaClientId,
-    timeoutMs: config.kafkaTimeoutMs,
-    logger,
-  });
+  const sinks: Sink[] = [
+    new OtlpEmitter({
+      endpoint: config.otlpEndpoint,
+      timeoutMs: config.otlpTimeoutMs,
+      nodeName: config.nodeName,
+      version: COLLECTOR_VERSION,
+      logger,
+    }),
+    new KafkaEmitter({
+      brokers: config.kafkaBrokers,
+      topic: config.kafkaTopic,
+      clientId: config.kafkaClientId,
+      timeoutMs: config.kafkaTimeoutMs,
+      logger,
+    }),
+    ...(params.sinks ?? []),
+  ];
   const delivery = new Delivery({
-    spoolDir: config.spoolDir,
+    spool,
     nodeName: config.nodeName,
     storage,
-    otlp,
-    kafka,
+    sinks,
     pods,
     telemetry,
     logger: logger.child({ component: 'delivery' }),
@@ -131,7 +138,7 @@ export function createAgent(params: AgentParams): Agent {
     podWaitMs: config.podWaitMs,
   });
   const watcher = new SpoolWatcher({
-    spoolDir: config.spoolDir,
+    spool,
     concurrency: config.concurrency,
     maxQueued: config.maxQueued,
     sweepIntervalMs: config.sweepIntervalMs,
@@ -151,6 +158,6 @@ export function createAgent(params: AgentParams): Agent {
   components.push(
     new HandlerLogTail({ file: handlerLogPath(config), logger: logger.child({ component: 'handler' }) }),
   );
-  components.push(otlp, kafka, pods, watcher, ops);
+  components.push(...sinks, pods, watcher, ops);
   return { components, telemetry, ops, watcher, pods, ready };
 }

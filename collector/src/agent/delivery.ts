@@ -1,56 +1,35 @@
-import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { validateCrashEvent, type CrashEvent } from '@podmortem/contract';
+import type { CrashEvent } from '@podmortem/contract';
 import { isRetriable, messageOf, retry } from '@podmortem/contract/runtime';
 import { identityFromProcCgroup } from './cgroup.ts';
 import { buildCrashEvent, type Owner } from './crash-event.ts';
 import { readCoreNotes, type CoreNotes } from './elf-notes.ts';
 import { AgentError, errorCode } from './errors.ts';
 import type { PodLookup } from './pod-resolver.ts';
-import {
-  fsyncDir,
-  openSpoolCore,
-  removeSpoolEntry,
-  spoolPaths,
-  writeJsonAtomically,
-  type SpoolMeta,
-} from '../spool-entry.ts';
+import type { Sink } from './sink.ts';
+import type { Spool, SpoolEntry } from './spool.ts';
+import type { SpoolMeta } from '../spool-entry.ts';
 import type { StorageWriter } from './storage-writer.ts';
 import type { DeliveryStep, Telemetry } from './telemetry.ts';
 
-// One spool entry's way out: prepare the event (pod, core notes), store it, announce it over OTLP
-// and Kafka, and only then delete the entry. Each step is retried with backoff until it succeeds
-// (or the agent stops); what is done is written beside the entry (<id>.agent.json), so a retry —
-// or an agent restarted after a kill — resumes at the first step not done, with the same event.
-// An entry that can never be delivered (malformed, an event that cannot be valid) is moved to the
-// spool's rejected/ folder with its reason, and counted: never deleted unseen.
-
-export const AGENT_STATE_SUFFIX = '.agent.json';
-export const REJECTED_DIR = 'rejected';
-
-export interface DeliveryState {
-  event?: CrashEvent;
-  stored?: boolean;
-  otlp?: boolean;
-  kafka?: boolean;
-}
+// One spool entry's way out: prepare the event (pod, core notes), store it, announce it to every
+// sink, and only then delete the entry. Each step is retried with backoff until it succeeds (or
+// the agent stops); what is done is saved with the entry, so a retry — or an agent restarted
+// after a kill — resumes at the first step not done, with the same event. An entry that can
+// never be delivered (malformed, an event that cannot be valid) is moved aside with its reason,
+// and counted: never deleted unseen.
 
 export interface PodSource {
   lookup(identity: NonNullable<ReturnType<typeof identityFromProcCgroup>>): PodLookup;
   refresh(): Promise<void>;
 }
 
-export interface Announcer {
-  emit(event: CrashEvent): Promise<void>;
-}
-
 export interface DeliveryParams {
-  spoolDir: string;
+  spool: Spool;
   nodeName: string;
-  storage: StorageWriter;
-  otlp: Announcer;
-  kafka: Announcer;
+  storage: Pick<StorageWriter, 'store'>;
+  /** Every crash is announced to each; their names must differ. */
+  sinks: readonly Sink[];
   pods: PodSource;
   telemetry: Telemetry;
   logger: Logger;
@@ -62,104 +41,64 @@ export interface DeliveryParams {
 
 export type DeliveryOutcome = 'delivered' | 'rejected' | 'gone';
 
-export function agentStatePath(spoolDir: string, crashId: string): string {
-  return join(spoolDir, crashId + AGENT_STATE_SUFFIX);
-}
-
-/** Checks the shape the agent relies on; the handler wrote it, but a spool is a disk. */
-export function parseSpoolMeta(text: string, crashId: string): SpoolMeta {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw new AgentError('PM_ERR_SPOOL_ENTRY_INVALID', `meta of ${crashId} is not JSON: ${messageOf(err)}`);
-  }
-  const m = value as Record<keyof SpoolMeta, unknown> | null;
-  const problems: string[] = [];
-  if (typeof m !== 'object' || m === null || Array.isArray(m)) problems.push('not an object');
-  else {
-    if (m.version !== 1) problems.push(`version ${JSON.stringify(m.version)} is not 1`);
-    if (m.crashId !== crashId)
-      problems.push(`crashId ${JSON.stringify(m.crashId)} is not the file's ${crashId}`);
-    if (typeof m.timestamp !== 'string' || Number.isNaN(Date.parse(m.timestamp)))
-      problems.push('timestamp is not a date');
-    if (typeof m.kernel !== 'object' || m.kernel === null) problems.push('kernel facts missing');
-    const d = m.dump as Record<keyof SpoolMeta['dump'], unknown> | null;
-    if (typeof d !== 'object' || d === null) problems.push('dump missing');
-    else {
-      if (typeof d.status !== 'string' || !['stored', 'skipped', 'truncated', 'failed'].includes(d.status))
-        problems.push(`dump.status ${JSON.stringify(d.status)}`);
-      if (typeof d.storedBytes !== 'number' || d.storedBytes < 0)
-        problems.push('dump.storedBytes is not a size');
-      if (typeof d.sizeBytes !== 'number' || d.sizeBytes < 0) problems.push('dump.sizeBytes is not a size');
-    }
-    if (m.proc !== undefined) {
-      const proc = m.proc as Record<string, unknown> | null;
-      if (
-        typeof proc !== 'object' ||
-        proc === null ||
-        typeof proc.cgroup !== 'string' ||
-        !Array.isArray(proc.cmdline)
-      )
-        problems.push('proc is malformed');
-    }
-  }
-  if (problems.length > 0) {
-    throw new AgentError('PM_ERR_SPOOL_ENTRY_INVALID', `meta of ${crashId}: ${problems.join('; ')}`);
-  }
-  return value as SpoolMeta;
-}
-
 export class Delivery {
   private readonly p: DeliveryParams;
 
   constructor(params: DeliveryParams) {
+    const names = params.sinks.map((s) => s.name);
+    const twice = names.find((name, i) => names.indexOf(name) !== i);
+    // One name, one acknowledgement: the second sink would be taken as announced by the first.
+    if (twice !== undefined) throw new Error(`two sinks are named ${twice}`);
     this.p = params;
   }
 
   /** Delivers one entry; resolves when it is gone from the spool (or the signal aborted). */
   async deliver(crashId: string, signal: AbortSignal): Promise<DeliveryOutcome> {
     const log = this.p.logger.child({ crashId });
-    let meta: SpoolMeta;
+    const entry = this.p.spool.entry(crashId);
+    let meta: SpoolMeta | undefined;
     try {
-      meta = parseSpoolMeta(await readFile(spoolPaths(this.p.spoolDir, crashId).meta, 'utf8'), crashId);
+      meta = await entry.readMeta();
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'gone';
-      if (err instanceof AgentError) return this.reject(crashId, err, log);
+      if (err instanceof AgentError) return this.reject(entry, err, log);
       throw err;
     }
+    if (!meta) return 'gone';
+    const found = meta;
     try {
-      const state = await this.readState(crashId);
+      const state = await entry.readState();
       if (!state.event) {
-        state.event = await this.step('prepare', log, signal, () => this.prepare(meta, log));
-        await this.saveState(crashId, state);
+        state.event = await this.step('prepare', log, signal, () => this.prepare(entry, found, log));
+        await entry.saveState(state);
       }
       if (!state.stored) {
         const draft = state.event;
-        state.event = await this.step('storage', log, signal, () => this.store(meta, draft));
+        state.event = await this.step('storage', log, signal, () => this.store(entry, found, draft));
         state.stored = true;
-        await this.saveState(crashId, state);
+        await entry.saveState(state);
       }
       const event = state.event;
-      // Both announcements at once; their state saves one after the other.
+      // All sinks at once; each acknowledgement is saved as it comes, one save after the other.
       let saving = Promise.resolve();
-      const saved = () => (saving = saving.then(() => this.saveState(crashId, state)));
-      await Promise.all([
-        state.otlp ||
-          this.step('otlp', log, signal, () => this.p.otlp.emit(event)).then(() => {
-            state.otlp = true;
-            return saved();
-          }),
-        state.kafka ||
-          this.step('kafka', log, signal, () => this.p.kafka.emit(event)).then(() => {
-            state.kafka = true;
-            return saved();
-          }),
-      ]);
-      await this.step('spool', log, signal, async () => {
-        await removeSpoolEntry(this.p.spoolDir, crashId);
-        await rm(agentStatePath(this.p.spoolDir, crashId), { force: true });
-      });
+      try {
+        await Promise.all(
+          this.p.sinks
+            .filter((sink) => state.announced[sink.name] !== true)
+            .map((sink) =>
+              this.step(sink.name, log, signal, () => sink.announce(event)).then(() => {
+                state.announced[sink.name] = true;
+                saving = saving.then(() => entry.saveState(state));
+                return saving;
+              }),
+            ),
+        );
+      } catch (err) {
+        // One sink failed for good (or the agent stops): what the others acknowledged is on disk
+        // before the entry is handed back, so whoever takes it next does not announce it again.
+        await saving.catch(() => undefined);
+        throw err;
+      }
+      await this.step('spool', log, signal, () => entry.remove());
       this.p.telemetry.crashes.inc({
         namespace: event.kubernetes?.namespace ?? '_host',
         signal: event.signal.name,
@@ -181,7 +120,7 @@ export class Delivery {
       // Stopping, or a passing failure outside the retried steps (the spool's own disk): the entry
       // stays for the next sweep. Only what can never succeed is set aside.
       if (signal.aborted || isRetriable(err)) throw err;
-      return this.reject(crashId, err, log);
+      return this.reject(entry, err, log);
     }
   }
 
@@ -201,7 +140,7 @@ export class Delivery {
     });
   }
 
-  private async prepare(meta: SpoolMeta, log: Logger): Promise<CrashEvent> {
+  private async prepare(entry: SpoolEntry, meta: SpoolMeta, log: Logger): Promise<CrashEvent> {
     const owner = await this.owner(meta, log);
     if (owner.kind !== 'pod' && owner.why)
       log.info({ owner: owner.kind, why: owner.why }, 'crash recorded without a pod');
@@ -210,7 +149,7 @@ export class Delivery {
     if (meta.dump.storedBytes > 0) {
       try {
         const options = meta.kernel.exePath ? { exePath: meta.kernel.exePath } : {};
-        notes = await readCoreNotes(openSpoolCore(this.p.spoolDir, meta), options);
+        notes = await readCoreNotes(entry.openCore(meta), options);
       } catch (err) {
         // Garbage, an empty or a cut core: recorded in dump.reason, never retried.
         notesError = messageOf(err);
@@ -264,67 +203,24 @@ export class Delivery {
     return { kind: 'container', identity, why };
   }
 
-  private async store(meta: SpoolMeta, draft: CrashEvent): Promise<CrashEvent> {
+  private async store(entry: SpoolEntry, meta: SpoolMeta, draft: CrashEvent): Promise<CrashEvent> {
     if (meta.dump.storedBytes === 0) return this.p.storage.store(draft, undefined);
-    const path = spoolPaths(this.p.spoolDir, meta.crashId).core;
-    try {
-      await stat(path);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      // The handler said it kept a dump, and it is not there: the event is all there is to store.
-      const reason = [draft.dump.reason, 'the spooled core is missing'].filter(Boolean).join('; ');
-      const failed = { ...draft, dump: { ...draft.dump, status: 'failed' as const, reason } };
-      return this.p.storage.store(failed, undefined);
-    }
-    return this.p.storage.store(draft, { path, compression: meta.dump.compression });
+    const core = await entry.coreFile(meta);
+    if (core) return this.p.storage.store(draft, core);
+    // The handler said it kept a dump, and it is not there: the event is all there is to store.
+    const reason = [draft.dump.reason, 'the spooled core is missing'].filter(Boolean).join('; ');
+    const failed = { ...draft, dump: { ...draft.dump, status: 'failed' as const, reason } };
+    return this.p.storage.store(failed, undefined);
   }
 
-  private async readState(crashId: string): Promise<DeliveryState> {
-    let text: string;
-    try {
-      text = await readFile(agentStatePath(this.p.spoolDir, crashId), 'utf8');
-    } catch {
-      return {};
-    }
-    try {
-      const state = JSON.parse(text) as DeliveryState;
-      if (state.event && !validateCrashEvent(state.event).ok) return {};
-      return state;
-    } catch {
-      // Cut short by a crash of the agent: start over (every step is idempotent).
-      return {};
-    }
-  }
-
-  private saveState(crashId: string, state: DeliveryState): Promise<void> {
-    return writeJsonAtomically(this.p.spoolDir, agentStatePath(this.p.spoolDir, crashId), state);
-  }
-
-  private async reject(crashId: string, err: unknown, log: Logger): Promise<DeliveryOutcome> {
+  private async reject(entry: SpoolEntry, err: unknown, log: Logger): Promise<DeliveryOutcome> {
     const code = errorCode(err);
     this.p.telemetry.rejected.inc({ code });
     log.error(
       { code, err: messageOf(err), retriable: isRetriable(err) },
       'crash cannot be delivered; moved to the rejected folder',
     );
-    const dir = join(this.p.spoolDir, REJECTED_DIR);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    const paths = spoolPaths(this.p.spoolDir, crashId);
-    await writeJsonAtomically(dir, join(dir, crashId + '.reason.json'), {
-      code,
-      message: messageOf(err),
-      at: new Date().toISOString(),
-    });
-    // The meta first: without it the rest is no entry, whatever happens next.
-    for (const from of [paths.meta, agentStatePath(this.p.spoolDir, crashId), paths.core]) {
-      try {
-        await stat(from);
-        await rename(from, join(dir, from.slice(this.p.spoolDir.length + 1)));
-      } catch (moveErr) {
-        if ((moveErr as NodeJS.ErrnoException).code !== 'ENOENT') throw moveErr;
-      }
-    }
-    await fsyncDir(this.p.spoolDir);
+    await entry.reject({ code, message: messageOf(err) });
     return 'rejected';
   }
 }

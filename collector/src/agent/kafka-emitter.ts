@@ -1,8 +1,9 @@
 import type { Producer } from 'kafkajs';
 import type { Logger } from 'pino';
 import { crashKey, encodeCrashMessage, type CrashEvent } from '@podmortem/contract';
-import { ACKS_ALL, createIdempotentProducer, createKafka, type Component } from '@podmortem/contract/runtime';
+import { ACKS_ALL, createIdempotentProducer, createKafka } from '@podmortem/contract/runtime';
 import { AgentError } from './errors.ts';
+import type { Sink } from './sink.ts';
 
 // Announces each crash on Kafka: a CloudEvents structured JSON record keyed namespace/pod-uid, by
 // an idempotent producer with acks=all, so an acknowledged record is on every in-sync replica and
@@ -17,8 +18,8 @@ export interface KafkaEmitterParams {
   logger: Logger;
 }
 
-export class KafkaEmitter implements Component {
-  readonly name = 'kafka-emitter';
+export class KafkaEmitter implements Sink {
+  readonly name = 'kafka';
   private readonly params: KafkaEmitterParams;
   private producer: Producer | undefined;
   private connecting: Promise<Producer> | undefined;
@@ -58,7 +59,7 @@ export class KafkaEmitter implements Component {
   }
 
   /** Resolves once the brokers acknowledged the record (acks=all). */
-  async emit(event: CrashEvent): Promise<void> {
+  async announce(event: CrashEvent): Promise<void> {
     try {
       const producer = await this.connect();
       await producer.send({

@@ -17,8 +17,8 @@ import {
 } from '@opentelemetry/semantic-conventions';
 import type { Logger } from 'pino';
 import type { CrashEvent } from '@podmortem/contract';
-import type { Component } from '@podmortem/contract/runtime';
 import { AgentError } from './errors.ts';
+import type { Sink } from './sink.ts';
 
 // Announces each crash as one OpenTelemetry log record over OTLP/HTTP. The spool entry may go
 // only once the receiver acknowledged the record, so every record is exported on its own and the
@@ -124,8 +124,8 @@ export interface OtlpEmitterParams {
   logger: Logger;
 }
 
-export class OtlpEmitter implements Component {
-  readonly name = 'otlp-emitter';
+export class OtlpEmitter implements Sink {
+  readonly name = 'otlp';
   private readonly params: OtlpEmitterParams;
   private provider: LoggerProvider | undefined;
   private processor: AcknowledgedExport | undefined;
@@ -152,7 +152,7 @@ export class OtlpEmitter implements Component {
   }
 
   /** Resolves once the OTLP receiver acknowledged the crash's log record. */
-  async emit(event: CrashEvent): Promise<void> {
+  async announce(event: CrashEvent): Promise<void> {
     const provider = this.provider;
     const processor = this.processor;
     if (!provider || !processor)

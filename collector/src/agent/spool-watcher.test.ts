@@ -6,7 +6,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { newCrashId } from '@podmortem/contract';
 import { createLogger } from '@podmortem/contract/runtime';
-import { SpoolWatcher, spoolUsage } from './spool-watcher.ts';
+import { Spool } from './spool.ts';
+import { SpoolWatcher } from './spool-watcher.ts';
 import { createTelemetry } from './telemetry.ts';
 
 // The watcher on a real folder, with a delivery that records what it is given.
@@ -26,20 +27,24 @@ function setup(
   options: { concurrency?: number; maxQueued?: number; sweepIntervalMs?: number; hold?: boolean } = {},
 ) {
   const spoolDir = mkdtempSync(join(tmpdir(), 'pm-spool-'));
+  const spool = new Spool(spoolDir);
+  /** Every id handed to delivery, in order: pushed as delivery is called. */
+  const handed: string[] = [];
   const delivered: string[] = [];
   let running = 0;
   let maxRunning = 0;
   const release: (() => void)[] = [];
   const signals: AbortSignal[] = [];
   const watcher = new SpoolWatcher({
-    spoolDir,
+    spool,
     concurrency: options.concurrency ?? 2,
     maxQueued: options.maxQueued ?? 100,
     sweepIntervalMs: options.sweepIntervalMs ?? 3_600_000,
     orphanAgeMs: 60_000,
-    telemetry: createTelemetry(() => spoolUsage(spoolDir)),
+    telemetry: createTelemetry(() => spool.usage()),
     logger,
     deliver: async (id, signal) => {
+      handed.push(id);
       signals.push(signal);
       running++;
       maxRunning = Math.max(maxRunning, running);
@@ -64,7 +69,17 @@ function setup(
     writeFileSync(join(spoolDir, `${id}.meta.json`), '{}');
     return id;
   };
-  return { spoolDir, watcher, delivered, entry, release, signals, maxRunning: () => maxRunning };
+  return {
+    spool,
+    spoolDir,
+    watcher,
+    handed,
+    delivered,
+    entry,
+    release,
+    signals,
+    maxRunning: () => maxRunning,
+  };
 }
 
 t.test('entries already there are swept at start, oldest first', async (t) => {
@@ -91,11 +106,12 @@ t.test('half-written entries, temporary files and other files are not entries', 
   writeFileSync(join(s.spoolDir, `.tmp-${id}.meta.json`), '{}');
   writeFileSync(join(s.spoolDir, 'handler.log'), '{}\n');
   writeFileSync(join(s.spoolDir, 'not-a-crash-id.meta.json'), '{}');
+  // The files are there before the watch starts, so only a sweep could find them; delivery is
+  // called in the same turn as a sweep queues an id, so once sweeps are done, none was.
   await s.watcher.start();
   await s.watcher.sweep();
-  await sleep(200);
-  t.same(s.delivered, []);
-  t.same(await spoolUsage(s.spoolDir), { entries: 0, bytes: 'core without meta yet'.length + 2 });
+  t.same(s.handed, [], 'neither the start sweep nor a later one handed anything to delivery');
+  t.same(await s.spool.usage(), { entries: 0, bytes: 'core without meta yet'.length + 2 });
 });
 
 t.test('no more deliveries at once than the concurrency', async (t) => {
@@ -103,8 +119,10 @@ t.test('no more deliveries at once than the concurrency', async (t) => {
   for (let i = 0; i < 10; i++) s.entry();
   await s.watcher.start();
   await until('three running', () => s.release.length === 3);
-  await sleep(100);
-  t.equal(s.release.length, 3, 'the others wait');
+  // A sweep queues what is on disk and starts what it may, all before it resolves.
+  await s.watcher.sweep();
+  t.equal(s.handed.length, 3, 'the others wait');
+  t.equal(s.watcher.inFlight, 3);
   while (s.delivered.length < 10) {
     s.release.shift()?.();
     await sleep(5);

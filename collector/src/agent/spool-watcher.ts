@@ -1,20 +1,16 @@
 import { watch, type FSWatcher } from 'node:fs';
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { isCrashId } from '@podmortem/contract';
 import { beforeDeadline, messageOf, type Component } from '@podmortem/contract/runtime';
-import { AGENT_STATE_SUFFIX } from './delivery.ts';
-import { listSpool, SPOOL_CORE_SUFFIX, SPOOL_META_SUFFIX, SPOOL_TMP_PREFIX } from '../spool-entry.ts';
-import type { SpoolUsage, Telemetry } from './telemetry.ts';
+import type { Spool } from './spool.ts';
+import type { Telemetry } from './telemetry.ts';
 
-// Finds complete spool entries (a <crash-id>.meta.json) and hands each to delivery, a few at a
-// time. File events (fs.watch) make it prompt; a sweep at start and every sweepIntervalMs makes
-// it sure, since file events can be missed (overflow, a watch lost with its folder). The queue
-// holds ids only and at most maxQueued of them: entries beyond wait on disk for a later sweep.
+// Finds complete spool entries and hands each to delivery, a few at a time. File events
+// (fs.watch) make it prompt; a sweep at start and every sweepIntervalMs makes it sure, since file
+// events can be missed (overflow, a watch lost with its folder). The queue holds ids only and at
+// most maxQueued of them: entries beyond wait on disk for a later sweep.
 
 export interface SpoolWatcherParams {
-  spoolDir: string;
+  spool: Spool;
   concurrency: number;
   maxQueued: number;
   sweepIntervalMs: number;
@@ -23,33 +19,6 @@ export interface SpoolWatcherParams {
   deliver: (crashId: string, signal: AbortSignal) => Promise<unknown>;
   telemetry: Telemetry;
   logger: Logger;
-}
-
-const ENTRY_FILE = new RegExp(
-  `^(${SPOOL_TMP_PREFIX.replace('.', '\\.')})?([0-9a-f-]{36})(${[
-    SPOOL_META_SUFFIX,
-    SPOOL_CORE_SUFFIX,
-    AGENT_STATE_SUFFIX,
-  ]
-    .map((s) => s.replaceAll('.', '\\.'))
-    .join('|')})(\\.[0-9a-f]+\\.tmp)?$`,
-);
-
-/** Entries and bytes of crash files in the spool (not the handler's log or state). */
-export async function spoolUsage(spoolDir: string): Promise<SpoolUsage> {
-  let entries = 0;
-  let bytes = 0;
-  for (const name of await readdir(spoolDir)) {
-    const m = ENTRY_FILE.exec(name);
-    if (!m?.[2] || !isCrashId(m[2])) continue;
-    if (!m[1] && m[3] === SPOOL_META_SUFFIX && !m[4]) entries++;
-    try {
-      bytes += (await stat(join(spoolDir, name))).size;
-    } catch {
-      // Delivered meanwhile.
-    }
-  }
-  return { entries, bytes };
 }
 
 export class SpoolWatcher implements Component {
@@ -79,7 +48,7 @@ export class SpoolWatcher implements Component {
   async start(): Promise<void> {
     if (this.started) return;
     this.abort = new AbortController();
-    await mkdir(this.p.spoolDir, { recursive: true, mode: 0o700 });
+    await this.p.spool.create();
     this.watch();
     this.started = true;
     await this.sweep();
@@ -111,24 +80,22 @@ export class SpoolWatcher implements Component {
     this.p.telemetry.spoolSweeps.inc();
     if (!this.watcher) this.watch();
     try {
-      for (const id of await listSpool(this.p.spoolDir)) this.enqueue(id);
-      await this.removeOrphans();
+      for (const id of await this.p.spool.list()) this.enqueue(id);
+      const removed = await this.p.spool.removeOrphans({
+        olderThanMs: this.p.orphanAgeMs,
+        busy: (id) => this.known.has(id),
+      });
+      for (const file of removed) this.p.logger.info({ file }, 'removed a spool file without an entry');
     } catch (err) {
-      this.p.logger.error({ err: messageOf(err), spool: this.p.spoolDir }, 'spool sweep failed');
+      this.p.logger.error({ err: messageOf(err), spool: this.p.spool.dir }, 'spool sweep failed');
     }
   }
 
   private watch(): void {
     try {
-      const watcher = watch(this.p.spoolDir, { persistent: false }, (_event, name) => {
-        if (
-          typeof name !== 'string' ||
-          name.startsWith(SPOOL_TMP_PREFIX) ||
-          !name.endsWith(SPOOL_META_SUFFIX)
-        )
-          return;
-        const id = name.slice(0, -SPOOL_META_SUFFIX.length);
-        if (isCrashId(id)) this.enqueue(id);
+      const watcher = watch(this.p.spool.dir, { persistent: false }, (_event, name) => {
+        const id = typeof name === 'string' ? this.p.spool.completedBy(name) : undefined;
+        if (id !== undefined) this.enqueue(id);
       });
       watcher.on('error', (err) => {
         this.p.logger.warn({ err: err.message }, 'spool file events lost; sweeps continue');
@@ -174,32 +141,6 @@ export class SpoolWatcher implements Component {
         });
       this.running.add(run);
       this.p.telemetry.inFlight.set(this.running.size);
-    }
-  }
-
-  private async removeOrphans(): Promise<void> {
-    const names = await readdir(this.p.spoolDir);
-    const metas = new Set(
-      names
-        .filter((n) => n.endsWith(SPOOL_META_SUFFIX) && !n.startsWith(SPOOL_TMP_PREFIX))
-        .map((n) => n.slice(0, -SPOOL_META_SUFFIX.length)),
-    );
-    const now = Date.now();
-    for (const name of names) {
-      const m = ENTRY_FILE.exec(name);
-      const id = m?.[2];
-      if (!m || !id || !isCrashId(id) || metas.has(id) || this.known.has(id)) continue;
-      const path = join(this.p.spoolDir, name);
-      try {
-        // Agent state without its meta: the entry was delivered. Anything else may still be
-        // being written by a handler, until it is old.
-        const isState = !m[1] && m[3] === AGENT_STATE_SUFFIX;
-        if (!isState && now - (await stat(path)).mtimeMs < this.p.orphanAgeMs) continue;
-        await rm(path, { force: true });
-        this.p.logger.info({ file: name }, 'removed a spool file without an entry');
-      } catch {
-        // Gone meanwhile.
-      }
     }
   }
 }

@@ -3,7 +3,8 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 // The agent's self-telemetry, declared in one place. Labels stay low-cardinality: namespace,
 // signal, dump status, delivery step, error code — never pod, crash id or executable.
 
-export type DeliveryStep = 'prepare' | 'storage' | 'otlp' | 'kafka' | 'spool';
+/** 'prepare', 'storage', 'spool', or the name of the sink the crash is announced to. */
+export type DeliveryStep = string;
 
 export interface SpoolUsage {
   entries: number;

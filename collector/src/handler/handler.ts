@@ -26,8 +26,8 @@
  * It stops reading at `deadlineSeconds` (keeping what it has), and gives up entirely 10 s later,
  * writing a `failed` meta, so the kernel is never blocked indefinitely.
  */
-import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { mkdir, rename, rm, statfs } from 'node:fs/promises';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdir, statfs } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { newCrashId } from '@podmortem/contract/crash-id';
 import { pipeInput, writeCore, type CoreInput } from './core-writer.ts';
@@ -36,7 +36,14 @@ import { DEFAULT_HANDLER_CONFIG_PATH, loadHandlerConfig, type HandlerConfig } fr
 import { handlerLog, rotateHandlerLog, type HandlerLog } from './log.ts';
 import { readProcFacts } from './proc-facts.ts';
 import { rateLimitKey, takeDumpSlot } from './rate-limit.ts';
-import { spoolPaths, writeSpoolMeta, type SpoolDump, type SpoolMeta } from '../spool-entry.ts';
+import {
+  publishSpoolCore,
+  spoolCoreTemporary,
+  writeSpoolMeta,
+  writeSpoolMetaNow,
+  type SpoolDump,
+  type SpoolMeta,
+} from '../spool-entry.ts';
 
 /** How often (in kept bytes) the free space of the spool is checked again while a core is written. */
 const SPACE_CHECK_BYTES = 8 * 1024 * 1024;
@@ -132,7 +139,6 @@ async function capture(p: CaptureParams): Promise<SpoolDump> {
     };
   }
 
-  const paths = spoolPaths(config.spoolDir, p.crashId);
   let pending: Buffer | undefined = first;
   const result = await writeCore({
     input: {
@@ -151,7 +157,7 @@ async function capture(p: CaptureParams): Promise<SpoolDump> {
         return input.error;
       },
     },
-    path: paths.tmpCore,
+    path: spoolCoreTemporary(config.spoolDir, p.crashId),
     limitBytes: config.maxCoreBytes,
     compression: config.compression,
     zstdLevel: config.zstdLevel,
@@ -167,9 +173,8 @@ async function capture(p: CaptureParams): Promise<SpoolDump> {
       reason: `spool write failed: ${result.writeError.message}`,
     };
   try {
-    await rename(paths.tmpCore, paths.core);
+    await publishSpoolCore(config.spoolDir, p.crashId);
   } catch (err) {
-    await rm(paths.tmpCore, { force: true });
     return {
       ...base,
       sizeBytes: result.sizeBytes,
@@ -240,15 +245,12 @@ export async function runHandler(argv: string[]): Promise<number> {
   const emergency = (reason: string) => {
     if (metaWritten) return;
     metaWritten = true;
-    const paths = spoolPaths(config.spoolDir, crashId);
     meta.dump = { ...meta.dump, status: 'failed', reason, storedBytes: 0 };
     delete meta.dump.sha256;
     meta.handlerMs = performance.now();
     let written = false;
     try {
-      rmSync(paths.tmpCore, { force: true });
-      writeFileSync(paths.tmpMeta, JSON.stringify(meta), { mode: 0o600 });
-      renameSync(paths.tmpMeta, paths.meta);
+      writeSpoolMetaNow(config.spoolDir, meta);
       written = true;
     } catch {
       // Reported in the log line below.
