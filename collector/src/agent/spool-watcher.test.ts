@@ -152,6 +152,16 @@ t.test(
     const oldTmp = join(s.spoolDir, `.tmp-${old}.meta.json`);
     writeFileSync(oldTmp, 'x');
     utimesSync(oldTmp, hourAgo, hourAgo);
+    // The agent's own temporaries of its state: today's durable-write name and the one before.
+    const oldStateTmps = [`.tmp-0123456789ab-${old}.agent.json`, `${old}.agent.json.1a2b3c4d.tmp`].map((n) =>
+      join(s.spoolDir, n),
+    );
+    for (const path of oldStateTmps) {
+      writeFileSync(path, '{}');
+      utimesSync(path, hourAgo, hourAgo);
+    }
+    const freshStateTmp = join(s.spoolDir, `.tmp-0123456789ab-${fresh}.agent.json`);
+    writeFileSync(freshStateTmp, '{}');
     writeFileSync(join(s.spoolDir, `${fresh}.core.zst`), 'x');
     writeFileSync(join(s.spoolDir, `${delivered}.agent.json`), '{}');
     writeFileSync(join(s.spoolDir, 'handler.log'), 'x');
@@ -159,6 +169,8 @@ t.test(
     await s.watcher.sweep();
     t.notOk(existsSync(oldCore), 'an old core without its meta');
     t.notOk(existsSync(oldTmp), 'an old temporary file');
+    for (const path of oldStateTmps) t.notOk(existsSync(path), `an old temporary agent state ${path}`);
+    t.ok(existsSync(freshStateTmp), 'a temporary agent state still being written');
     t.notOk(existsSync(join(s.spoolDir, `${delivered}.agent.json`)), 'agent state of an entry gone');
     t.ok(existsSync(join(s.spoolDir, `${fresh}.core.zst`)), 'a core whose meta may still come');
     t.ok(existsSync(join(s.spoolDir, 'handler.log')), "the handler's own files");
