@@ -56,24 +56,24 @@ export class Delivery {
   async deliver(crashId: string, signal: AbortSignal): Promise<DeliveryOutcome> {
     const log = this.p.logger.child({ crashId });
     const entry = this.p.spool.entry(crashId);
-    let meta: SpoolMeta | undefined;
+    let read: SpoolMeta | undefined;
     try {
-      meta = await entry.readMeta();
+      read = await entry.readMeta();
     } catch (err) {
       if (err instanceof AgentError) return this.reject(entry, err, log);
       throw err;
     }
-    if (!meta) return 'gone';
-    const found = meta;
+    if (!read) return 'gone';
+    const meta = read;
     try {
       const state = await entry.readState();
       if (!state.event) {
-        state.event = await this.step('prepare', log, signal, () => this.prepare(entry, found, log));
+        state.event = await this.step('prepare', log, signal, () => this.prepare(entry, meta, log));
         await entry.saveState(state);
       }
       if (!state.stored) {
         const draft = state.event;
-        state.event = await this.step('storage', log, signal, () => this.store(entry, found, draft));
+        state.event = await this.step('storage', log, signal, () => this.store(entry, meta, draft));
         state.stored = true;
         await entry.saveState(state);
       }
