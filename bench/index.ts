@@ -13,8 +13,8 @@ import {
   testElasticsearch,
   testKafka,
   uniqueNames,
-  waitFor,
 } from '../test/support/indexer-harness.ts';
+import { until } from '../test/support/poll.ts';
 
 // bench:index — crashes indexed end to end (produced to Kafka → searchable through the alias in
 // Elasticsearch, with the indexer running as its own process), against a baseline measured in the
@@ -129,7 +129,7 @@ async function endToEnd(
   await createTopics(admin, names, PARTITIONS);
   const indexer = await startIndexer({ names, env: { LOG_LEVEL: 'warn' } });
   try {
-    await waitFor('the indexer ready', () => indexer.ready());
+    await until('the indexer ready', () => indexer.ready());
     // The month's index made beforehand (through the template the indexer installed), here and
     // for the baseline: creating an index takes a second or two on this server.
     await es.indices.create({ index: crashIndexFor(month, names.alias) });

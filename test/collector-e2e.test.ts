@@ -8,13 +8,13 @@ import {
   collectorSetup,
   compileC,
   CRASHERS,
-  until,
   type AgentProcess,
   type CollectorSetup,
 } from './support/collector-agent.ts';
 import { lockCorePattern } from './support/core-pattern-lock.ts';
 import { createPodCgroup } from './support/pod-cgroup.ts';
 import { stack } from './support/stack.ts';
+import { until } from './support/poll.ts';
 
 // End to end through the kernel: the agent installs the handler and points kernel.core_pattern at
 // it; real programs crash (SIGSEGV, SIGABRT, a fault in a non-main thread) inside a cgroup shaped

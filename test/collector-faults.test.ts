@@ -11,13 +11,13 @@ import {
   gcore,
   processInCgroup,
   runHandler,
-  until,
   type AgentProcess,
   type CollectorSetup,
 } from './support/collector-agent.ts';
 import { cgroup2Mount, createPodCgroup } from './support/pod-cgroup.ts';
 import { privateServer } from './support/private-stack.ts';
 import { stack } from './support/stack.ts';
+import { until } from './support/poll.ts';
 
 // Faults, nothing lost. Crashes are fed through the real handler process (as the kernel runs it,
 // with a real core made by gcore of a live process sitting in a pod-shaped cgroup), so these

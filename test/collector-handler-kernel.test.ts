@@ -3,14 +3,13 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { readCoreNotes } from '../collector/src/agent/elf-notes.ts';
 import { installHandler } from '../collector/src/agent/handler-installer.ts';
 import { Spool } from '../collector/src/agent/spool.ts';
-import type { SpoolMeta } from '../collector/src/spool-entry.ts';
 import { lockCorePattern } from './support/core-pattern-lock.ts';
 import { createPodCgroup } from './support/pod-cgroup.ts';
+import { until } from './support/poll.ts';
 
 // Real crashes through the real kernel: core_pattern pipes each core to the installed handler,
 // which the kernel runs with an empty environment. The crashing programs sit in a pod-shaped
@@ -107,15 +106,17 @@ async function crash(name: string) {
   const m = /pid (\d+) tid (\d+)/.exec(result.stdout);
   const pid = Number(m?.[1]);
   const tid = Number(m?.[2]);
-  let meta: SpoolMeta | undefined;
-  for (let i = 0; i < 300 && !meta; i++) {
-    for (const id of await new Spool(spool).list()) {
-      const candidate = await new Spool(spool).entry(id).readMeta();
-      if (candidate?.kernel.pid === pid) meta = candidate;
-    }
-    if (!meta) await sleep(100);
-  }
-  if (!meta) throw new Error(`no spool entry for ${name} (pid ${pid}); crash: ${JSON.stringify(result)}`);
+  const meta = await until(
+    `the spool entry for ${name} (pid ${pid}); crash: ${JSON.stringify(result)}`,
+    async () => {
+      for (const id of await new Spool(spool).list()) {
+        const candidate = await new Spool(spool).entry(id).readMeta();
+        if (candidate?.kernel.pid === pid) return candidate;
+      }
+      return undefined;
+    },
+    30_000,
+  );
   const entry = new Spool(spool).entry(meta.crashId);
   const notes = await readCoreNotes(entry.openCore(meta));
   const raw = await readFile(join(spool, `${meta.crashId}.meta.json`), 'utf8');

@@ -19,8 +19,8 @@ import {
   type PodResolverParams,
 } from '../collector/src/agent/pod-resolver.ts';
 import { POD_STATE_FILE } from '../collector/src/agent/pod-state-file.ts';
-import { until } from './support/collector-agent.ts';
 import { FakeKubeApi } from './support/fake-kube-api.ts';
+import { until } from './support/poll.ts';
 
 // The agent's cache of this node's pods, through the real @kubernetes/client-node against the
 // Kubernetes API stand-in: list + watch of spec.nodeName, every container id a pod ever had,

@@ -9,10 +9,10 @@ import {
   gcore,
   processInCgroup,
   runHandler,
-  until,
 } from './support/collector-agent.ts';
 import { createPodCgroup } from './support/pod-cgroup.ts';
 import { stack } from './support/stack.ts';
+import { until } from './support/poll.ts';
 
 // The agent process SIGKILLed; a crash reaches the spool while no agent runs, and its pod is
 // deleted before the next agent starts. The Kubernetes API no longer knows the pod, so only what

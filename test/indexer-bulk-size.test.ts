@@ -5,7 +5,6 @@ import {
   crashEvent,
   createTopics,
   groupProgress,
-  metricValue,
   monthsAgo,
   produce,
   readDlq,
@@ -15,8 +14,9 @@ import {
   testElasticsearch,
   testKafka,
   uniqueNames,
-  waitFor,
 } from './support/indexer-harness.ts';
+import { metricValue } from './support/metrics.ts';
+import { until } from './support/poll.ts';
 
 // A bulk request larger than Elasticsearch takes (HTTP 413): an Elasticsearch of this test's own
 // with a small http.max_content_length. The indexer splits the chunk in halves until each part
@@ -66,10 +66,10 @@ t.test('a bulk over the size limit is split; a document too large alone is dead-
   t.teardown(() => {
     if (!t.passing()) t.comment(indexer.logs.slice(-40).join('\n'));
   });
-  await waitFor('the indexer ready', () => indexer.ready());
+  await until('the indexer ready', () => indexer.ready());
   // One partition, one send: the indexer's first chunk holds the whole stream.
   await produce(kafka, names.topic, records, records.length);
-  await waitFor(
+  await until(
     'the indexer to commit to the end',
     async () => (await groupProgress(admin, names.group, names.topic)).behind === 0,
   );

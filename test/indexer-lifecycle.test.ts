@@ -1,5 +1,6 @@
 import t from 'tap';
-import { startIndexer, uniqueNames, waitFor } from './support/indexer-harness.ts';
+import { startIndexer, uniqueNames } from './support/indexer-harness.ts';
+import { until } from './support/poll.ts';
 
 // An indexer whose Elasticsearch is not there yet: alive (/healthz), not ready (/readyz), waiting
 // with backoff; SIGTERM then ends it at once with status 0.
@@ -12,7 +13,7 @@ t.test('SIGTERM while waiting for Elasticsearch at start-up exits 0 promptly', a
   t.teardown(() => {
     if (indexer.alive()) indexer.child.kill('SIGKILL');
   });
-  await waitFor(
+  await until(
     'the indexer to wait for Elasticsearch',
     () => indexer.logs.filter((l) => l.includes('waiting for Elasticsearch')).length >= 2,
   );

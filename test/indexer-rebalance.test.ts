@@ -2,7 +2,6 @@ import t from 'tap';
 import {
   groupProgress,
   issueStream,
-  metricValue,
   produce,
   readDlq,
   searchableCount,
@@ -14,8 +13,9 @@ import {
   uniqueNames,
   verifyDeadLetters,
   verifyIndexed,
-  waitFor,
 } from './support/indexer-harness.ts';
+import { metricValue } from './support/metrics.ts';
+import { until } from './support/poll.ts';
 
 // Two indexers in one consumer group share the partitions; one is stopped (SIGTERM) in the
 // middle of the stream: it finishes its chunk, commits, leaves the group, and the other takes
@@ -32,19 +32,19 @@ t.test('two indexers in one group, one stopped mid-stream: the same final counts
 
   const a = await startIndexer({ names, env });
   t.teardown(() => stopIndexer(a));
-  await waitFor('indexer A ready', () => a.ready());
+  await until('indexer A ready', () => a.ready());
   const b = await startIndexer({ names, env });
   t.teardown(() => stopIndexer(b));
   t.teardown(() => {
     if (!t.passing()) t.comment(['A:', ...a.logs.slice(-20), 'B:', ...b.logs.slice(-30)].join('\n'));
   });
-  await waitFor('both in the group', async () => {
+  await until('both in the group', async () => {
     const [group] = (await admin.describeGroups([names.group])).groups;
     return group?.state === 'Stable' && group.members.length === 2 && (await a.ready()) && (await b.ready());
   });
 
   const producing = produce(kafka, names.topic, stream.records, 200);
-  await waitFor('some crashes indexed', async () => (await searchableCount(es, names.alias)) >= 2500);
+  await until('some crashes indexed', async () => (await searchableCount(es, names.alias)) >= 2500);
   const consumedByA = metricValue(await a.metrics(), 'podmortem_indexer_records_consumed_total');
   t.ok(consumedByA > 0, 'A took part before it was stopped');
   const atStop = await searchableCount(es, names.alias);
@@ -53,11 +53,11 @@ t.test('two indexers in one group, one stopped mid-stream: the same final counts
   t.same(await a.exited, { code: 0, signal: null }, 'A stops cleanly');
   await producing;
 
-  await waitFor('B alone in the group', async () => {
+  await until('B alone in the group', async () => {
     const [group] = (await admin.describeGroups([names.group])).groups;
     return group?.state === 'Stable' && group.members.length === 1;
   });
-  await waitFor(
+  await until(
     'B to commit to the end',
     async () => (await groupProgress(admin, names.group, names.topic)).behind === 0,
     180_000,

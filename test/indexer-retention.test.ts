@@ -1,7 +1,6 @@
 import t from 'tap';
 import {
   createTopics,
-  metricValue,
   monthsAgo,
   removeIndexSet,
   startIndexer,
@@ -9,9 +8,10 @@ import {
   testElasticsearch,
   testKafka,
   uniqueNames,
-  waitFor,
 } from './support/indexer-harness.ts';
 import { crashIndexFor } from '@podmortem/contract';
+import { metricValue } from './support/metrics.ts';
+import { until } from './support/poll.ts';
 
 // The retention job of a running indexer deletes whole monthly indices once all of their month is
 // older than the configured age, and touches nothing that is not named like its own indices.
@@ -47,7 +47,7 @@ t.test('expired monthly indices are deleted, nothing else', async (t) => {
     env: { PODMORTEM_INDEXER_RETENTION_DAYS: '300', PODMORTEM_INDEXER_RETENTION_INTERVAL_MS: '1000' },
   });
   t.teardown(() => stopIndexer(indexer));
-  await waitFor('the retention job ran', async () => {
+  await until('the retention job ran', async () => {
     return (
       metricValue(await indexer.metrics(), 'podmortem_indexer_retention_runs_total', { status: 'ok' }) >= 2
     );

@@ -13,8 +13,8 @@ import {
   uniqueNames,
   verifyDeadLetters,
   verifyIndexed,
-  waitFor,
 } from './support/indexer-harness.ts';
+import { until } from './support/poll.ts';
 
 // The indexer killed with SIGKILL in the middle of the stream (no shutdown at all), then started
 // again: offsets were committed only for what Elasticsearch had acknowledged, so the restarted
@@ -32,9 +32,9 @@ t.test('SIGKILL mid-stream and a restart: the same final counts', async (t) => {
 
   const first = await startIndexer({ names, env });
   t.teardown(() => stopIndexer(first));
-  await waitFor('the first indexer ready', () => first.ready());
+  await until('the first indexer ready', () => first.ready());
   const producing = produce(kafka, names.topic, stream.records, 200);
-  await waitFor('some crashes indexed', async () => (await searchableCount(es, names.alias)) >= 2500);
+  await until('some crashes indexed', async () => (await searchableCount(es, names.alias)) >= 2500);
   first.child.kill('SIGKILL');
   const killed = await first.exited;
   t.equal(killed.signal, 'SIGKILL', 'killed without any shutdown');
@@ -50,7 +50,7 @@ t.test('SIGKILL mid-stream and a restart: the same final counts', async (t) => {
   t.teardown(() => {
     if (!t.passing()) t.comment(second.logs.slice(-40).join('\n'));
   });
-  await waitFor(
+  await until(
     'the restarted indexer to commit to the end',
     async () => (await groupProgress(admin, names.group, names.topic)).behind === 0,
     180_000,

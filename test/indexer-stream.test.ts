@@ -2,7 +2,6 @@ import t from 'tap';
 import {
   crashStream,
   groupProgress,
-  metricValue,
   monthsAgo,
   produce,
   readDlq,
@@ -15,8 +14,9 @@ import {
   uniqueNames,
   verifyDeadLetters,
   verifyIndexed,
-  waitFor,
 } from './support/indexer-harness.ts';
+import { metricValue } from './support/metrics.ts';
+import { until } from './support/poll.ts';
 
 // The indexer as it runs in production (`node indexer/src/main.ts`), against the real Kafka and
 // Elasticsearch of the local stack: a stream of 9,000 unique crashes, 1,000 re-deliveries of
@@ -41,10 +41,10 @@ t.test('every unique valid crash indexed once, every invalid record dead-lettere
   t.teardown(() => {
     if (!t.passing()) t.comment(indexer.logs.slice(-40).join('\n'));
   });
-  await waitFor('the indexer ready', () => indexer.ready());
+  await until('the indexer ready', () => indexer.ready());
 
   await produce(kafka, names.topic, stream.records);
-  await waitFor(
+  await until(
     'the group to commit to the end',
     async () => (await groupProgress(admin, names.group, names.topic)).behind === 0,
   );
@@ -89,7 +89,7 @@ t.test('every unique valid crash indexed once, every invalid record dead-lettere
 
   // Re-delivery of the whole stream (a reset group, a replay) changes nothing in Elasticsearch.
   await produce(kafka, names.topic, stream.records.filter((r) => r.id !== undefined).slice(0, 2000));
-  await waitFor(
+  await until(
     'the replay committed',
     async () => (await groupProgress(admin, names.group, names.topic)).behind === 0,
   );

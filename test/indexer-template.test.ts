@@ -14,7 +14,6 @@ import { createTelemetry } from '../indexer/src/telemetry.ts';
 import {
   crashEvent,
   groupProgress,
-  metricValue,
   monthsAgo,
   produce,
   readDlq,
@@ -26,9 +25,10 @@ import {
   testElasticsearch,
   testKafka,
   uniqueNames,
-  waitFor,
   type StreamRecord,
 } from './support/indexer-harness.ts';
+import { metricValue } from './support/metrics.ts';
+import { until } from './support/poll.ts';
 
 // Start-up against an Elasticsearch that already has an older release's templates and indices:
 // the templates are upgraded by version, existing indices stay searchable through the alias and
@@ -115,7 +115,7 @@ t.test('an older template is upgraded on start without breaking existing indices
   t.teardown(() => {
     if (!t.passing()) t.comment(indexer.logs.slice(-40).join('\n'));
   });
-  await waitFor('the indexer ready', () => indexer.ready());
+  await until('the indexer ready', () => indexer.ready());
 
   const installed = await es.indices.getIndexTemplate({ name: names.alias });
   t.equal(
@@ -147,7 +147,7 @@ t.test('an older template is upgraded on start without breaking existing indices
   const late = events(200, 20, oldMonth, 'new');
   const refused = events(300, 5, conflictMonth, 'new');
   await produce(kafka, names.topic, [...fresh, ...late, ...refused].map(record));
-  await waitFor(
+  await until(
     'the group committed to the end',
     async () => (await groupProgress(admin, names.group, names.topic)).behind === 0,
   );

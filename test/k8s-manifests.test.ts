@@ -45,6 +45,7 @@ import {
 } from './support/k8s-rbac.ts';
 import { kustomizations, render, type KubeObject, type Rendering } from './support/kustomize.ts';
 import { repoDir } from './support/stack.ts';
+import { until } from './support/poll.ts';
 
 // deploy/k8s against the code it deploys, with no cluster: the real kustomize renders the base and
 // every overlay, and each rendering is checked against the services' own configuration loaders,
@@ -64,11 +65,6 @@ function inspect(r: Rendering, service: ServiceName): ServiceInRendering {
 
 function inspectAll(r: Rendering): ServiceInRendering[] {
   return SERVICES.map((spec) => inspect(r, spec.service));
-}
-
-async function until(done: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!done() && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 20));
 }
 
 function serviceAccountGrants(r: Rendering, s: ServiceInRendering) {
@@ -91,7 +87,11 @@ async function collectorRequests(r: Rendering): Promise<ProxiedRequest[]> {
   });
   try {
     await resolver.start();
-    await until(() => proxy.requests.some((q) => q.attributes.verb === 'watch' || !q.allowed), 10_000);
+    await until(
+      'a watch started, or a request refused',
+      () => proxy.requests.some((q) => q.attributes.verb === 'watch' || !q.allowed),
+      10_000,
+    );
   } finally {
     await resolver.shutdown(Date.now() + 2000);
     await proxy.close();

@@ -3,7 +3,6 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { zstdCompressSync } from 'node:zlib';
 import { Client } from '@elastic/elasticsearch';
@@ -22,6 +21,7 @@ import {
   sha256,
   type LogDoc,
 } from './support/query-api.ts';
+import { until } from './support/poll.ts';
 
 // The `podmortem` CLI (query-api/bin/podmortem) against the API running as its own process
 // (`node query-api/src/main.ts`, configured by PODMORTEM_API_* variables) on the real stack:
@@ -179,15 +179,15 @@ const api: ChildProcess = spawn(process.execPath, [join(repoDir, 'query-api/src/
 t.teardown(() => api.kill('SIGTERM'));
 // Never left behind, even when the test process is ended early.
 process.once('exit', () => api.kill('SIGKILL'));
-for (let i = 0; ; i++) {
-  const up = await fetch(`${server}/healthz`).then(
-    (r) => r.ok,
-    () => false,
-  );
-  if (up) break;
-  if (i > 200) throw new Error('the API did not start');
-  await sleep(100);
-}
+await until(
+  'the API to start',
+  () =>
+    fetch(`${server}/healthz`).then(
+      (r) => r.ok,
+      () => false,
+    ),
+  20_000,
+);
 
 interface Run {
   code: number;

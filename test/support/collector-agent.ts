@@ -10,11 +10,12 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Kafka, logLevel, type Consumer } from 'kafkajs';
 import { crashKey, decodeCrashMessage, type CrashEvent } from '@podmortem/contract';
 import { FakeKubeApi } from './fake-kube-api.ts';
+import { metricValue } from './metrics.ts';
 import { OtlpReceiver } from './otlp-receiver.ts';
+import { until } from './poll.ts';
 import { repoDir, uniqueName } from './stack.ts';
 
 // Runs the collector agent the way a node does — `node collector/src/agent/main.ts`, configured by
@@ -25,20 +26,6 @@ import { repoDir, uniqueName } from './stack.ts';
 
 const NODE = join(repoDir, 'node_modules/node/bin/node');
 export const AGENT_MAIN = join(repoDir, 'collector/src/agent/main.ts');
-
-export async function until<T>(
-  what: string,
-  probe: () => T | undefined | false | Promise<T | undefined | false>,
-  timeoutMs = 60_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 export interface LogLine {
   level: number;
@@ -53,16 +40,8 @@ export class AgentProcess {
   opsPort: number | undefined;
   private readonly exited: Promise<[number | null, NodeJS.Signals | null]>;
 
-  /**
-   * `uninstrumented`: tap adds its coverage hooks (NODE_OPTIONS) to every child it sees spawned,
-   * which doubles a Node process's memory; /usr/bin/env drops them where memory is measured.
-   */
-  constructor(env: Record<string, string>, options: { uninstrumented?: boolean } = {}) {
-    const argv = ['--disable-warning=ExperimentalWarning', AGENT_MAIN];
-    const [command, args] = options.uninstrumented
-      ? ['env', ['-u', 'NODE_OPTIONS', NODE, ...argv]]
-      : [NODE, argv];
-    this.child = spawn(command, args, {
+  constructor(env: Record<string, string>) {
+    this.child = spawn(NODE, ['--disable-warning=ExperimentalWarning', AGENT_MAIN], {
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LOG_LEVEL: 'debug', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -136,20 +115,6 @@ export class AgentProcess {
   }
 }
 
-export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number {
-  let total = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const have = Object.fromEntries(
-      [...(m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1] ?? '', x[2] ?? '']),
-    );
-    if (Object.entries(labels).every(([k, v]) => have[k] === v)) total += Number(m[3]);
-  }
-  return total;
-}
-
 export interface CollectorSetup {
   dir: string;
   spoolDir: string;
@@ -164,7 +129,7 @@ export interface CollectorSetup {
   brokers: string[];
   /** Environment for an agent over this setup; `extra` overrides. */
   env(extra?: Record<string, string>): Record<string, string>;
-  start(extra?: Record<string, string>, options?: { uninstrumented?: boolean }): Promise<AgentProcess>;
+  start(extra?: Record<string, string>): Promise<AgentProcess>;
   /** Every crash event on the topic so far (the live consumer's; empty without one). */
   topicEvents(): CrashEvent[];
   /** Reads the whole topic with a fresh consumer until `done` holds of what it read. */
@@ -272,8 +237,8 @@ export async function collectorSetup(
       PODMORTEM_COLLECTOR_SHUTDOWN_GRACE_MS: '5000',
       ...extra,
     }),
-    async start(extra = {}, options = {}) {
-      const agent = new AgentProcess(setup.env(extra), options);
+    async start(extra = {}) {
+      const agent = new AgentProcess(setup.env(extra));
       agents.push(agent);
       await agent.running();
       return agent;

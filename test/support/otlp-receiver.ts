@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { gunzipSync } from 'node:zlib';
+import { until } from './poll.ts';
 
 // A local OTLP/HTTP receiver for tests: POST /v1/logs in protobuf
 // (application/x-protobuf, an ExportLogsServiceRequest) or JSON (application/json, the OTLP/JSON
@@ -457,11 +457,7 @@ export class OtlpReceiver {
 
   /** Waits until `predicate` holds of the records so far (polling), or throws after timeoutMs. */
   async waitFor(predicate: (records: ReceivedLogRecord[]) => boolean, timeoutMs = 60_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!predicate(this.records)) {
-      if (Date.now() > deadline) throw new Error(`OTLP receiver: condition not met after ${timeoutMs} ms`);
-      await sleep(50);
-    }
+    await until('the OTLP records wanted', () => predicate(this.records), timeoutMs);
   }
 
   private async listen(): Promise<void> {
