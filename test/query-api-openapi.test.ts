@@ -7,6 +7,7 @@ import { createTracerProvider } from '../query-api/src/telemetry.ts';
 import { documentApp, generateOpenapi } from '../query-api/src/openapi-app.ts';
 import { OtlpReceiver } from './support/otlp-receiver.ts';
 import { addUser, bearer, harness, makeCrash } from './support/query-api.ts';
+import { metricValue } from './support/metrics.ts';
 
 // The OpenAPI document: the committed copy is what the routes generate, it validates as
 // OpenAPI 3.1, and every route is in it. Then the service's own surface: health, readiness,
@@ -69,8 +70,15 @@ t.test('health, readiness and metrics', async (t) => {
   const metrics = await h.app.inject('/metrics');
   t.equal(metrics.statusCode, 200);
   t.match(metrics.headers['content-type'], 'text/plain');
-  t.match(metrics.body, 'podmortem_api_requests_total{route="/v1/crashes",method="GET",status="401"} 1');
-  t.match(metrics.body, 'podmortem_api_authentications_total{result="rejected"} 1');
+  t.equal(
+    metricValue(metrics.body, 'podmortem_api_requests_total', {
+      route: '/v1/crashes',
+      method: 'GET',
+      status: '401',
+    }),
+    1,
+  );
+  t.equal(metricValue(metrics.body, 'podmortem_api_authentications_total', { result: 'rejected' }), 1);
   const unknown = await h.app.inject('/v2/nothing');
   t.equal(unknown.statusCode, 404);
   t.same(unknown.json(), {
