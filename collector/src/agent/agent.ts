@@ -8,7 +8,7 @@ import { FsStore } from '@podmortem/contract/store';
 import type { CollectorConfig } from './config.ts';
 import { Delivery } from './delivery.ts';
 import { HandlerLogTail } from './handler-log-tail.ts';
-import { handlerLogPath } from './handler-installer.ts';
+import { handlerLogPath, type HandlerInstall } from './handler-installer.ts';
 import { KafkaEmitter } from './kafka-emitter.ts';
 import { KernelSettings } from './kernel-settings.ts';
 import { OtlpEmitter } from './otlp-emitter.ts';
@@ -28,11 +28,6 @@ import { createTelemetry, type Telemetry } from './telemetry.ts';
 export const COLLECTOR_VERSION = (
   JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
 ).version;
-
-export interface HandlerInstall {
-  /** Installs the handler where the kernel can run it; returns the core_pattern that runs it. */
-  install(): Promise<string>;
-}
 
 export interface AgentParams {
   config: CollectorConfig;

@@ -2,7 +2,7 @@ import t from 'tap';
 import { newCrashId, validateCrashEvent } from '@podmortem/contract';
 import { buildCrashEvent, signalName } from './crash-event.ts';
 import type { CoreNotes } from './elf-notes.ts';
-import type { PodInfo } from './pod-resolver.ts';
+import type { PodInfo } from './pod-info.ts';
 import type { SpoolMeta } from '../spool-entry.ts';
 
 const ID = 'c4a1f3e9b2d84f0e9a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f';

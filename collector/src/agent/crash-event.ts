@@ -1,7 +1,7 @@
 import { validateCrashEvent, type CrashEvent } from '@podmortem/contract';
 import type { CgroupIdentity } from './cgroup.ts';
 import type { CoreNotes } from './elf-notes.ts';
-import type { PodContainer, PodInfo } from './pod-resolver.ts';
+import type { PodContainer, PodInfo } from './pod-info.ts';
 import type { SpoolMeta } from '../spool-entry.ts';
 import { AgentError } from './errors.ts';
 

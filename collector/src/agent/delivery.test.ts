@@ -8,7 +8,7 @@ import { FsStore } from '@podmortem/contract/store';
 import { buildCrashEvent } from './crash-event.ts';
 import { Delivery, type PodSource } from './delivery.ts';
 import { AgentError } from './errors.ts';
-import type { PodInfo, PodLookup } from './pod-resolver.ts';
+import type { PodInfo, PodLookup } from './pod-info.ts';
 import type { Sink } from './sink.ts';
 import { Spool, type DeliveryState } from './spool.ts';
 import { StorageWriter } from './storage-writer.ts';

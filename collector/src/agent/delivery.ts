@@ -5,7 +5,7 @@ import { identityFromProcCgroup } from './cgroup.ts';
 import { buildCrashEvent, type Owner } from './crash-event.ts';
 import { readCoreNotes, type CoreNotes } from './elf-notes.ts';
 import { AgentError, errorCode } from './errors.ts';
-import type { PodLookup } from './pod-resolver.ts';
+import type { PodLookup } from './pod-info.ts';
 import type { Sink } from './sink.ts';
 import type { Spool, SpoolEntry } from './spool.ts';
 import type { SpoolMeta } from '../spool-entry.ts';

@@ -6,7 +6,6 @@ import type { HandlerConfig } from '../handler-config.ts';
 import type { Logger } from 'pino';
 import { writeFileAtomically } from '@podmortem/contract/runtime';
 import { AgentError } from './errors.ts';
-import type { HandlerInstall } from './agent.ts';
 import type { CollectorConfig } from './config.ts';
 
 // Puts the handler where the kernel can run it: a bash wrapper `<dir>/podmortem-handler` that runs
@@ -81,6 +80,11 @@ export function handlerConfigOf(config: CollectorConfig): HandlerConfig {
     minFreeBytes: config.handlerMinFreeBytes,
     deadlineSeconds: config.handlerDeadlineSeconds,
   };
+}
+
+export interface HandlerInstall {
+  /** Installs the handler where the kernel can run it; returns the core_pattern that runs it. */
+  install(): Promise<string>;
 }
 
 export function handlerInstaller(config: CollectorConfig, logger: Logger): HandlerInstall {

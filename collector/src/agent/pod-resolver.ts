@@ -17,6 +17,7 @@ import {
   writePodState,
   type PodState,
 } from './pod-state-file.ts';
+import type { PodContainer, PodInfo, PodLookup } from './pod-info.ts';
 
 // This node's pods, kept by a list + watch of the Kubernetes API (fieldSelector
 // spec.nodeName=<node>), indexed by every container id the kubelet ever reported for them — the
@@ -28,32 +29,6 @@ import {
 // per stateWriteDelayMs, and on shutdown) and loaded on start. A pod from the file that the first
 // fresh list lacks was deleted while no agent watched: it becomes a tombstone dated when it was
 // last known alive, so a crash that waited in the spool across the restart still finds its pod.
-
-export interface PodContainer {
-  name: string;
-  runtime: ContainerRuntime;
-  image?: string;
-  imageDigest?: string;
-}
-
-export interface PodInfo {
-  namespace: string;
-  name: string;
-  uid: string;
-  labels: Record<string, string>;
-  owner?: { kind: string; name: string };
-  /** By container id (64 hex), every id seen for the pod. */
-  containers: Map<string, PodContainer>;
-  /** Spec container names with their images, for a container whose id is not reported yet. */
-  specContainers: { name: string; image?: string }[];
-  deletedAt?: number;
-}
-
-export type PodLookup =
-  | { kind: 'found'; pod: PodInfo; container: PodContainer }
-  /** The cgroup names the pod, but its status does not list the container id (yet). */
-  | { kind: 'pod-only'; pod: PodInfo }
-  | { kind: 'unknown' };
 
 export interface PodResolverParams {
   kubeConfig: KubeConfig;

@@ -4,7 +4,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { makeDirDurably, messageOf, TMP_PREFIX, writeJsonAtomically } from '@podmortem/contract/runtime';
 import { AgentError } from './errors.ts';
-import type { PodInfo } from './pod-resolver.ts';
+import type { PodInfo } from './pod-info.ts';
 
 // What the pod resolver knows of this node's pods, kept in the agent's state dir (a hostPath) so
 // that it outlives the agent: a crash can wait in the spool across an agent restart, and its pod
