@@ -148,8 +148,12 @@ export async function writePodState(file: string, state: PodState): Promise<void
  */
 export async function removeStaleTemporaries(file: string, olderThanMs = 60_000): Promise<void> {
   const dir = dirname(file);
-  // Named as temporaryPath() names them: .tmp-<random>-<name>.
+  // Named as temporaryPath() names them: .tmp-<random>-<name>; versions before it wrote
+  // <name>.<random>.tmp, which an agent upgraded after a kill mid-write still finds.
   const suffix = '-' + basename(file);
+  const ours = (name: string) =>
+    (name.startsWith(TMP_PREFIX) && name.endsWith(suffix)) ||
+    (name.startsWith(basename(file) + '.') && name.endsWith('.tmp'));
   let names: string[];
   try {
     names = await readdir(dir);
@@ -157,7 +161,7 @@ export async function removeStaleTemporaries(file: string, olderThanMs = 60_000)
     return;
   }
   for (const name of names) {
-    if (!name.startsWith(TMP_PREFIX) || !name.endsWith(suffix)) continue;
+    if (!ours(name)) continue;
     const path = join(dir, name);
     try {
       if (Date.now() - (await stat(path)).mtimeMs > olderThanMs) await rm(path, { force: true });
