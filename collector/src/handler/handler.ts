@@ -1,7 +1,7 @@
 /**
  * podmortem core handler: run by the kernel once per crash through kernel.core_pattern, on the
  * host, outside any pod, with the core on stdin and an EMPTY environment. It does the least work
- * that is safe and leaves everything that can wait to the agent (DESIGN.md §1).
+ * that is safe and leaves everything that can wait to the agent (docs/architecture.md §1).
  *
  * Invocation (see args.ts and ../core-pattern.ts; ../agent/handler-installer.ts writes the wrapper and builds the pattern):
  *   core_pattern  |<dir>/podmortem-handler %P %p %I %i %s %t %c %e %E %h %u %g
