@@ -22,7 +22,13 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { installHandler } from '../collector/src/agent/handler-installer.ts';
 import type { HandlerConfig } from '../collector/src/handler-config.ts';
-import { note, prpsinfo, prstatus, syntheticCoreStream } from '../test/support/synthetic-core.ts';
+import {
+  note,
+  prpsinfo,
+  prstatus,
+  syntheticCoreStream,
+  sleepCrashArgs,
+} from '../test/support/synthetic-core.ts';
 
 const MIB = 1024 * 1024;
 const SIZE_MIB = Number(process.env.SIZE_MIB ?? 1024);
@@ -78,21 +84,7 @@ const coreBytes = (await stat(corePath)).size;
 // A process for the handler to read /proc of, as it would the crashing one.
 const target = spawn('sleep', ['600'], { stdio: 'ignore' });
 await once(target, 'spawn');
-const pid = String(target.pid);
-const kernelArgs = [
-  pid,
-  pid,
-  pid,
-  pid,
-  '11',
-  String(Math.floor(Date.now() / 1000)),
-  '0',
-  'sleep',
-  '!usr!bin!sleep',
-  'bench',
-  '0',
-  '0',
-];
+const kernelArgs = sleepCrashArgs(target.pid ?? 0);
 
 async function handlerFor(name: string, config: Partial<HandlerConfig>) {
   const spool = join(work, `spool-${name}`);

@@ -25,7 +25,14 @@ import { lockCorePattern } from '../test/support/core-pattern-lock.ts';
 import { createPodCgroup } from '../test/support/pod-cgroup.ts';
 import { until } from '../test/support/poll.ts';
 import { stack } from '../test/support/stack.ts';
-import { elfHead, note, prpsinfo, prstatus, syntheticCore } from '../test/support/synthetic-core.ts';
+import {
+  elfHead,
+  note,
+  prpsinfo,
+  prstatus,
+  syntheticCore,
+  sleepCrashArgs,
+} from '../test/support/synthetic-core.ts';
 
 const STORM = Number(process.env.STORM ?? 200);
 const RATE_LIMIT = 5;
@@ -65,21 +72,7 @@ async function handlerStorm(): Promise<{ medianKb: number; maxKb: number; nodeKb
         { vaddr: 0x600000n, data: randomBytes(256 * 1024) },
       ],
     });
-    const id = String(pid);
-    const args = [
-      id,
-      id,
-      id,
-      id,
-      '11',
-      String(Math.floor(Date.now() / 1000)),
-      '0',
-      'sleep',
-      '!usr!bin!sleep',
-      'bench',
-      '0',
-      '0',
-    ];
+    const args = sleepCrashArgs(pid);
     await Promise.all(Array.from({ length: STORM }, () => runEmptyEnv(handlerPath, args, core)));
     target.kill('SIGKILL');
     const rss = (await readFile(join(spool, 'handler.log'), 'utf8'))

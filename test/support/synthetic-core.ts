@@ -252,3 +252,13 @@ export function syntheticCoreStream(
   });
   return { stream, size: total, served: () => served };
 }
+
+/**
+ * The handler's kernel arguments (core_pattern's specifiers, in order) for a SIGSEGV of `sleep`
+ * with host and namespace pid and tid `pid`, as the kernel would pass them now.
+ */
+export function sleepCrashArgs(pid: number): string[] {
+  const id = String(pid);
+  const now = String(Math.floor(Date.now() / 1000));
+  return [id, id, id, id, '11', now, '0', 'sleep', '!usr!bin!sleep', 'bench', '0', '0'];
+}
