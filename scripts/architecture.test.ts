@@ -10,7 +10,7 @@ import ts from 'typescript';
 // path into its folder.
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const WORKSPACES = ['contract', 'collector', 'indexer', 'query-api', 'grafana'];
+const WORKSPACES = ['contract', 'collector', 'indexer', 'query-api', 'grafana', 'analyzer'];
 const CONTRACT_PACKAGE = '@podmortem/contract';
 
 function sourceFiles(dir: string): string[] {

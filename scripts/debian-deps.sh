@@ -7,7 +7,7 @@
 set -euo pipefail
 
 # command → Debian package
-declare -A packages=([gcc]=gcc [flock]=util-linux [curl]=curl [mvn]=maven [java]=openjdk-17-jdk-headless)
+declare -A packages=([gcc]=gcc [flock]=util-linux [curl]=curl [mvn]=maven [java]=openjdk-17-jdk-headless [eu-stack]=elfutils)
 
 missing=()
 for cmd in "${!packages[@]}"; do
