@@ -168,10 +168,9 @@ function run(argv: string[], deadlineMs: number, maxOutputBytes: number): Promis
     }, deadlineMs);
     child.stdout.on('data', (chunk: Buffer) => {
       const room = maxOutputBytes - outBytes;
-      if (room <= 0) return;
       out.push(chunk.subarray(0, room));
       outBytes += Math.min(room, chunk.length);
-      if (chunk.length >= room) {
+      if (chunk.length > room) {
         outputTruncated = true;
         killGroup();
         child.stdout.destroy();
