@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The Debian packages that the tests and the demo use beyond Node (which comes from npm): a C
-# compiler for the crashing programs, flock for the core_pattern lock, curl for the stack's
-# readiness checks, Maven and a JDK for the Kafka and Elasticsearch jars. Installed with apt-get
+# and a C++ compiler for the crashing programs, flock for the core_pattern lock, curl for the
+# stack's readiness checks, Maven and a JDK for the Kafka and Elasticsearch jars, elfutils'
+# eu-stack for the analyzer's unwinding. Installed with apt-get
 # when a command is missing (needs root); a machine that has them all is left alone.
 # Prometheus is installed by deploy/local/prometheus.sh, nginx by bench/api.ts, where they are used.
 set -euo pipefail
 
 # command → Debian package
-declare -A packages=([gcc]=gcc [flock]=util-linux [curl]=curl [mvn]=maven [java]=openjdk-17-jdk-headless [eu-stack]=elfutils)
+declare -A packages=([gcc]=gcc [g++]=g++ [flock]=util-linux [curl]=curl [mvn]=maven [java]=openjdk-17-jdk-headless [eu-stack]=elfutils)
 
 missing=()
 for cmd in "${!packages[@]}"; do

@@ -10,13 +10,7 @@ import { analysisOf } from '../analyzer/src/analysis.ts';
 import { crashSignature } from '../analyzer/src/signature.ts';
 import type { StackThread } from '../analyzer/src/stack-text.ts';
 import { unwindCore, type UnwindResult, type Unwound } from '../analyzer/src/unwinder.ts';
-import {
-  buildIdOf,
-  buildPrograms,
-  crashAll,
-  lineOf,
-  type Program,
-} from '../analyzer/test-support/real-crash.ts';
+import { buildIdOf, buildPrograms, crashAll, lineOf, type Program } from './support/real-crash.ts';
 import { until } from './support/poll.ts';
 
 // The analyzer's unwinder on real kernel cores of small C and C++ programs (built with -g -O0

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { buildPrograms, crashAll, lineOf } from '../test-support/real-crash.ts';
+import { buildPrograms, crashAll, lineOf } from '../../test/support/real-crash.ts';
 import {
   CRASH_MACHINERY_FUNCTIONS,
   SIGNATURE_FRAME_COUNT,

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { buildIdOf, buildPrograms, crashAll, lineOf } from '../test-support/real-crash.ts';
+import { buildIdOf, buildPrograms, crashAll, lineOf } from '../../test/support/real-crash.ts';
 import { parseStackText } from './stack-text.ts';
 
 // The parser against eu-stack's own text: a two-thread program crashes for real, eu-stack is run

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { lockCorePattern } from '../../test/support/core-pattern-lock.ts';
+import { lockCorePattern } from './core-pattern-lock.ts';
 
 // Real crashes for the analyzer's tests: small programs compiled with debug info and killed by
 // real signals, so that the kernel writes real cores. kernel.core_pattern is global to the
