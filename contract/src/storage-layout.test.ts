@@ -1,5 +1,5 @@
 import t from 'tap';
-import { dumpRelPath, eventRelPath, isSafeSegment } from './storage-layout.ts';
+import { dumpRelPath, eventRelPath, isBuildId, isSafeSegment, moduleKey } from './storage-layout.ts';
 import { newCrashId, isCrashId, crashIdTime } from './crash-id.ts';
 import { crashIndexFor, crashIndexMonth } from './index-template.ts';
 import { validExamples } from './examples.ts';
@@ -35,4 +35,13 @@ t.test('monthly index names come from the crash time in UTC', async (t) => {
   t.throws(() => crashIndexFor('soon'), /not a time/);
   t.same(crashIndexMonth('podmortem-crashes-2026.03'), new Date(Date.UTC(2026, 2, 1)));
   t.equal(crashIndexMonth('podmortem-crashes'), undefined);
+});
+
+t.test('modules are kept by build id outside every namespace, and a bad build id is refused', async (t) => {
+  t.equal(moduleKey('ab12'), '_buildid/ab12/executable');
+  t.equal(moduleKey('ab12', 'debuginfo'), '_buildid/ab12/debuginfo');
+  t.throws(() => moduleKey('../etc'), /not lower-case hex/);
+  t.throws(() => moduleKey('AB12'), /not lower-case hex/);
+  t.ok(isBuildId('0123456789abcdef'));
+  t.notOk(isBuildId(''));
 });

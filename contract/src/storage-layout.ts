@@ -88,3 +88,19 @@ export function podCrashFileOf(key: string): PodCrashFile | undefined {
   const crashId = name.slice(0, -(kind === 'dump' ? DUMP_SUFFIX : EVENT_SUFFIX).length);
   return isCrashId(crashId) ? { namespace, podUid, container, crashId, kind } : undefined;
 }
+
+// Modules (executables and shared libraries) captured at crash time are kept once per GNU build
+// id, as debuginfod lays them out: _buildid/<build-id>/executable (and /debuginfo where a debug
+// file is known). The leading underscore keeps them out of every namespace's folder.
+export const MODULES_FOLDER = '_buildid';
+const buildIdRe = /^[0-9a-f]{2,128}$/;
+
+export function isBuildId(value: string): boolean {
+  return buildIdRe.test(value);
+}
+
+/** Key of a stored module by its build id. */
+export function moduleKey(buildId: string, kind: 'executable' | 'debuginfo' = 'executable'): string {
+  if (!isBuildId(buildId)) throw new Error(`build id ${JSON.stringify(buildId)} is not lower-case hex`);
+  return [MODULES_FOLDER, buildId, kind].join('/');
+}
