@@ -456,6 +456,30 @@ t.test('an unwinder past its deadline: the whole process group killed, a timeout
   t.pass(`its child process ${sleeper} is gone too`);
 });
 
+t.test('an unwind cancelled by its signal: the whole process group killed, an aborted failure', async (t) => {
+  const pidFile = join(dir, 'cancelled.pid');
+  const command = await fakeUnwinder('hanging-unwinder', `sleep 600 & echo $! > ${pidFile}\nwait`);
+  const { core, exe: executable } = crashOf('segv');
+  const abort = new AbortController();
+  const unwinding = unwindCore({ core, executable }, { command, signal: abort.signal });
+  const sleeper = await until('the unwinder to start its child', async () => {
+    const text = await readFile(pidFile, 'utf8').catch(() => '');
+    return text.trim() === '' ? undefined : Number(text);
+  });
+  abort.abort();
+  t.match(await unwinding, { ok: false, reason: 'aborted' });
+  await until(`the unwinder's child ${sleeper} to be killed`, () => gone(sleeper), 10_000);
+  t.pass(`its child process ${sleeper} is gone too`);
+  t.match(
+    await unwindCore({ core, executable }, { command, signal: abort.signal }),
+    {
+      ok: false,
+      reason: 'aborted',
+    },
+    'a signal aborted already: the unwinder is stopped at once',
+  );
+});
+
 t.test('an unwinder that dies of a signal, prints nothing, or cannot start', async (t) => {
   const { core, exe: executable } = crashOf('segv');
   const crasher = await fakeUnwinder('crashing-unwinder', 'kill -SEGV $$');

@@ -52,9 +52,14 @@ export interface UnwinderParams {
   maxOutputBytes?: number;
   /** Milliseconds since an arbitrary origin, for the run's duration. Default performance.now. */
   clock?: () => number;
+  /**
+   * Aborted when the caller gives up (the service shuts down): the process group is killed then,
+   * since a detached group outlives its parent and would keep running after the service exits.
+   */
+  signal?: AbortSignal;
 }
 
-export const UNWINDER_DEFAULTS = {
+export const UNWINDER_DEFAULTS: Required<Omit<UnwinderParams, 'signal'>> = {
   command: 'eu-stack',
   prlimitCommand: 'prlimit',
   deadlineMs: 30_000,
@@ -62,7 +67,7 @@ export const UNWINDER_DEFAULTS = {
   maxFramesPerThread: 256,
   maxOutputBytes: 8 * 1024 ** 2,
   clock: () => performance.now(),
-} as const satisfies Required<UnwinderParams>;
+};
 
 /** Standard error kept for a failure's message; the rest is dropped. */
 const MAX_STDERR_BYTES = 64 * 1024;
@@ -95,6 +100,8 @@ export const UNWIND_FAILURE_REASONS = [
   'unwinder-error',
   /** The unwinder exited but printed no thread. */
   'no-threads',
+  /** The caller's signal was aborted; the process group was killed. */
+  'aborted',
 ] as const;
 export type UnwindFailureReason = (typeof UNWIND_FAILURE_REASONS)[number];
 
@@ -136,11 +143,17 @@ interface Settled {
   exitCode: number | null;
   signal: NodeJS.Signals | null;
   timedOut: boolean;
+  aborted: boolean;
   outputTruncated: boolean;
   spawnError?: Error;
 }
 
-function run(argv: string[], deadlineMs: number, maxOutputBytes: number): Promise<Settled> {
+function run(
+  argv: string[],
+  deadlineMs: number,
+  maxOutputBytes: number,
+  signal: AbortSignal | undefined,
+): Promise<Settled> {
   return new Promise((resolve) => {
     const [file = '', ...args] = argv;
     const child = spawn(file, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -149,6 +162,7 @@ function run(argv: string[], deadlineMs: number, maxOutputBytes: number): Promis
     let outBytes = 0;
     let errBytes = 0;
     let timedOut = false;
+    let aborted = false;
     let outputTruncated = false;
     let spawnError: Error | undefined;
     const killGroup = (): void => {
@@ -159,13 +173,22 @@ function run(argv: string[], deadlineMs: number, maxOutputBytes: number): Promis
         // ESRCH: the whole group is gone already.
       }
     };
-    const timer = setTimeout(() => {
-      timedOut = true;
+    const stop = (): void => {
       killGroup();
       // A process that left the group may still hold the pipes open; do not wait for it.
       child.stdout.destroy();
       child.stderr.destroy();
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      stop();
     }, deadlineMs);
+    const onAbort = (): void => {
+      aborted = true;
+      stop();
+    };
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
     child.stdout.on('data', (chunk: Buffer) => {
       const room = maxOutputBytes - outBytes;
       out.push(chunk.subarray(0, room));
@@ -183,14 +206,16 @@ function run(argv: string[], deadlineMs: number, maxOutputBytes: number): Promis
     child.on('error', (error) => {
       spawnError = error;
     });
-    child.on('close', (exitCode, signal) => {
+    child.on('close', (exitCode, exitSignal) => {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
       resolve({
         stdout: Buffer.concat(out).toString('utf8'),
         stderr: Buffer.concat(err).toString('utf8'),
         exitCode,
-        signal,
+        signal: exitSignal,
         timedOut,
+        aborted,
         outputTruncated,
         ...(spawnError ? { spawnError } : {}),
       });
@@ -253,9 +278,10 @@ export async function unwindCore(input: UnwindInput, params: UnwinderParams = {}
     `--executable=${input.executable}`,
     `--core=${input.core}`,
   ];
-  const r = await run(argv, p.deadlineMs, p.maxOutputBytes);
+  const r = await run(argv, p.deadlineMs, p.maxOutputBytes, params.signal);
   const stderr = r.stderr;
   if (r.spawnError) return fail('spawn-failed', `${p.prlimitCommand}: ${r.spawnError.message}`, { stderr });
+  if (r.aborted) return fail('aborted', 'the unwind was cancelled; process group killed', { stderr });
   if (r.timedOut)
     return fail('timeout', `no result within ${p.deadlineMs} ms; process group killed`, { stderr });
   const parsed = parseStackText(r.stdout, stderr, p.maxFramesPerThread);
