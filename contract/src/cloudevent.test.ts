@@ -1,5 +1,15 @@
 import t from 'tap';
-import { decodeCrashMessage, encodeCrashMessage, toCloudEvent, CRASH_EVENT_TYPE } from './cloudevent.ts';
+import {
+  decodeAnalysisMessage,
+  decodeCrashMessage,
+  encodeAnalysisMessage,
+  encodeCrashMessage,
+  toAnalysisCloudEvent,
+  toCloudEvent,
+  ANALYSIS_EVENT_TYPE,
+  CRASH_EVENT_TYPE,
+} from './cloudevent.ts';
+import { analysisRecordOf, type AnalysisResult } from './analysis-record.ts';
 import { crashKey } from './topics.ts';
 import { validExamples } from './examples.ts';
 
@@ -46,6 +56,51 @@ t.test('bad records are rejected with the field named', async (t) => {
     t.equal(result.ok, false, `${name} rejected`);
     if (!result.ok) t.ok(result.errors[0]?.startsWith(expected), `${name}: ${result.errors.join('; ')}`);
     const problem = ['null value', 'not JSON', 'an array'].includes(name) ? 'not-json' : 'invalid';
+    t.match(result, { problem }, `${name}: ${problem}`);
+  }
+});
+
+const analysis = {
+  status: 'partial',
+  reason: 'partial: the dump is truncated',
+  analyzed_at: '2026-03-04T05:06:08.123Z',
+  analyzer: '0.1.0',
+  frames: [{ function: 'main', file: 'a.c', line: 3 }],
+} as const satisfies AnalysisResult;
+
+t.test('an analysis round-trips through its CloudEvents envelope', async (t) => {
+  const record = analysisRecordOf(pod, analysis);
+  const envelope = toAnalysisCloudEvent(record);
+  t.equal(envelope.type, ANALYSIS_EVENT_TYPE);
+  t.equal(envelope.id, `${pod.crash.id}/2026-03-04T05:06:08.123Z`, 'one id per analysis of a crash');
+  t.equal(envelope.subject, pod.crash.id);
+  t.equal(envelope.time, analysis.analyzed_at);
+  t.same(decodeAnalysisMessage(encodeAnalysisMessage(pod, analysis)), { ok: true, value: record });
+  t.equal(crashKey(record), crashKey(pod), "the crash's key");
+  t.equal(crashKey(analysisRecordOf(host, analysis)), crashKey(host), "a host crash's key too");
+});
+
+t.test('bad analysis records are rejected with the field named, typed as the crash ones', async (t) => {
+  const envelope = toAnalysisCloudEvent(analysisRecordOf(pod, analysis));
+  const json = (v: unknown) => Buffer.from(JSON.stringify(v));
+  const cases: [string, Buffer | null, string, 'not-json' | 'invalid'][] = [
+    ['null value', null, '(record): value is empty', 'not-json'],
+    ['garbage', Buffer.from([0xde, 0xad]), '(record): not JSON', 'not-json'],
+    ['a crash record', encodeCrashMessage(pod), 'type: must be "io.podmortem.analysis.v1"', 'invalid'],
+    ['an analysis as a crash', json(envelope), 'type', 'invalid'],
+    [
+      'crash fields',
+      json({ ...envelope, data: { ...envelope.data, dump: pod.dump } }),
+      'data.dump',
+      'invalid',
+    ],
+    ['id mismatch', json({ ...envelope, id: pod.crash.id }), 'id: must equal', 'invalid'],
+  ];
+  for (const [name, value, expected, problem] of cases) {
+    const result =
+      name === 'an analysis as a crash' ? decodeCrashMessage(value) : decodeAnalysisMessage(value);
+    t.equal(result.ok, false, `${name} rejected`);
+    if (!result.ok) t.ok(result.errors[0]?.startsWith(expected), `${name}: ${result.errors.join('; ')}`);
     t.match(result, { problem }, `${name}: ${problem}`);
   }
 });

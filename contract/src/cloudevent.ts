@@ -1,3 +1,9 @@
+import {
+  analysisRecordOf,
+  validateAnalysisRecord,
+  type AnalysisRecord,
+  type AnalysisResult,
+} from './analysis-record.ts';
 import type { CrashEvent } from './crash-event.ts';
 import { validateCrashEvent } from './validate.ts';
 
@@ -40,23 +46,31 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** Why a record is not a crash event: no JSON object at all, or one that is not a valid event. */
-export type CrashMessageProblem = 'not-json' | 'invalid';
+/** Why a record is not a message of ours: no JSON object at all, or one that is not valid. */
+export type MessageProblem = 'not-json' | 'invalid';
+export type CrashMessageProblem = MessageProblem;
 
-export type CrashMessageDecoding =
-  { ok: true; value: CrashEvent } | { ok: false; problem: CrashMessageProblem; errors: string[] };
+export type MessageDecoding<T> =
+  { ok: true; value: T } | { ok: false; problem: MessageProblem; errors: string[] };
+export type CrashMessageDecoding = MessageDecoding<CrashEvent>;
+export type AnalysisMessageDecoding = MessageDecoding<AnalysisRecord>;
 
-/**
- * Decodes a Kafka record value: JSON, a CloudEvents envelope of our type, and a valid event whose
- * id matches the envelope's. Errors name the field (`data.` prefixes the event's own fields).
- */
-export function decodeCrashMessage(value: Buffer | null): CrashMessageDecoding {
-  const notJson = (error: string): CrashMessageDecoding => ({
-    ok: false,
-    problem: 'not-json',
-    errors: [`(record): ${error}`],
-  });
-  const invalid = (errors: string[]): CrashMessageDecoding => ({ ok: false, problem: 'invalid', errors });
+const notJson = (error: string): { ok: false; problem: 'not-json'; errors: string[] } => ({
+  ok: false,
+  problem: 'not-json',
+  errors: [`(record): ${error}`],
+});
+const invalid = (errors: string[]): { ok: false; problem: 'invalid'; errors: string[] } => ({
+  ok: false,
+  problem: 'invalid',
+  errors,
+});
+
+/** A record value as a CloudEvents 1.0 envelope of `type`, whose data is still to be validated. */
+function envelopeOf(
+  value: Buffer | null,
+  type: string,
+): { ok: true; envelope: Record<string, unknown> } | Extract<MessageDecoding<never>, { ok: false }> {
   if (value === null || value.length === 0) return notJson('value is empty');
   let parsed: unknown;
   try {
@@ -66,9 +80,76 @@ export function decodeCrashMessage(value: Buffer | null): CrashMessageDecoding {
   }
   if (!isRecord(parsed)) return notJson('must be a JSON object');
   if (parsed.specversion !== '1.0') return invalid(['specversion: must be "1.0"']);
-  if (parsed.type !== CRASH_EVENT_TYPE) return invalid([`type: must be "${CRASH_EVENT_TYPE}"`]);
-  const result = validateCrashEvent(parsed.data);
+  if (parsed.type !== type) return invalid([`type: must be "${type}"`]);
+  return { ok: true, envelope: parsed };
+}
+
+/**
+ * Decodes a Kafka record value: JSON, a CloudEvents envelope of our type, and a valid event whose
+ * id matches the envelope's. Errors name the field (`data.` prefixes the event's own fields).
+ */
+export function decodeCrashMessage(value: Buffer | null): CrashMessageDecoding {
+  const parsed = envelopeOf(value, CRASH_EVENT_TYPE);
+  if (!parsed.ok) return parsed;
+  const result = validateCrashEvent(parsed.envelope.data);
   if (!result.ok) return invalid(result.errors.map((e) => `data.${e}`));
-  if (parsed.id !== result.value.crash.id) return invalid(['id: must equal data.crash.id']);
+  if (parsed.envelope.id !== result.value.crash.id) return invalid(['id: must equal data.crash.id']);
+  return result;
+}
+
+export const ANALYSIS_EVENT_TYPE = 'io.podmortem.analysis.v1';
+export const ANALYSIS_DATASCHEMA = 'https://podmortem.io/schemas/analysis-record/v1';
+export const ANALYSIS_SOURCE = '/analyzer';
+
+/** A CloudEvents 1.0 structured-mode JSON envelope carrying one analysis record. */
+export interface AnalysisCloudEvent {
+  specversion: '1.0';
+  type: typeof ANALYSIS_EVENT_TYPE;
+  source: typeof ANALYSIS_SOURCE;
+  id: string;
+  time: string;
+  subject: string;
+  datacontenttype: 'application/json';
+  dataschema: typeof ANALYSIS_DATASCHEMA;
+  data: AnalysisRecord;
+}
+
+/**
+ * `<crash id>/<analyzed_at>`: each analysis of a crash is an event of its own (CloudEvents wants
+ * source + id unique), and a re-delivery of one keeps its id. Which analysis wins in the crash's
+ * document is decided by `analyzed_at`, not by the order of arrival.
+ */
+export function analysisEventId(record: AnalysisRecord): string {
+  return `${record.crash.id}/${record.analysis.analyzed_at}`;
+}
+
+export function toAnalysisCloudEvent(record: AnalysisRecord): AnalysisCloudEvent {
+  return {
+    specversion: '1.0',
+    type: ANALYSIS_EVENT_TYPE,
+    source: ANALYSIS_SOURCE,
+    id: analysisEventId(record),
+    time: record.analysis.analyzed_at,
+    subject: record.crash.id,
+    datacontenttype: 'application/json',
+    dataschema: ANALYSIS_DATASCHEMA,
+    data: record,
+  };
+}
+
+/** The analysis record of `event` as a record value; its key is `crashKey(event)`. */
+export function encodeAnalysisMessage(event: CrashEvent, analysis: AnalysisResult): Buffer {
+  return Buffer.from(JSON.stringify(toAnalysisCloudEvent(analysisRecordOf(event, analysis))));
+}
+
+/** Decodes an analysis record value as strictly as a crash's (see decodeCrashMessage). */
+export function decodeAnalysisMessage(value: Buffer | null): AnalysisMessageDecoding {
+  const parsed = envelopeOf(value, ANALYSIS_EVENT_TYPE);
+  if (!parsed.ok) return parsed;
+  const result = validateAnalysisRecord(parsed.envelope.data);
+  if (!result.ok) return invalid(result.errors.map((e) => `data.${e}`));
+  if (parsed.envelope.id !== analysisEventId(result.value)) {
+    return invalid(['id: must equal data.crash.id/data.analysis.analyzed_at']);
+  }
   return result;
 }

@@ -25,6 +25,9 @@ export const Frame = Type.Object(
     function: Type.Optional(Type.String({ maxLength: 4096 })),
     offset: Type.Optional(Count('Offset of the instruction within the module')),
     build_id: Type.Optional(Type.String({ pattern: '^[0-9a-f]{2,128}$' })),
+    file: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, description: 'Source file (DWARF)' })),
+    line: Type.Optional(Count('Source line (DWARF)')),
+    column: Type.Optional(Count('Source column (DWARF)')),
   },
   strict,
 );
@@ -36,6 +39,50 @@ export const MappedModule = Type.Object(
   },
   strict,
 );
+
+export const ANALYSIS_STATUSES = ['ok', 'partial', 'failed', 'skipped'] as const;
+export type AnalysisStatus = (typeof ANALYSIS_STATUSES)[number];
+
+/** Caps of `analysis.threads`, and of `analysis.frames` and each thread's frames. */
+export const MAX_ANALYSIS_THREADS = 1024;
+export const MAX_ANALYSIS_FRAMES = 256;
+
+export const AnalysisThread = Type.Object(
+  {
+    tid: Type.Integer({ minimum: 1 }),
+    name: Type.Optional(Type.String({ maxLength: 64, description: 'comm of the thread' })),
+    crashing: Type.Boolean({ description: 'The thread that got the signal' }),
+    frames: Type.Array(Frame, { maxItems: MAX_ANALYSIS_FRAMES, description: 'Innermost first' }),
+    truncated: Type.Optional(Type.Boolean({ description: 'Deeper frames were cut at the frame cap' })),
+    error: Type.Optional(Type.String({ maxLength: 1024, description: 'Why the unwind stopped early' })),
+  },
+  strict,
+);
+
+/**
+ * The fields of `analysis` the analyzer owns and publishes in its analysis record
+ * (analysis-record.ts); `modules` and `build_id` are the collector's. The indexer replaces exactly
+ * these when a newer analysis arrives, so neither owner overwrites the other's fields.
+ */
+export const analyzerProperties = {
+  status: Type.Optional(StringEnum(ANALYSIS_STATUSES, 'How far the analysis got')),
+  reason: Type.Optional(
+    Type.String({ maxLength: 1024, description: 'Why it is partial, failed or skipped' }),
+  ),
+  threads: Type.Optional(Type.Array(AnalysisThread, { maxItems: MAX_ANALYSIS_THREADS })),
+  frames: Type.Optional(
+    Type.Array(Frame, { maxItems: MAX_ANALYSIS_FRAMES, description: 'Of the crashing thread' }),
+  ),
+  signature: Type.Optional(Type.String({ maxLength: 1024 })),
+  title: Type.Optional(Type.String({ maxLength: 1024 })),
+  analyzed_at: Type.Optional(
+    Type.String({ format: 'date-time', description: 'When the analysis was made: the newest one wins' }),
+  ),
+  analyzer: Type.Optional(Name('Analyzer version', 64)),
+};
+
+export type AnalyzerField = keyof typeof analyzerProperties;
+export const ANALYZER_FIELDS = Object.keys(analyzerProperties) as AnalyzerField[];
 
 export const CrashEventSchema = Type.Object(
   {
@@ -116,11 +163,9 @@ export const CrashEventSchema = Type.Object(
     analysis: Type.Optional(
       Type.Object(
         {
-          frames: Type.Optional(Type.Array(Frame, { maxItems: 256 })),
+          ...analyzerProperties,
           modules: Type.Optional(Type.Array(MappedModule, { maxItems: 4096 })),
           build_id: Type.Optional(Type.String({ pattern: '^[0-9a-f]{2,128}$' })),
-          signature: Type.Optional(Type.String({ maxLength: 1024 })),
-          title: Type.Optional(Type.String({ maxLength: 1024 })),
         },
         strict,
       ),

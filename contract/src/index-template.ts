@@ -7,11 +7,23 @@ export const CRASH_INDEX_PREFIX = 'podmortem-crashes-';
 export const CRASH_ALIAS = 'podmortem-crashes';
 export const CRASH_INDEX_TEMPLATE = 'podmortem-crashes';
 /** Raised on every change of the templates below; the indexer upgrades an older installed one. */
-export const CRASH_TEMPLATE_VERSION = 1;
+export const CRASH_TEMPLATE_VERSION = 2;
 
 const keyword = { type: 'keyword', ignore_above: 1024 } as const;
 const long = { type: 'long' } as const;
 const searchableKeyword = { ...keyword, fields: { text: { type: 'text' } } } as const;
+
+const frameMappings = {
+  properties: {
+    module: keyword,
+    function: keyword,
+    offset: long,
+    build_id: keyword,
+    file: keyword,
+    line: { type: 'integer' },
+    column: { type: 'integer' },
+  },
+} as const;
 
 export const crashMappings = {
   dynamic: 'strict',
@@ -64,9 +76,21 @@ export const crashMappings = {
     },
     analysis: {
       properties: {
-        frames: {
-          properties: { module: keyword, function: keyword, offset: long, build_id: keyword },
+        status: keyword,
+        reason: searchableKeyword,
+        frames: frameMappings,
+        threads: {
+          properties: {
+            tid: long,
+            name: keyword,
+            crashing: { type: 'boolean' },
+            truncated: { type: 'boolean' },
+            error: searchableKeyword,
+            frames: frameMappings,
+          },
         },
+        analyzed_at: { type: 'date' },
+        analyzer: keyword,
         modules: { properties: { path: keyword, build_id: keyword } },
         build_id: keyword,
         signature: searchableKeyword,

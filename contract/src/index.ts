@@ -1,5 +1,6 @@
 export * from './crash-event.ts';
 export * from './validate.ts';
+export * from './analysis-record.ts';
 export * from './cloudevent.ts';
 export * from './crash-id.ts';
 export * from './topics.ts';

@@ -1,7 +1,7 @@
-import type { CrashEvent } from './crash-event.ts';
-
 export const CRASH_TOPIC = 'podmortem.crashes';
 export const CRASH_DLQ_TOPIC = 'podmortem.crashes.dlq';
+/** Analysis records (analysis-record.ts); their bad records go to the crash DLQ too. */
+export const ANALYSIS_TOPIC = 'podmortem.analyses';
 
 /** Dead-letter headers: why a record was rejected and where it came from. */
 export const DLQ_HEADERS = {
@@ -12,11 +12,18 @@ export const DLQ_HEADERS = {
   sourceOffset: 'podmortem-source-offset',
 } as const;
 
+/** What a Kafka key is made of: a crash event and an analysis record both have it. */
+export interface Keyed {
+  kubernetes?: { namespace: string; pod: { uid: string } };
+  collector: { node: string };
+}
+
 /**
  * Kafka key: every crash of one pod lands in one partition, in order. A crash outside any pod is
- * keyed by its node, so one noisy host cannot spread over every partition either.
+ * keyed by its node, so one noisy host cannot spread over every partition either. A crash's
+ * analysis record has the same key, so all analyses of one crash stay in order in one partition.
  */
-export function crashKey(event: CrashEvent): string {
+export function crashKey(event: Keyed): string {
   const k8s = event.kubernetes;
   return k8s ? `${k8s.namespace}/${k8s.pod.uid}` : `_host/${event.collector.node}`;
 }

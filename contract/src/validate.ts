@@ -1,3 +1,4 @@
+import type { TSchema } from '@sinclair/typebox';
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import { CrashEventSchema, type CrashEvent } from './crash-event.ts';
@@ -7,7 +8,6 @@ export type Validation<T> = { ok: true; value: T } | { ok: false; errors: string
 const ajv = new Ajv2020({ allErrors: true, strict: true, allowUnionTypes: false });
 // ajv-formats is CommonJS: from ESM its default import is module.exports, which holds `default`.
 addFormats.default(ajv);
-const check = ajv.compile<CrashEvent>(CrashEventSchema);
 
 /** Names the field in dotted form (`kubernetes.pod.uid`), as users of Kibana know it. */
 function fieldOf(error: ErrorObject): string {
@@ -22,12 +22,12 @@ function decodePointerSegment(segment: string): string {
   return segment.replaceAll('~1', '/').replaceAll('~0', '~');
 }
 
-function describe(error: ErrorObject): string {
+function describe(error: ErrorObject, what: string): string {
   switch (error.keyword) {
     case 'required':
       return 'is required';
     case 'additionalProperties':
-      return 'is not a field of crash event v1';
+      return `is not a field of ${what}`;
     case 'enum':
       return `must be one of ${(error.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`;
     case 'const':
@@ -37,9 +37,18 @@ function describe(error: ErrorObject): string {
   }
 }
 
-/** Validates an untrusted value as a crash event v1; every error names the field it is about. */
-export function validateCrashEvent(value: unknown): Validation<CrashEvent> {
-  if (check(value)) return { ok: true, value };
-  const errors = (check.errors ?? []).map((e) => `${fieldOf(e)}: ${describe(e)}`);
-  return { ok: false, errors: [...new Set(errors)] };
+/**
+ * A validator of untrusted values against a contract schema; every error names the field it is
+ * about, and an unknown field is called "not a field of <what>".
+ */
+export function validatorOf<T>(schema: TSchema, what: string): (value: unknown) => Validation<T> {
+  const check = ajv.compile<T>(schema);
+  return (value) => {
+    if (check(value)) return { ok: true, value };
+    const errors = (check.errors ?? []).map((e) => `${fieldOf(e)}: ${describe(e, what)}`);
+    return { ok: false, errors: [...new Set(errors)] };
+  };
 }
+
+/** Validates an untrusted value as a crash event v1. */
+export const validateCrashEvent = validatorOf<CrashEvent>(CrashEventSchema, 'crash event v1');
