@@ -3,6 +3,7 @@
 // suite runs it); without it, the README is rewritten between the markers.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { configTable } from '@podmortem/contract/runtime';
+import { AnalyzerConfigSchema, CONFIG_PREFIX as ANALYZER_PREFIX } from '../analyzer/src/config.ts';
 import { CollectorConfigSchema, ENV_PREFIX as COLLECTOR_PREFIX } from '../collector/src/agent/config.ts';
 import { handlerConfigTable } from '../collector/src/handler-config.ts';
 import { IndexerConfigSchema, CONFIG_PREFIX as INDEXER_PREFIX } from '../indexer/src/config.ts';
@@ -27,6 +28,10 @@ export function renderConfigDocs(): string {
     '### Indexer (`node indexer/src/main.ts`)',
     '',
     configTable(IndexerConfigSchema, INDEXER_PREFIX),
+    '',
+    '### Analyzer (`node analyzer/src/main.ts`)',
+    '',
+    configTable(AnalyzerConfigSchema, ANALYZER_PREFIX),
     '',
     '### Query API (`node query-api/src/main.ts`)',
     '',

@@ -1,0 +1,295 @@
+import {
+  ACKS_ALL,
+  beforeDeadline,
+  createIdempotentProducer,
+  isProgrammerError,
+  messageOf,
+  retry,
+  retryPolicy,
+  type Component,
+  type Logger,
+  type RetryPolicy,
+} from '@podmortem/contract/runtime';
+import { crashKey, encodeAnalysisMessage } from '@podmortem/contract';
+import type { Store } from '@podmortem/contract/store';
+import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Producer } from 'kafkajs';
+import type { AnalyzerConfig } from './config.ts';
+import { analyzeRecord, type PublishedAnalysis, type RecordAnalysis } from './crash-analysis.ts';
+import type { AnalyzerTelemetry } from './telemetry.ts';
+
+// The analyzer component: consumes the crash topic in a consumer group, one crash at a time per
+// partition (an unwind is CPU-bound; instances, not threads, add throughput), publishes each
+// crash's analysis through the idempotent producer and commits the crash's offset only once the
+// analysis topic acknowledged it. A kill in between analyses the crash again after the restart:
+// the record has the same crash id and key, and the indexer keeps the newest analysis of a crash.
+// shutdown(deadline): the unwind in flight is cancelled (its process group killed) and left
+// uncommitted, and the consumer leaves the group; safe before start and twice.
+
+export interface AnalyzerParams {
+  config: AnalyzerConfig;
+  logger: Logger;
+  telemetry: AnalyzerTelemetry;
+  kafka: Kafka;
+  store: Store;
+  /** The analyzer's version, written into each analysis. */
+  version: string;
+  /** The consumer stopped for good (kafkajs gave up): the process should exit and be restarted. */
+  onFatal?: (err: unknown) => void;
+}
+
+/** Calls `heartbeat` every `everyMs` while an unwind runs (kafkajs sends one only when due). */
+function keepHeartbeating(heartbeat: () => Promise<void>, everyMs: number): () => void {
+  const timer = setInterval(() => {
+    // A failing heartbeat is a rebalance: the crash in flight finishes and its commit fails,
+    // which hands the partition to its new owner, who analyses it again.
+    heartbeat().catch(() => undefined);
+  }, everyMs);
+  return () => clearInterval(timer);
+}
+
+export class Analyzer implements Component {
+  readonly name = 'analyzer';
+  private readonly params: AnalyzerParams;
+  private readonly startAbort = new AbortController();
+  /** Aborted at shutdown: cancels the unwinds and store reads in flight. */
+  private readonly work = new AbortController();
+  private readonly retry: RetryPolicy;
+  private readonly producer: Producer;
+  private consumer: Consumer | undefined;
+  private readonly inFlight = new Set<Promise<void>>();
+  private stopping = false;
+  private shutdownDone: Promise<void> | undefined;
+  private running = false;
+  private joined = false;
+
+  constructor(params: AnalyzerParams) {
+    this.params = params;
+    const { config } = params;
+    this.retry = retryPolicy({
+      retries: Infinity,
+      initialMs: config.retryInitialMs,
+      maxMs: config.retryMaxMs,
+    });
+    this.producer = createIdempotentProducer(params.kafka);
+  }
+
+  /** Consuming in the group. */
+  ready(): boolean {
+    return this.running && this.joined;
+  }
+
+  async start(): Promise<void> {
+    if (this.running || this.consumer) return;
+    const { config, logger, kafka } = this.params;
+    const signal = this.startAbort.signal;
+    const kafkaRetry = {
+      ...this.retry,
+      signal,
+      // Kafka being away is waited out, whatever kafkajs calls its error; bugs are not retried.
+      retriable: (err: unknown) => !isProgrammerError(err),
+      onRetry: (err: unknown, attempt: number, delayMs: number) =>
+        logger.warn({ err: messageOf(err), attempt, delayMs }, 'Kafka not ready, retrying'),
+    };
+    await retry('kafka topics', () => this.checkTopics(), kafkaRetry);
+    await retry('analysis producer', () => this.producer.connect(), kafkaRetry);
+    signal.throwIfAborted();
+
+    const consumer = kafka.consumer({
+      groupId: config.groupId,
+      sessionTimeout: config.sessionTimeoutMs,
+      heartbeatInterval: config.heartbeatIntervalMs,
+      allowAutoTopicCreation: false,
+      // One crash per fetch and partition: an unwind is slow, and records fetched ahead would
+      // wait for it while their partition could move to an idle instance.
+      maxBytesPerPartition: 64 * 1024,
+      retry: { restartOnFailure: () => Promise.resolve(!this.stopping) },
+    });
+    this.consumer = consumer;
+    const { events } = consumer;
+    consumer.on(events.GROUP_JOIN, ({ payload }) => {
+      this.joined = true;
+      logger.info(
+        { memberId: payload.memberId, assignment: payload.memberAssignment },
+        'joined the consumer group',
+      );
+    });
+    consumer.on(events.REBALANCING, () => {
+      this.joined = false;
+    });
+    consumer.on(events.STOP, () => {
+      this.joined = false;
+    });
+    consumer.on(events.CRASH, ({ payload }) => {
+      this.joined = false;
+      logger.error({ err: messageOf(payload.error), restart: payload.restart }, 'consumer crashed');
+      if (!payload.restart && !this.stopping) this.params.onFatal?.(payload.error);
+    });
+    await retry('kafka consumer', () => consumer.connect(), kafkaRetry);
+    await retry(
+      'kafka subscribe',
+      () => consumer.subscribe({ topic: config.topic, fromBeginning: config.fromBeginning }),
+      kafkaRetry,
+    );
+    signal.throwIfAborted();
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: config.concurrency,
+      eachBatch: (payload) => this.track(this.handleBatch(payload)),
+    });
+    this.running = true;
+  }
+
+  private track(work: Promise<void>): Promise<void> {
+    this.inFlight.add(work);
+    return work.finally(() => this.inFlight.delete(work));
+  }
+
+  private async handleBatch(payload: EachBatchPayload): Promise<void> {
+    const { batch } = payload;
+    for (const message of batch.messages) {
+      if (this.stopping || !payload.isRunning() || payload.isStale()) return;
+      const done = await this.handleMessage(payload, message);
+      if (!done) return;
+    }
+  }
+
+  /** Analyses, publishes and commits one record; false when the shutdown cut it short. */
+  private async handleMessage(payload: EachBatchPayload, message: KafkaMessage): Promise<boolean> {
+    const { config, logger, telemetry, store, version } = this.params;
+    const { topic, partition } = payload.batch;
+    telemetry.consumed.inc({ topic });
+    const signal = this.work.signal;
+    const stopHeartbeats = keepHeartbeating(
+      () => payload.heartbeat(),
+      Math.min(1000, config.heartbeatIntervalMs),
+    );
+    let analysis: RecordAnalysis;
+    try {
+      analysis = await retry(
+        'analysis',
+        () =>
+          analyzeRecord(message.value, {
+            store,
+            telemetry,
+            version,
+            workDir: config.workDir,
+            maxTempBytes: config.maxTempBytes,
+            unwinder: {
+              command: config.unwinderCommand,
+              prlimitCommand: config.prlimitCommand,
+              deadlineMs: config.unwindDeadlineMs,
+              addressSpaceBytes: config.unwindAddressSpaceBytes,
+              maxFramesPerThread: config.maxFramesPerThread,
+              maxOutputBytes: config.maxOutputBytes,
+            },
+            signal,
+          }),
+        {
+          ...this.retry,
+          signal,
+          onRetry: (err: unknown, attempt: number, delayMs: number) => {
+            telemetry.retried.inc({ operation: 'store' });
+            logger.warn({ err: messageOf(err), attempt, delayMs }, 'store not readable, retrying');
+          },
+        },
+      );
+      if (analysis.kind === 'analysis') {
+        const published = analysis;
+        await retry('publish analysis', () => this.publish(published), {
+          ...this.retry,
+          signal,
+          retriable: (err: unknown) => !isProgrammerError(err),
+          onRetry: (err: unknown, attempt: number, delayMs: number) => {
+            telemetry.retried.inc({ operation: 'publish' });
+            logger.warn({ err: messageOf(err), attempt, delayMs }, 'analysis not acknowledged, retrying');
+          },
+        });
+      }
+    } catch (err) {
+      if (signal.aborted) return false;
+      throw err;
+    } finally {
+      stopHeartbeats();
+    }
+    if (analysis.kind === 'analysis') {
+      const { status, reason } = analysis.analysis;
+      telemetry.analysed.inc({ status });
+      if (status === 'failed' || status === 'skipped')
+        telemetry.failures.inc({ reason: analysis.failure ?? 'unknown' });
+      logger.info(
+        { crashId: analysis.event.crash.id, status, reason, title: analysis.analysis.title },
+        'crash analysed',
+      );
+    } else {
+      telemetry.invalid.inc();
+      logger.warn(
+        { topic, partition, offset: message.offset, errors: analysis.errors },
+        'not a crash event, passed over',
+      );
+    }
+    payload.resolveOffset(message.offset);
+    const next = (BigInt(message.offset) + 1n).toString();
+    await payload.commitOffsetsIfNecessary({
+      topics: [{ topic, partitions: [{ partition, offset: next }] }],
+    });
+    telemetry.committed.inc({ topic });
+    return true;
+  }
+
+  /** Resolves once every in-sync replica of the analysis topic has the record. */
+  private async publish(analysis: PublishedAnalysis): Promise<void> {
+    await this.producer.send({
+      topic: this.params.config.analysisTopic,
+      acks: ACKS_ALL,
+      messages: [
+        { key: crashKey(analysis.event), value: encodeAnalysisMessage(analysis.event, analysis.analysis) },
+      ],
+    });
+  }
+
+  private async checkTopics(): Promise<void> {
+    const { kafka, config } = this.params;
+    const admin = kafka.admin({ retry: { retries: 1 } });
+    await admin.connect();
+    try {
+      await admin.fetchTopicMetadata({ topics: [config.topic, config.analysisTopic] });
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
+  shutdown(deadline: number): Promise<void> {
+    this.shutdownDone ??= this.stop(deadline);
+    return this.shutdownDone;
+  }
+
+  private async stop(deadline: number): Promise<void> {
+    const { logger } = this.params;
+    this.stopping = true;
+    this.startAbort.abort(new Error('shutting down'));
+    // An unwind may take its whole deadline: cancel it (its offset stays uncommitted, so the crash
+    // is analysed again by whoever takes the partition) rather than hold the shutdown.
+    this.work.abort(new Error('shutting down'));
+    await beforeDeadline(Promise.allSettled([...this.inFlight]), deadline, undefined);
+    const consumer = this.consumer;
+    if (consumer) {
+      await beforeDeadline(
+        consumer
+          .disconnect()
+          .catch((err: unknown) => logger.warn({ err: messageOf(err) }, 'consumer disconnect failed')),
+        deadline,
+        undefined,
+      );
+    }
+    this.running = false;
+    this.joined = false;
+    await beforeDeadline(
+      this.producer
+        .disconnect()
+        .catch((err: unknown) => logger.warn({ err: messageOf(err) }, 'producer disconnect failed')),
+      deadline,
+      undefined,
+    );
+  }
+}

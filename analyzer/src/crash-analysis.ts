@@ -1,0 +1,120 @@
+import { decodeCrashMessage, type CrashEvent } from '@podmortem/contract';
+import type { Store } from '@podmortem/contract/store';
+import { analysisOf, threadsOf, type Analysis } from './analysis.ts';
+import { crashFiles, removeCrashFiles } from './crash-files.ts';
+import type { AnalyzerTelemetry } from './telemetry.ts';
+import { unwindCore, type UnwinderParams } from './unwinder.ts';
+
+// One crash record in, its analysis out: the dump and the captured modules from the store into a
+// temporary folder (always removed), the unwinder under its limits, and a status that says how
+// much to trust the result. Every way a crash cannot be analysed is an analysis of its own,
+// `failed` or `skipped` with the reason; only the store being unreadable now (retried by the
+// caller) and a cancellation (the shutdown) throw.
+
+export interface AnalyzeParams {
+  store: Store;
+  telemetry: Pick<AnalyzerTelemetry, 'unwindDuration'>;
+  /** The analyzer's version, recorded in each analysis. */
+  version: string;
+  workDir: string;
+  maxTempBytes: number;
+  unwinder: Omit<UnwinderParams, 'signal'>;
+  signal: AbortSignal;
+  /** The time of the analysis; default now. */
+  now?: () => Date;
+}
+
+export interface PublishedAnalysis {
+  kind: 'analysis';
+  event: CrashEvent;
+  analysis: Analysis;
+  /** For failed and skipped analyses: the reason's code, a low-cardinality label. */
+  failure?: string;
+}
+
+export type RecordAnalysis = PublishedAnalysis | { kind: 'invalid'; errors: string[] };
+
+/** The contract's cap on `analysis.reason`. */
+const MAX_REASON = 1024;
+const reasonText = (code: string, message: string): string => `${code}: ${message}`.slice(0, MAX_REASON);
+
+export async function analyzeRecord(value: Buffer | null, params: AnalyzeParams): Promise<RecordAnalysis> {
+  const decoded = decodeCrashMessage(value);
+  if (!decoded.ok) return { kind: 'invalid', errors: decoded.errors };
+  return { kind: 'analysis', event: decoded.value, ...(await analyzeCrash(decoded.value, params)) };
+}
+
+export async function analyzeCrash(
+  event: CrashEvent,
+  params: AnalyzeParams,
+): Promise<Pick<PublishedAnalysis, 'analysis' | 'failure'>> {
+  const stamp = { analyzed_at: (params.now?.() ?? new Date()).toISOString(), analyzer: params.version };
+  const unanalysed = (status: 'failed' | 'skipped', code: string, message: string) => ({
+    analysis: { ...stamp, status, reason: reasonText(code, message) },
+    failure: code,
+  });
+  const signal = event.signal.name;
+
+  if (event.dump.status !== 'stored' && event.dump.status !== 'truncated') {
+    // What the collector read from the core's notes before it was dropped is all there is.
+    const known = event.analysis?.frames ?? [];
+    const why = `no dump (${event.dump.status}${event.dump.reason ? `: ${event.dump.reason}` : ''})`;
+    if (known.length === 0) return unanalysed('skipped', 'no-dump', why);
+    const fromEvent = analysisOf(signal, [
+      {
+        tid: event.process.tid ?? event.process.pid,
+        crashing: true,
+        truncated: false,
+        frames: known.map((f) => ({ ...f, pc: `0x${(f.offset ?? 0).toString(16)}` })),
+      },
+    ]);
+    return {
+      analysis: {
+        ...stamp,
+        ...fromEvent,
+        status: 'partial',
+        reason: reasonText('no-dump', `${why}: frames of the crash event only`),
+      },
+    };
+  }
+
+  const files = await crashFiles(event, {
+    store: params.store,
+    workDir: params.workDir,
+    maxBytes: params.maxTempBytes,
+    signal: params.signal,
+  });
+  if (!files.ok) return unanalysed(files.status, files.reason, files.message);
+  try {
+    const result = await unwindCore(
+      { core: files.core, executable: files.executable, debuginfoDirs: files.debuginfoDirs },
+      { ...params.unwinder, signal: params.signal },
+    );
+    params.telemetry.unwindDuration.observe(
+      { result: result.ok ? 'ok' : result.reason },
+      result.durationMs / 1000,
+    );
+    if (!result.ok) {
+      if (result.reason === 'aborted') throw params.signal.reason;
+      return unanalysed('failed', result.reason, result.message);
+    }
+    const found = analysisOf(signal, result.threads);
+    if (!found) return unanalysed('failed', 'no-threads', 'no crashing thread in the unwind');
+    const partly = [
+      ...(event.dump.status === 'truncated' ? ['the dump is truncated'] : []),
+      ...(files.coreCut ? ['the compressed dump ends early'] : []),
+      ...(result.outputTruncated ? ["the unwinder's output was cut at its byte limit"] : []),
+    ];
+    return {
+      analysis: {
+        ...stamp,
+        ...found,
+        threads: threadsOf(result.threads),
+        status: partly.length > 0 ? 'partial' : 'ok',
+        ...(partly.length > 0 ? { reason: reasonText('partial', partly.join('; ')) } : {}),
+      },
+    };
+  } finally {
+    await removeCrashFiles(files.dir);
+  }
+}

@@ -1,0 +1,50 @@
+import { readFileSync } from 'node:fs';
+import { createKafka, OpsServer, runService } from '@podmortem/contract/runtime';
+import { FsStore } from '@podmortem/contract/store';
+import { Analyzer } from './analyzer.ts';
+import { loadAnalyzerConfig } from './config.ts';
+import { createTelemetry } from './telemetry.ts';
+
+// `node analyzer/src/main.ts`: the analyzer process. Configuration comes from PODMORTEM_ANALYZER_*
+// (see config.ts); a bad value exits with status 2 naming the variable, before anything connects.
+
+const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
+
+await runService({
+  name: 'podmortem-analyzer',
+  loadConfig: () => loadAnalyzerConfig(),
+  startFailedMessage: 'start-up failed',
+  build: ({ config, logger, fatal }) => {
+    const telemetry = createTelemetry();
+    const kafka = createKafka({ brokers: config.kafkaBrokers, clientId: config.kafkaClientId, logger });
+    const analyzer = new Analyzer({
+      config,
+      logger,
+      telemetry,
+      kafka,
+      store: new FsStore({ root: config.storageRoot }),
+      version,
+      onFatal: () => fatal('consumer stopped for good'),
+    });
+    const ops = new OpsServer({
+      host: config.opsHost,
+      port: config.opsPort,
+      registry: telemetry.registry,
+      ready: () => analyzer.ready(),
+    });
+    return {
+      components: [ops, analyzer],
+      running: () => ({
+        fields: {
+          opsPort: ops.port,
+          topic: config.topic,
+          analysisTopic: config.analysisTopic,
+          group: config.groupId,
+        },
+        message: 'analyzer running',
+      }),
+    };
+  },
+});
