@@ -1,0 +1,149 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { promisify } from 'node:util';
+import { FsStore } from '@podmortem/contract/store';
+import { analyzeCrash } from '../analyzer/src/crash-analysis.ts';
+import { createTelemetry } from '../analyzer/src/telemetry.ts';
+import { UNWINDER_DEFAULTS } from '../analyzer/src/unwinder.ts';
+import {
+  analyzerNames,
+  crashEventFor,
+  produceCrashes,
+  readAnalyses,
+  startAnalyzer,
+  stopAnalyzer,
+  storeDump,
+  storeModule,
+  testKafka,
+  type AnalyzerProcess,
+} from '../test/support/analyzer-harness.ts';
+import { until } from '../test/support/poll.ts';
+import { buildIdOf, buildPrograms, crashAll } from '../test/support/real-crash.ts';
+
+// bench:analyze — the analysis of one crash of a small C program, in process (the dump read from a
+// real storage root and decompressed into a temporary folder, the executable laid out, eu-stack
+// under prlimit, parsing, signature), against the baseline of `eu-stack` run by hand on the same
+// raw core in the same run; rounds alternate and medians are compared, so a busy machine weighs on
+// both alike. Then the throughput of the stage: BENCH_CRASHES crashes produced to Kafka and
+// analysed by 1, then 2, analyzer processes (each waited ready first), timed from the first send
+// until every analysis record is on the analysis topic.
+//
+//   npm run bench:analyze                         15 rounds, 60 crashes
+//   BENCH_ROUNDS=31 BENCH_CRASHES=200 npm run bench:analyze
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
+const CRASHES = Number(process.env.BENCH_CRASHES ?? 60);
+const run = promisify(execFile);
+
+const dir = await mkdtemp(join(tmpdir(), 'pm-bench-analyze-'));
+try {
+  const storageRoot = await mkdtemp(join(dir, 'storage-'));
+  const workDir = await mkdtemp(join(dir, 'work-'));
+  const store = new FsStore({ root: storageRoot });
+  const exes = await buildPrograms(dir, {
+    segv: {
+      source:
+        'struct hdr { int len; };\nint parse_header(const struct hdr *h) { return h->len; }\nint main(int argc, char **argv) { (void)argv; return parse_header(argc > 5 ? (const struct hdr *)argv : 0); }\n',
+    },
+  });
+  const exe = exes.segv ?? '';
+  const crash = (await crashAll(dir, { segv: { exe } })).segv;
+  if (!crash) throw new Error('no crash');
+  const core = await readFile(crash.core);
+  const buildId = (await buildIdOf(exe)) ?? '';
+  await storeModule(store, buildId, exe);
+  const newCrash = async () => {
+    const event = crashEventFor({ executable: exe, pid: crash.pid, buildId });
+    await storeDump(store, event, core);
+    return event;
+  };
+
+  const telemetry = createTelemetry(undefined, false);
+  const signal = new AbortController().signal;
+  const analyzerRuns: number[] = [];
+  const handRuns: number[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    const event = await newCrash();
+    let started = performance.now();
+    const { analysis } = await analyzeCrash(event, {
+      store,
+      telemetry,
+      version: 'bench',
+      workDir,
+      maxTempBytes: 4 * 1024 ** 3,
+      unwinder: {},
+      signal,
+    });
+    analyzerRuns.push(performance.now() - started);
+    if (analysis.status !== 'ok') throw new Error(`analysis ${analysis.status}: ${analysis.reason}`);
+    started = performance.now();
+    await run(UNWINDER_DEFAULTS.command, [
+      '-b',
+      '-m',
+      '-s',
+      '-i',
+      '-n',
+      '256',
+      `--executable=${exe}`,
+      `--core=${crash.core}`,
+    ]);
+    handRuns.push(performance.now() - started);
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+  const analyzerMs = median(analyzerRuns);
+  const handMs = median(handRuns);
+  console.log(`core: ${core.length} bytes raw; ${ROUNDS} alternating rounds, medians`);
+  console.log(`analysis per crash (store → temp → eu-stack → signature): ${analyzerMs.toFixed(1)} ms`);
+  console.log(`eu-stack by hand on the same core:                         ${handMs.toFixed(1)} ms`);
+  console.log(`ratio analyzer / eu-stack: ${(analyzerMs / handMs).toFixed(2)}`);
+
+  const kafka = testKafka();
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    for (const instances of [1, 2]) {
+      const names = analyzerNames(`pm-bench-an${instances}`);
+      await admin.createTopics({
+        topics: [
+          { topic: names.topic, numPartitions: 4 },
+          { topic: names.analysisTopic, numPartitions: 4 },
+        ],
+        waitForLeaders: true,
+      });
+      const analyzers: AnalyzerProcess[] = [];
+      const reader = await readAnalyses(kafka, names.analysisTopic);
+      try {
+        for (let i = 0; i < instances; i++)
+          analyzers.push(await startAnalyzer({ names, storageRoot, workDir }));
+        await until('the analyzers to be ready', async () =>
+          (await Promise.all(analyzers.map((a) => a.ready()))).every(Boolean),
+        );
+        const events = [];
+        for (let i = 0; i < CRASHES; i++) events.push(await newCrash());
+        const started = performance.now();
+        await produceCrashes(kafka, names.topic, events);
+        await until(
+          `${CRASHES} analyses`,
+          () => new Set(reader.records.map((r) => r.crashId)).size >= CRASHES,
+          600_000,
+          20,
+        );
+        const seconds = (performance.now() - started) / 1000;
+        console.log(
+          `${instances} analyzer instance(s): ${CRASHES} crashes in ${seconds.toFixed(1)} s = ${(CRASHES / seconds).toFixed(1)} crashes/s`,
+        );
+      } finally {
+        await reader.stop();
+        for (const a of analyzers) await stopAnalyzer(a);
+        await admin.deleteTopics({ topics: [names.topic, names.analysisTopic] }).catch(() => undefined);
+      }
+    }
+  } finally {
+    await admin.disconnect();
+  }
+} finally {
+  await rm(dir, { recursive: true, force: true });
+}
