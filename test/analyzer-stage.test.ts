@@ -162,11 +162,26 @@ t.test('crashes in, one analysis each out: function, file:line, signature, statu
     crashSignature('SIGSEGV', [{ pc: '0x1139', function: 'parse_header' }]).signature,
   );
 
+  t.ok(await until('/readyz to answer 200', () => p.ready()), 'ready in the group');
+  t.equal((await fetch(`${p.opsUrl}/healthz`)).status, 200, 'healthy');
   const metrics = await p.metrics();
   t.equal(metricValue(metrics, 'podmortem_analyzer_crashes_analysed_total', { status: 'ok' }), 1);
   t.equal(metricValue(metrics, 'podmortem_analyzer_crashes_analysed_total', { status: 'skipped' }), 1);
   t.equal(metricValue(metrics, 'podmortem_analyzer_crashes_analysed_total', { status: 'partial' }), 1);
   t.ok(await until('no temporary file left', workDirEmpty));
+});
+
+t.test('a bad configuration value: exit 2 naming the variable, nothing started', async (t) => {
+  const p = await startAnalyzer({
+    names: analyzerNames('pm-an-config'),
+    storageRoot,
+    workDir,
+    env: { PODMORTEM_ANALYZER_MAX_TEMP_BYTES: 'lots' },
+  });
+  t.same(await p.exited, { code: 2, signal: null });
+  t.same(p.logs, [
+    'podmortem-analyzer: configuration: PODMORTEM_ANALYZER_MAX_TEMP_BYTES: must be a number, got "lots"',
+  ]);
 });
 
 t.test('bad input: each a failed analysis with its reason, and the analyzer keeps going', async (t) => {

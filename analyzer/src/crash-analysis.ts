@@ -65,6 +65,8 @@ export async function analyzeCrash(
         tid: event.process.tid ?? event.process.pid,
         crashing: true,
         truncated: false,
+        // The event's frames carry no pc (a load address); their module offset stands in, which
+        // only a title of unnamed frames would show.
         frames: known.map((f) => ({ ...f, pc: `0x${(f.offset ?? 0).toString(16)}` })),
       },
     ]);
