@@ -23,6 +23,11 @@ export interface HandlerConfig {
   rateLimitWindowSeconds: number;
   minFreeBytes: number;
   deadlineSeconds: number;
+  moduleCapture: 'copy' | 'off';
+  moduleCacheMaxBytes: number;
+  moduleMaxBytes: number;
+  moduleCopyBytes: number;
+  moduleCopyMs: number;
 }
 
 interface Key {
@@ -81,6 +86,34 @@ export const HANDLER_CONFIG_KEYS: Record<keyof HandlerConfig, Key> = {
     default: 120,
     description: 'Longest the handler reads the core; then it keeps what it has and lets the kernel go',
     check: isInt(1),
+  },
+  moduleCapture: {
+    default: 'copy',
+    description:
+      'copy: record every mapped ELF module of the crashed process (path, build id, ranges, deleted) and copy each build id new to the node into the build-id cache under the spool, for the agent to store; off: neither',
+    check: (v) => v === 'copy' || v === 'off',
+  },
+  moduleCacheMaxBytes: {
+    default: 2 * 1024 ** 3,
+    description:
+      "Bytes of captured modules (executables, libraries) the node's build-id cache under the spool may hold before the agent has stored them; past it a new module is skipped (cache-full), nothing is evicted",
+    check: isInt(0),
+  },
+  moduleMaxBytes: {
+    default: 512 * 1024 ** 2,
+    description: 'Largest module file copied into the build-id cache; larger ones are skipped (too-large)',
+    check: isInt(0),
+  },
+  moduleCopyBytes: {
+    default: 1024 ** 3,
+    description: 'Module bytes one crash may copy into the build-id cache; the rest are skipped (budget)',
+    check: isInt(0),
+  },
+  moduleCopyMs: {
+    default: 10_000,
+    description:
+      'Milliseconds one crash may spend on its modules after the core (never past deadlineSeconds); the rest are skipped (budget); 0 lists the modules and copies none',
+    check: isInt(0),
   },
 };
 

@@ -22,6 +22,8 @@ const CORE_SUFFIX = '.core.zst';
 const STATE_SUFFIX = '.agent.json';
 const REASON_SUFFIX = '.reason.json';
 const REJECTED_DIR = 'rejected';
+const MODULES_DIR = 'modules';
+const STORED_SUFFIX = '.stored';
 
 export type SpoolFileKind = 'meta' | 'core' | 'state';
 
@@ -76,6 +78,62 @@ export function spoolFiles(spoolDir: string, crashId: string) {
   };
 }
 
+/**
+ * The node's build-id cache of modules (executables, libraries) captured at crash time, under the
+ * spool: <spool>/modules/<build-id> holds the bytes of a module the agent has not stored yet;
+ * <build-id>.stored is the empty marker the agent leaves once it has (the bytes are then removed),
+ * so later crashes of the same binary copy nothing; .tmp-<build-id> is the copy a handler is
+ * writing, created exclusively so that concurrent crashes of one binary copy it once. The handler
+ * never removes a module file: only the agent does, once the module is in the store.
+ */
+export function moduleCacheDir(spoolDir: string): string {
+  return join(spoolDir, MODULES_DIR);
+}
+
+export function moduleCacheFiles(spoolDir: string, buildId: string) {
+  const dir = moduleCacheDir(spoolDir);
+  return {
+    bytes: join(dir, buildId),
+    stored: join(dir, buildId + STORED_SUFFIX),
+    claim: join(dir, TMP_PREFIX + buildId),
+  };
+}
+
+/** Whether a name of the module cache folder counts against its cap (bytes not stored yet). */
+export function isPendingModuleFile(name: string): boolean {
+  return !name.endsWith(STORED_SUFFIX);
+}
+
+/** Why a mapped module was not copied into the node's cache. */
+export const MODULE_SKIP_REASONS = [
+  'budget',
+  'too-large',
+  'unreadable',
+  'no-build-id',
+  'cache-full',
+  'cache-error',
+] as const;
+export type ModuleSkipReason = (typeof MODULE_SKIP_REASONS)[number];
+
+/** One mapped ELF module of the crashed process, as the handler saw it in /proc/<pid>. */
+export interface SpoolModule {
+  /** As the process saw it (its mount namespace), without the kernel's ' (deleted)'. */
+  path: string;
+  /** The file had been unlinked before the crash. */
+  deleted?: true;
+  /** Its mappings: lower-case hex with 0x, lowest address first. */
+  ranges: { start: string; end: string }[];
+  buildId?: string;
+  sizeBytes?: number;
+  /**
+   * copied: into the node cache by this handler; cached: in the cache already, stored by the agent
+   * already, or being copied by a concurrent handler; skipped: see `skipped` and `reason`.
+   */
+  capture: 'copied' | 'cached' | 'skipped';
+  skipped?: ModuleSkipReason;
+  reason?: string;
+}
+
 /** Facts the kernel passed on the handler's command line (core_pattern specifiers). */
 export interface KernelFacts {
   /** %P: pid in the initial (host) pid namespace */
@@ -109,7 +167,10 @@ export interface ProcFacts {
   cgroup: string;
   cmdline: string[];
   comm: string;
+  /** /proc/<pid>/exe without the kernel's ' (deleted)'; see exeDeleted. */
   exe?: string;
+  /** The executable had been unlinked before the crash. */
+  exeDeleted?: true;
   /** NSpid line of /proc/<pid>/status: the pid in each nested namespace, outermost first. */
   nsPids: number[];
   ppid?: number;
@@ -146,6 +207,12 @@ export interface SpoolMeta {
   /** The handler's arguments as the kernel gave them, kept only when argsError is set. */
   rawArgs?: string[];
   dump: SpoolDump;
+  /**
+   * Every mapped ELF module, read from /proc/<pid> after the core (absent in metas of handlers
+   * before module capture, or when /proc could not be read: see modulesError).
+   */
+  modules?: SpoolModule[];
+  modulesError?: string;
   /** Milliseconds from the handler's start to its meta being written. */
   handlerMs: number;
   collectorVersion: string;

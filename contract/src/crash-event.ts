@@ -32,10 +32,36 @@ export const Frame = Type.Object(
   strict,
 );
 
+export const MODULE_SKIP_REASONS = [
+  'budget',
+  'too-large',
+  'unreadable',
+  'no-build-id',
+  'cache-full',
+  'cache-error',
+  'not-captured',
+] as const;
+
 export const MappedModule = Type.Object(
   {
-    path: Type.String({ minLength: 1, maxLength: 4096 }),
+    path: Type.String({
+      minLength: 1,
+      maxLength: 4096,
+      description: "As the process saw it, without ' (deleted)'",
+    }),
     build_id: Type.Optional(Type.String({ pattern: '^[0-9a-f]{2,128}$' })),
+    deleted: Type.Optional(Type.Boolean({ description: 'The file had been unlinked before the crash' })),
+    start: Type.Optional(
+      Type.String({ pattern: '^0x[0-9a-f]{1,16}$', description: 'Lowest mapped address' }),
+    ),
+    end: Type.Optional(
+      Type.String({ pattern: '^0x[0-9a-f]{1,16}$', description: 'End of the highest mapping' }),
+    ),
+    captured: Type.Optional(
+      Type.Boolean({ description: 'The file is in the store at _buildid/<build_id>/executable' }),
+    ),
+    skipped: Type.Optional(StringEnum(MODULE_SKIP_REASONS, 'Why the file was not captured')),
+    skip_reason: Type.Optional(Type.String({ maxLength: 1024 })),
   },
   strict,
 );
@@ -129,6 +155,9 @@ export const CrashEventSchema = Type.Object(
         ns_pid: Type.Optional(Type.Integer({ minimum: 1 })),
         tid: Type.Optional(Type.Integer({ minimum: 1 })),
         executable: Type.Optional(Type.String({ maxLength: 4096 })),
+        executable_deleted: Type.Optional(
+          Type.Boolean({ description: 'The executable had been unlinked before the crash' }),
+        ),
         name: Type.String({ maxLength: 64, description: 'comm' }),
         args: Type.Optional(Type.Array(Type.String({ maxLength: 4096 }), { maxItems: 256 })),
         uid: Type.Optional(Count('uid')),

@@ -7,7 +7,7 @@ export const CRASH_INDEX_PREFIX = 'podmortem-crashes-';
 export const CRASH_ALIAS = 'podmortem-crashes';
 export const CRASH_INDEX_TEMPLATE = 'podmortem-crashes';
 /** Raised on every change of the templates below; the indexer upgrades an older installed one. */
-export const CRASH_TEMPLATE_VERSION = 2;
+export const CRASH_TEMPLATE_VERSION = 3;
 
 const keyword = { type: 'keyword', ignore_above: 1024 } as const;
 const long = { type: 'long' } as const;
@@ -54,6 +54,7 @@ export const crashMappings = {
         ns_pid: long,
         tid: long,
         executable: searchableKeyword,
+        executable_deleted: { type: 'boolean' },
         name: keyword,
         args: searchableKeyword,
         uid: long,
@@ -91,7 +92,18 @@ export const crashMappings = {
         },
         analyzed_at: { type: 'date' },
         analyzer: keyword,
-        modules: { properties: { path: keyword, build_id: keyword } },
+        modules: {
+          properties: {
+            path: keyword,
+            build_id: keyword,
+            deleted: { type: 'boolean' },
+            start: keyword,
+            end: keyword,
+            captured: { type: 'boolean' },
+            skipped: keyword,
+            skip_reason: searchableKeyword,
+          },
+        },
         build_id: keyword,
         signature: searchableKeyword,
         title: searchableKeyword,

@@ -8,6 +8,7 @@ import { FsStore } from '@podmortem/contract/store';
 import type { CollectorConfig } from './config.ts';
 import { Delivery } from './delivery.ts';
 import { HandlerLogTail } from './handler-log-tail.ts';
+import { ModuleWriter } from './module-writer.ts';
 import { handlerLogPath, type HandlerInstall } from './handler-installer.ts';
 import { KafkaEmitter } from './kafka-emitter.ts';
 import { KernelSettings } from './kernel-settings.ts';
@@ -98,8 +99,10 @@ export function createAgent(params: AgentParams): Agent {
     stateFile: join(config.stateDir, POD_STATE_FILE),
     onStateFileError: (op) => telemetry.podCacheFileErrors.inc({ op }),
   });
+  const store = new FsStore({ root: config.storageRoot });
+  const modules = new ModuleWriter({ store, spoolDir: config.spoolDir, telemetry });
   const storage = new StorageWriter({
-    store: new FsStore({ root: config.storageRoot }),
+    store,
     minFreeBytes: config.storageMinFreeBytes,
     namespaceQuotaBytes: config.storageNamespaceQuotaBytes,
   });
@@ -124,6 +127,7 @@ export function createAgent(params: AgentParams): Agent {
     spool,
     nodeName: config.nodeName,
     storage,
+    modules,
     sinks,
     pods,
     telemetry,

@@ -10,7 +10,16 @@ export const ENV_PREFIX = 'PODMORTEM_COLLECTOR_';
 
 const Path = (def: string, description: string) => Type.String({ minLength: 1, default: def, description });
 const HandlerInt = (
-  key: 'maxCoreBytes' | 'rateLimitDumps' | 'rateLimitWindowSeconds' | 'minFreeBytes' | 'deadlineSeconds',
+  key:
+    | 'maxCoreBytes'
+    | 'rateLimitDumps'
+    | 'rateLimitWindowSeconds'
+    | 'minFreeBytes'
+    | 'deadlineSeconds'
+    | 'moduleCacheMaxBytes'
+    | 'moduleMaxBytes'
+    | 'moduleCopyBytes'
+    | 'moduleCopyMs',
   minimum: number,
 ) =>
   Type.Integer({
@@ -60,6 +69,14 @@ export const CollectorConfigSchema = Type.Object(
     handlerRateLimitWindowSeconds: HandlerInt('rateLimitWindowSeconds', 1),
     handlerMinFreeBytes: HandlerInt('minFreeBytes', 0),
     handlerDeadlineSeconds: HandlerInt('deadlineSeconds', 1),
+    handlerModuleCapture: Type.Union([Type.Literal('copy'), Type.Literal('off')], {
+      default: HANDLER_CONFIG_KEYS.moduleCapture.default,
+      description: `Handler: ${HANDLER_CONFIG_KEYS.moduleCapture.description}`,
+    }),
+    handlerModuleCacheMaxBytes: HandlerInt('moduleCacheMaxBytes', 0),
+    handlerModuleMaxBytes: HandlerInt('moduleMaxBytes', 0),
+    handlerModuleCopyBytes: HandlerInt('moduleCopyBytes', 0),
+    handlerModuleCopyMs: HandlerInt('moduleCopyMs', 0),
     manageCorePattern: Type.Boolean({
       default: true,
       description: 'Set kernel.core_pattern and core_pipe_limit on start and restore them on shutdown',

@@ -43,6 +43,30 @@ const cut = (s: string, max: number) => (s.length > max ? s.slice(0, max) : s);
 const positive = (n: number | undefined) => (n !== undefined && Number.isInteger(n) && n > 0 ? n : undefined);
 const BUILD_ID = /^[0-9a-f]{2,128}$/;
 const FAULT = /^0x[0-9a-f]{1,16}$/;
+const DELETED = ' (deleted)';
+type MappedModule = NonNullable<NonNullable<CrashEvent['analysis']>['modules']>[number];
+const MAX_MODULES = 4096;
+
+/** The modules as the handler saw them in /proc (captured is the storage step's to say). */
+function modulesOf(modules: NonNullable<SpoolMeta['modules']>): MappedModule[] {
+  return modules
+    .filter((m) => m.path !== '' && m.path.length <= 4096)
+    .slice(0, MAX_MODULES)
+    .map((m) => {
+      const out: MappedModule = { path: m.path };
+      if (m.buildId && BUILD_ID.test(m.buildId)) out.build_id = m.buildId;
+      if (m.deleted) out.deleted = true;
+      const first = m.ranges[0];
+      const last = m.ranges.at(-1);
+      if (first && FAULT.test(first.start)) out.start = first.start;
+      if (last && FAULT.test(last.end)) out.end = last.end;
+      if (m.capture === 'skipped' && m.skipped) {
+        out.skipped = m.skipped;
+        if (m.reason) out.skip_reason = cut(m.reason, 1024);
+      }
+      return out;
+    });
+}
 
 function labelsOf(labels: Record<string, string>): Record<string, string> | undefined {
   const out: Record<string, string> = {};
@@ -82,7 +106,12 @@ export function buildCrashEvent(input: BuildEventInput): CrashEvent {
   const tid = positive(k.tid);
   if (tid) process.tid = tid;
   const exe = proc?.exe || k.exePath || notes?.exePath;
-  if (exe) process.executable = cut(exe, 4096);
+  if (exe) {
+    // The kernel's %E and the core's file note name an unlinked file with this suffix.
+    const unlinked = exe.endsWith(DELETED);
+    process.executable = cut(unlinked ? exe.slice(0, -DELETED.length) : exe, 4096);
+    if (unlinked || proc?.exeDeleted) process.executable_deleted = true;
+  }
   const args = proc?.cmdline.length ? proc.cmdline : notes?.args ? notes.args.split(' ') : undefined;
   if (args) process.args = args.slice(0, 256).map((a) => cut(a, 4096));
   const uid = argsBad ? notes?.uid : k.uid;
@@ -140,8 +169,9 @@ export function buildCrashEvent(input: BuildEventInput): CrashEvent {
     }
   }
 
+  if (meta.modules && meta.modules.length > 0) event.analysis = { modules: modulesOf(meta.modules) };
   if (notes) {
-    const analysis: NonNullable<CrashEvent['analysis']> = {};
+    const analysis: NonNullable<CrashEvent['analysis']> = { ...event.analysis };
     if (notes.buildId && BUILD_ID.test(notes.buildId)) analysis.build_id = notes.buildId;
     const modules = new Map<string, string | undefined>();
     for (const f of notes.mappedFiles) {
@@ -149,9 +179,10 @@ export function buildCrashEvent(input: BuildEventInput): CrashEvent {
       if (!modules.has(f.path) || f.buildId)
         modules.set(f.path, f.buildId && BUILD_ID.test(f.buildId) ? f.buildId : modules.get(f.path));
     }
-    if (modules.size > 0) {
+    // Older handlers recorded no modules: the core's file note is all there is.
+    if (modules.size > 0 && !analysis.modules) {
       analysis.modules = [...modules]
-        .slice(0, 4096)
+        .slice(0, MAX_MODULES)
         .map(([path, buildId]) => (buildId ? { path, build_id: buildId } : { path }));
     }
     analysis.title = cut(`${event.signal.name} in ${process.name || 'process'}`, 1024);

@@ -11,6 +11,7 @@ import { AgentError } from './errors.ts';
 import type { PodInfo, PodLookup } from './pod-info.ts';
 import type { Sink } from './sink.ts';
 import { Spool, type DeliveryState } from './spool.ts';
+import { ModuleWriter } from './module-writer.ts';
 import { StorageWriter } from './storage-writer.ts';
 import { createTelemetry, type Telemetry } from './telemetry.ts';
 import { writeSpoolMeta, type SpoolMeta } from '../spool-entry.ts';
@@ -137,7 +138,8 @@ function setup(
   const telemetry = createTelemetry(() => spool.usage());
   const otlp = options.otlp ?? new RecordingSink('otlp');
   const kafka = options.kafka ?? new RecordingSink('kafka');
-  const writer = new StorageWriter({ store: new FsStore({ root: storageRoot }), minFreeBytes: 0 });
+  const store = new FsStore({ root: storageRoot });
+  const writer = new StorageWriter({ store, minFreeBytes: 0 });
   const stores: CrashEvent[] = [];
   const delivery = new Delivery({
     spool,
@@ -148,6 +150,7 @@ function setup(
         return writer.store(draft, core);
       },
     },
+    modules: new ModuleWriter({ store, spoolDir, telemetry }),
     sinks: [otlp, kafka],
     pods: options.pods ?? pods(),
     telemetry,

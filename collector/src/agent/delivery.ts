@@ -5,6 +5,7 @@ import { identityFromProcCgroup } from './cgroup.ts';
 import { buildCrashEvent, type Owner } from './crash-event.ts';
 import { readCoreNotes, type CoreNotes } from './elf-notes.ts';
 import { AgentError, errorCode } from './errors.ts';
+import type { ModuleWriter } from './module-writer.ts';
 import type { PodLookup } from './pod-info.ts';
 import type { Sink } from './sink.ts';
 import type { Spool, SpoolEntry } from './spool.ts';
@@ -28,6 +29,8 @@ export interface DeliveryParams {
   spool: Spool;
   nodeName: string;
   storage: Pick<StorageWriter, 'store'>;
+  /** Stores the crash's captured modules by build id, before its event. */
+  modules: Pick<ModuleWriter, 'storeModules'>;
   /** Every crash is announced to each; their names must differ. */
   sinks: readonly Sink[];
   pods: PodSource;
@@ -203,7 +206,9 @@ export class Delivery {
     return { kind: 'container', identity, why };
   }
 
-  private async store(entry: SpoolEntry, meta: SpoolMeta, draft: CrashEvent): Promise<CrashEvent> {
+  private async store(entry: SpoolEntry, meta: SpoolMeta, prepared: CrashEvent): Promise<CrashEvent> {
+    // Modules first: the event stored says which of them the store holds.
+    const draft = await this.p.modules.storeModules(meta, prepared);
     if (meta.dump.storedBytes === 0) return this.p.storage.store(draft, undefined);
     const core = await entry.coreFile(meta);
     if (core) return this.p.storage.store(draft, core);

@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import { PodmortemError } from '@podmortem/contract/runtime';
 import { CoreEndError, FileCoreSource, StreamCoreSource, type CoreSource } from './core-source.ts';
+import { buildIdOf } from '../elf-build-id.ts';
 
 // Reads what a Linux ELF core says about the crash, without a debugger: the signal and the thread
 // that took it (NT_PRSTATUS, NT_SIGINFO), the command (NT_PRPSINFO), the mapped files (NT_FILE),
@@ -97,7 +98,6 @@ const NT_PRPSINFO = 3;
 const NT_AUXV = 6;
 const NT_SIGINFO = 0x53494749;
 const NT_FILE = 0x46494c45;
-const NT_GNU_BUILD_ID = 3;
 const AT_ENTRY = 9n;
 const EM_X86_64 = 62;
 const EM_AARCH64 = 183;
@@ -523,42 +523,4 @@ class NoteReader {
         : `no GNU build id found at the start of ${n.exePath} in the core (its first page was not dumped, or it has none)`,
     );
   }
-}
-
-/** The GNU build id of an ELF file whose first bytes are `head`, if its notes lie within them. */
-export function buildIdOf(head: Buffer): string | undefined {
-  if (head.length < 64 || head.readUInt32LE(0) !== ELF_MAGIC || head[4] !== 2 || head[5] !== 1)
-    return undefined;
-  const phoff = head.readBigUInt64LE(32);
-  const phentsize = head.readUInt16LE(54);
-  const phnum = head.readUInt16LE(56);
-  if (phentsize < 56 || phoff + BigInt(phnum * phentsize) > BigInt(head.length)) return undefined;
-  for (let i = 0; i < phnum; i++) {
-    const at = Number(phoff) + i * phentsize;
-    if (head.readUInt32LE(at) !== PT_NOTE) continue;
-    const offset = head.readBigUInt64LE(at + 8);
-    const size = head.readBigUInt64LE(at + 32);
-    const a = head.readBigUInt64LE(at + 48) === 8n ? 8 : 4;
-    if (offset + size > BigInt(head.length)) continue;
-    const notes = head.subarray(Number(offset), Number(offset + size));
-    let p = 0;
-    while (p + 12 <= notes.length) {
-      const namesz = notes.readUInt32LE(p);
-      const descsz = notes.readUInt32LE(p + 4);
-      const type = notes.readUInt32LE(p + 8);
-      const nameAt = p + 12;
-      const descAt = nameAt + align(namesz, a);
-      const next = descAt + align(descsz, a);
-      if (next > notes.length) break;
-      if (
-        type === NT_GNU_BUILD_ID &&
-        namesz === 4 &&
-        notes.toString('latin1', nameAt, nameAt + 3) === 'GNU' &&
-        descsz > 0
-      )
-        return notes.toString('hex', descAt, descAt + descsz);
-      p = next;
-    }
-  }
-  return undefined;
 }

@@ -79,6 +79,11 @@ export function handlerConfigOf(config: CollectorConfig): HandlerConfig {
     rateLimitWindowSeconds: config.handlerRateLimitWindowSeconds,
     minFreeBytes: config.handlerMinFreeBytes,
     deadlineSeconds: config.handlerDeadlineSeconds,
+    moduleCapture: config.handlerModuleCapture,
+    moduleCacheMaxBytes: config.handlerModuleCacheMaxBytes,
+    moduleMaxBytes: config.handlerModuleMaxBytes,
+    moduleCopyBytes: config.handlerModuleCopyBytes,
+    moduleCopyMs: config.handlerModuleCopyMs,
   };
 }
 

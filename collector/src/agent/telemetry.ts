@@ -85,8 +85,21 @@ export function createTelemetry(spoolUsage: () => Promise<SpoolUsage>) {
     labelNames: ['op'] as const,
     registers: [registry],
   });
+  const modulesStored = new Counter({
+    name: 'podmortem_collector_modules_stored_total',
+    help: 'Modules (executables, libraries) put into the store by build id; one already there is not counted',
+    registers: [registry],
+  });
+  const modulesSkipped = new Counter({
+    name: 'podmortem_collector_modules_skipped_total',
+    help: 'Mapped modules of delivered crashes the handler did not capture, by reason (budget, too-large, unreadable, no-build-id, cache-full, cache-error)',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
   return {
     registry,
+    modulesStored,
+    modulesSkipped,
     crashes,
     deliveryFailures,
     rejected,

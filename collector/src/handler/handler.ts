@@ -21,8 +21,11 @@
  *   3. streams the core from stdin through sha256 and zstd into <spool>/.tmp-<id>.core.zst in
  *      constant memory, keeping at most maxCoreBytes (then truncated, still draining stdin so the
  *      kernel is not blocked, and recording the full size), fsyncs and renames it;
- *   4. writes <spool>/<id>.meta.json atomically, last: its presence means the entry is complete;
- *   5. appends one JSON line about the crash to the handler log (or /dev/kmsg if that fails).
+ *   4. lists every mapped ELF module from /proc/<pid>/maps (path, build id, ranges, deleted) and
+ *      copies each build id new to the node into <spool>/modules/, within a time and byte budget
+ *      and the cache's cap (modules.ts) — after the core, which the kernel sends meanwhile;
+ *   5. writes <spool>/<id>.meta.json atomically, last: its presence means the entry is complete;
+ *   6. appends one JSON line about the crash to the handler log (or /dev/kmsg if that fails).
  * It stops reading at `deadlineSeconds` (keeping what it has), and gives up entirely 10 s later,
  * writing a `failed` meta, so the kernel is never blocked indefinitely.
  */
@@ -34,6 +37,7 @@ import { pipeInput, writeCore, type CoreInput } from './core-writer.ts';
 import { parseHandlerArgs } from './args.ts';
 import { DEFAULT_HANDLER_CONFIG_PATH, loadHandlerConfig, type HandlerConfig } from '../handler-config.ts';
 import { handlerLog, rotateHandlerLog, type HandlerLog } from './log.ts';
+import { captureModules, type ModuleCaptureSummary } from './modules.ts';
 import { readProcFacts } from './proc-facts.ts';
 import { rateLimitKey, takeDumpSlot } from './rate-limit.ts';
 import {
@@ -317,6 +321,31 @@ export async function runHandler(argv: string[]): Promise<number> {
     meta.dump = await capture({ config, input, crashId, rateKey, log });
     clearTimeout(deadlineTimer);
 
+    let modules: ModuleCaptureSummary | undefined;
+    if (config.moduleCapture === 'off') {
+      // Nothing recorded: the agent falls back to the mapped files of the core's notes.
+    } else if (meta.proc) {
+      try {
+        const captured = await captureModules({
+          pid: kernel.pid,
+          spoolDir: config.spoolDir,
+          cacheMaxBytes: config.moduleCacheMaxBytes,
+          moduleMaxBytes: config.moduleMaxBytes,
+          copyBytes: config.moduleCopyBytes,
+          // performance.now() counts from the handler's start, as the deadline does.
+          deadline: Math.min(performance.now() + config.moduleCopyMs, config.deadlineSeconds * 1000),
+          // No handler lives longer than its hard deadline: a claim older than that is a dead one's.
+          staleClaimMs: config.deadlineSeconds * 1000 + GRACE_MS,
+        });
+        meta.modules = captured.modules;
+        modules = captured.summary;
+      } catch (err) {
+        meta.modulesError = `/proc/${kernel.pid}/maps unreadable: ${(err as Error).message}`;
+      }
+    } else {
+      meta.modulesError = `no /proc facts, so no modules: ${meta.procError ?? 'none recorded'}`;
+    }
+
     meta.handlerMs = Math.round(performance.now() * 10) / 10;
     try {
       await writeSpoolMeta(config.spoolDir, meta);
@@ -343,6 +372,8 @@ export async function runHandler(argv: string[]): Promise<number> {
       storedBytes: d.storedBytes,
       ...(meta.procError !== undefined ? { procError: meta.procError } : {}),
       ...(meta.argsError !== undefined ? { argsError: meta.argsError } : {}),
+      ...(modules !== undefined ? { modules } : {}),
+      ...(meta.modulesError !== undefined ? { modulesError: meta.modulesError } : {}),
       rateKey,
       handlerMs: meta.handlerMs,
       maxRssKb: process.resourceUsage().maxRSS,

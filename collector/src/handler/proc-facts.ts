@@ -1,5 +1,6 @@
 import { open, readFile, readlink } from 'node:fs/promises';
 import type { ProcFacts } from '../spool-entry.ts';
+import { withoutDeletedSuffix } from './proc-maps.ts';
 
 // What /proc says about the crashing process while it still exists: the kernel keeps it until the
 // handler exits when kernel.core_pipe_limit > 0. Read before the core, while the process is
@@ -100,7 +101,11 @@ export async function readProcFacts(pid: number, options: ReadProcFactsOptions =
       comm: comm.replace(/\n$/, ''),
       ...parseStatus(status),
     };
-    if (exe !== undefined) facts.exe = exe;
+    if (exe !== undefined) {
+      const link = withoutDeletedSuffix(exe);
+      facts.exe = link.path;
+      if (link.deleted) facts.exeDeleted = true;
+    }
     return facts;
   } catch (err) {
     if (err instanceof ProcFactsError) throw err;
