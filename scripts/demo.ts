@@ -15,7 +15,7 @@ import { parseArgs, promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client } from '@elastic/elasticsearch';
 import { Kafka, logLevel } from 'kafkajs';
-import { CRASH_DLQ_TOPIC, CRASH_TOPIC } from '@podmortem/contract';
+import { ANALYSIS_TOPIC, CRASH_DLQ_TOPIC, CRASH_TOPIC } from '@podmortem/contract';
 import { FakeKubeApi } from '../test/support/fake-kube-api.ts';
 import { OtlpReceiver } from '../test/support/otlp-receiver.ts';
 import { lockCorePattern } from '../test/support/core-pattern-lock.ts';
@@ -163,12 +163,13 @@ async function main(): Promise<void> {
   await admin.createTopics({
     topics: [
       { topic: CRASH_TOPIC, numPartitions: 3 },
+      { topic: ANALYSIS_TOPIC, numPartitions: 3 },
       { topic: CRASH_DLQ_TOPIC, numPartitions: 1 },
     ],
     waitForLeaders: true,
   });
   await admin.disconnect();
-  say(`topics ${CRASH_TOPIC} and ${CRASH_DLQ_TOPIC} ready`);
+  say(`topics ${CRASH_TOPIC}, ${ANALYSIS_TOPIC} and ${CRASH_DLQ_TOPIC} ready`);
 
   step('A Kubernetes API stand-in that knows the pod, and an OTLP receiver');
   const kube = await FakeKubeApi.start();

@@ -25,7 +25,7 @@ t.test('expired monthly indices are deleted, nothing else', async (t) => {
   await admin.connect();
   const other = `${names.alias}x-2001.01`;
   t.teardown(async () => {
-    await admin.deleteTopics({ topics: [names.topic, names.dlq] }).catch(() => undefined);
+    await admin.deleteTopics({ topics: [names.topic, names.analyses, names.dlq] }).catch(() => undefined);
     await admin.disconnect();
     await removeIndexSet(es, names.alias);
     await es.indices.delete({ index: other }).catch(() => undefined);

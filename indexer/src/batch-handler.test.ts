@@ -1,5 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { encodeCrashMessage, validExamples, type CrashEvent } from '@podmortem/contract';
+import {
+  encodeAnalysisMessage,
+  encodeCrashMessage,
+  validExamples,
+  type AnalysisResult,
+  type CrashEvent,
+} from '@podmortem/contract';
 import type { KafkaMessage } from 'kafkajs';
 import { pino } from 'pino';
 import { Registry, type Gauge } from 'prom-client';
@@ -131,6 +137,12 @@ function fakes(overrides: Partial<BatchHandlerParams> = {}): Fakes {
               return error === undefined ? [] : [{ item, error }];
             }),
           };
+        },
+      },
+      analyses: {
+        topic: 'podmortem.analyses',
+        merger: {
+          write: () => Promise.reject(new Error('this fake takes crash batches only')),
         },
       },
       deadLetter: {
@@ -398,4 +410,55 @@ t.test('idle() resolves at once when no chunk is in flight', async (t) => {
   t.equal(handler.inFlight, 0);
   await handler.idle();
   t.pass();
+});
+
+t.test('a chunk of the analysis topic is merged, its bad and rejected records dead-lettered', async (t) => {
+  const analysis = {
+    status: 'ok',
+    analyzed_at: '2026-11-20T12:00:01Z',
+    analyzer: '0.2.0',
+  } as const satisfies AnalysisResult;
+  const analysisOf = (offset: number, i: number) =>
+    message(offset, encodeAnalysisMessage(example(i), analysis));
+  const merged: string[] = [];
+  const f = fakes({
+    analyses: {
+      topic: 'analyses',
+      merger: {
+        write(items) {
+          f.events.push(`merge ${items.length}`);
+          merged.push(...items.map((i) => `${i.index} ${i.record.crash.id}`));
+          const rejected = items.filter((i) => i.record.crash.id === example(1).crash.id);
+          return Promise.resolve({
+            rejected: rejected.map((item) => ({ item, error: 'mapper_parsing_exception' })),
+          });
+        },
+      },
+    },
+  });
+  const handler = createBatchHandler(f.params);
+  const chunk = [analysisOf(20, 0), valid(21, 0), analysisOf(22, 1), notJson(23)];
+  await handler.handle({
+    ...payload(f, chunk),
+    batch: { topic: 'analyses', partition: 1, highWatermark: '24', messages: chunk },
+  });
+  t.same(f.events, [
+    'merge 2',
+    'dlq 21:PM_ERR_RECORD_INVALID 23:PM_ERR_RECORD_NOT_JSON 22:PM_ERR_ES_REJECTED',
+    'resolve 23',
+    'commit analyses/1@24',
+  ]);
+  t.same(
+    merged,
+    [
+      `podmortem-crashes-${example(0)['@timestamp'].slice(0, 7).replace('-', '.')} ${example(0).crash.id}`,
+      `podmortem-crashes-${example(1)['@timestamp'].slice(0, 7).replace('-', '.')} ${example(1).crash.id}`,
+    ],
+    "each in the index of its crash's month",
+  );
+  t.match(f.dlq.letters[0], {
+    topic: 'analyses',
+    partition: 1,
+    error: /^type: must be "io.podmortem.analysis.v1"/,
+  });
 });

@@ -1,12 +1,14 @@
 import type { Logger } from '@podmortem/contract/runtime';
 import type { Batch, EachBatchPayload, KafkaMessage } from 'kafkajs';
-import type { BulkItem, BulkWriteResult, BulkWriter } from './bulk-writer.ts';
+import type { AnalysisItem, AnalysisMerger } from './analysis-merger.ts';
+import type { BulkItem, BulkWriter } from './bulk-writer.ts';
 import type { DeadLetter, DeadLetterWriter } from './dead-letter.ts';
-import { decodeRecord } from './record-decoder.ts';
+import { decodeAnalysis, decodeRecord } from './record-decoder.ts';
 import type { IndexerTelemetry } from './telemetry.ts';
 
 // The kafkajs `eachBatch` handler: a batch is cut into chunks (bulkMaxRecords / bulkMaxBytes);
-// for each chunk, valid events are bulk-indexed, the invalid and the rejected are dead-lettered,
+// for each chunk, valid events are bulk-indexed (a batch of the analysis topic: its records merged
+// into their crashes' documents), the invalid and the rejected are dead-lettered,
 // and only when Elasticsearch and the dead-letter topic have acknowledged every record of the
 // chunk is its last offset resolved and committed. While a chunk waits for Elasticsearch (or the
 // DLQ) its partition is paused and the group keeps getting heartbeats, so the member is not
@@ -18,6 +20,8 @@ import type { IndexerTelemetry } from './telemetry.ts';
 export interface BatchHandlerParams {
   alias: string;
   bulk: Pick<BulkWriter, 'write'>;
+  /** Batches of this topic are analysis records, merged by `merger`; all others are crashes. */
+  analyses: { topic: string; merger: Pick<AnalysisMerger, 'write'> };
   deadLetter: Pick<DeadLetterWriter, 'send'>;
   telemetry: IndexerTelemetry;
   logger: Logger;
@@ -99,8 +103,27 @@ export function splitDecoded(
   return { items, letters };
 }
 
+/** A chunk of the analysis topic as analysis items and dead letters (see splitDecoded). */
+export function splitAnalyses(
+  chunk: KafkaMessage[],
+  alias: string,
+  source: Source,
+): { items: AnalysisItem<KafkaMessage>[]; letters: DeadLetter[] } {
+  const items: AnalysisItem<KafkaMessage>[] = [];
+  const letters: DeadLetter[] = [];
+  for (const message of chunk) {
+    const decoded = decodeAnalysis(message.value, alias);
+    if (decoded.ok) items.push({ index: decoded.index, record: decoded.record, ref: message });
+    else letters.push({ ...source, message, code: decoded.code, error: decoded.error });
+  }
+  return { items, letters };
+}
+
 /** The dead letters of the items Elasticsearch rejected for good. */
-function rejectedLetters(rejected: BulkWriteResult<KafkaMessage>['rejected'], source: Source): DeadLetter[] {
+function rejectedLetters(
+  rejected: { item: { ref: KafkaMessage }; error: string }[],
+  source: Source,
+): DeadLetter[] {
   return rejected.map((r) => ({
     ...source,
     message: r.item.ref,
@@ -200,12 +223,21 @@ function guardChunk(payload: BatchPayload, params: BatchHandlerParams, paused: P
 async function acknowledge(
   params: BatchHandlerParams,
   source: Source,
-  chunk: { items: BulkItem<KafkaMessage>[]; letters: DeadLetter[] },
+  chunk: KafkaMessage[],
   guard: ChunkGuard,
 ): Promise<void> {
   const { signal } = guard;
-  const written = await params.bulk.write(chunk.items, { signal, onRetry: guard.pauseFor('elasticsearch') });
-  const letters = [...chunk.letters, ...rejectedLetters(written.rejected, source)];
+  const options = { signal, onRetry: guard.pauseFor('elasticsearch') };
+  let letters: DeadLetter[];
+  if (source.topic === params.analyses.topic) {
+    const decoded = splitAnalyses(chunk, params.alias, source);
+    const merged = await params.analyses.merger.write(decoded.items, options);
+    letters = [...decoded.letters, ...rejectedLetters(merged.rejected, source)];
+  } else {
+    const decoded = splitDecoded(chunk, params.alias, source);
+    const written = await params.bulk.write(decoded.items, options);
+    letters = [...decoded.letters, ...rejectedLetters(written.rejected, source)];
+  }
   await params.deadLetter.send(letters, { signal, onRetry: guard.pauseFor('dlq') });
 }
 
@@ -253,7 +285,7 @@ function inFlightTracker() {
 }
 
 export function createBatchHandler(params: BatchHandlerParams): BatchHandler {
-  const { alias, telemetry, logger } = params;
+  const { telemetry, logger } = params;
   const paused: PausedCount = { value: 0 };
   const chunks = inFlightTracker();
 
@@ -261,10 +293,9 @@ export function createBatchHandler(params: BatchHandlerParams): BatchHandler {
     const { topic, partition } = payload.batch;
     const source = { topic, partition };
     telemetry.consumed.inc({ topic }, chunk.length);
-    const decoded = splitDecoded(chunk, alias, source);
     const guard = guardChunk(payload, params, paused);
     try {
-      await acknowledge(params, source, decoded, guard);
+      await acknowledge(params, source, chunk, guard);
     } catch (err) {
       if (guard.heartbeatError !== undefined) throw guard.heartbeatError;
       if (guard.signal.aborted) return 'abandoned';

@@ -1,13 +1,16 @@
 import type { Client } from '@elastic/elasticsearch';
 import type { CrashEvent } from '@podmortem/contract';
 import { isRetriable, retry, type Logger, type RetryPolicy } from '@podmortem/contract/runtime';
+import { crashOperation, type BulkOperation } from './crash-merge.ts';
 import { elasticsearchStatus, fromElasticsearchError, IndexerError, retriableStatus } from './errors.ts';
 import type { IndexerTelemetry } from './telemetry.ts';
 
-// Bulk-indexes crash events by id (`index` op: a re-delivered event overwrites itself, never
-// doubles) and sorts every item's answer: acknowledged, to try again (429, 5xx, blocks), or
-// rejected for good (mapping errors). A write returns only when each item is acknowledged or
-// rejected; until then the items still wanted are retried with backoff, whatever the cause.
+// Bulk-writes crash events by id (an `update` with upsert, crash-merge.ts: a re-delivered event
+// merges into itself, never doubles, and keeps an analysis already merged) and sorts every item's
+// answer: acknowledged, to try again (429, 5xx, blocks), rejected for good (mapping errors), or in
+// conflict with a concurrent write (a conditional write's 409, handed back to be planned again). A
+// write returns only when each item has an answer; until then the items still wanted are retried
+// with backoff, whatever the cause.
 
 export interface BulkItem<R> {
   id: string;
@@ -32,6 +35,7 @@ export interface BulkItemAnswer {
 export type ItemOutcome =
   | { kind: 'indexed'; result: string }
   | { kind: 'retry'; reason: string }
+  | { kind: 'conflict'; reason: string }
   | { kind: 'rejected'; reason: string };
 
 /** Error types that pass once something outside the document changes (blocks, overload). */
@@ -58,6 +62,9 @@ export function classifyBulkItem(answer: BulkItemAnswer | undefined): ItemOutcom
     return { kind: 'indexed', result: answer.result ?? 'indexed' };
   }
   const reason = reasonOf(answer);
+  if (answer.status === 409 && answer.error?.type === 'version_conflict_engine_exception') {
+    return { kind: 'conflict', reason };
+  }
   if (retriableStatus(answer.status) || retriableTypes.has(answer.error?.type ?? '')) {
     return { kind: 'retry', reason };
   }
@@ -79,6 +86,13 @@ export interface WriteOptions {
   onRetry?: () => void;
 }
 
+export interface OperationsResult<T> {
+  indexed: { item: T; result: string }[];
+  rejected: { item: T; error: string }[];
+  /** Conditional writes that lost against a concurrent one: to be read and planned again. */
+  conflicted: T[];
+}
+
 export class BulkWriter {
   private readonly params: BulkWriterParams;
 
@@ -87,20 +101,34 @@ export class BulkWriter {
   }
 
   async write<R>(items: BulkItem<R>[], options: WriteOptions): Promise<BulkWriteResult<R>> {
-    const result: BulkWriteResult<R> = { indexed: [], rejected: [] };
+    // A crash's update conflicts only after Elasticsearch's own retries: written again as it is.
+    const { indexed, rejected } = await this.writeOperations(items, crashOperation, options, 'retry');
+    for (const { result } of indexed) this.params.telemetry.indexed.inc({ result });
+    return { indexed, rejected };
+  }
+
+  /** Writes one operation per item; conflicts are retried (`retry`) or handed back (`return`). */
+  async writeOperations<T>(
+    items: T[],
+    operationOf: (item: T) => BulkOperation,
+    options: WriteOptions,
+    conflicts: 'retry' | 'return',
+  ): Promise<OperationsResult<T>> {
+    const result: OperationsResult<T> = { indexed: [], rejected: [], conflicted: [] };
     if (items.length === 0) return result;
     const { telemetry, logger } = this.params;
     let pending = items;
     await retry(
       'bulk index',
       async () => {
-        const answers = await this.bulkOnce(pending, options.signal);
-        const again: BulkItem<R>[] = [];
+        const answers = await this.bulkOnce(pending.map(operationOf), options.signal);
+        const again: T[] = [];
         let firstReason = '';
         pending.forEach((item, i) => {
           const outcome = classifyBulkItem(answers[i]);
           if (outcome.kind === 'indexed') result.indexed.push({ item, result: outcome.result });
           else if (outcome.kind === 'rejected') result.rejected.push({ item, error: outcome.reason });
+          else if (outcome.kind === 'conflict' && conflicts === 'return') result.conflicted.push(item);
           else {
             again.push(item);
             firstReason ||= outcome.reason;
@@ -131,20 +159,17 @@ export class BulkWriter {
         },
       },
     );
-    for (const { result: r } of result.indexed) telemetry.indexed.inc({ result: r });
     return result;
   }
 
   /** One bulk request; its answers in the order of `items`, or a request-level error. */
-  private async bulkOnce<R>(
-    items: BulkItem<R>[],
+  private async bulkOnce(
+    items: BulkOperation[],
     signal: AbortSignal,
   ): Promise<(BulkItemAnswer | undefined)[]> {
     const { es, telemetry } = this.params;
     const operations: unknown[] = [];
-    for (const item of items) {
-      operations.push({ index: { _index: item.index, _id: item.id } }, item.document);
-    }
+    for (const item of items) operations.push({ [item.action]: item.meta }, item.body);
     const end = telemetry.bulkDuration.startTimer();
     try {
       const res = await es.bulk({ operations, timeout: `${this.params.shardWaitMs}ms` }, { signal });
@@ -155,8 +180,9 @@ export class BulkWriter {
           `bulk answered ${res.items.length} items for ${items.length} documents`,
         );
       }
-      return res.items.map((entry) => {
-        const answer = entry.index;
+      return res.items.map((entry, i) => {
+        const action = items[i]?.action;
+        const answer = action === undefined ? undefined : entry[action];
         return answer ? { status: answer.status, result: answer.result, error: answer.error } : undefined;
       });
     } catch (err) {
@@ -176,7 +202,7 @@ export class BulkWriter {
     }
   }
 
-  private async bulkInHalves<R>(items: BulkItem<R>[], signal: AbortSignal) {
+  private async bulkInHalves(items: BulkOperation[], signal: AbortSignal) {
     const half = Math.ceil(items.length / 2);
     return [
       ...(await this.bulkOnce(items.slice(0, half), signal)),

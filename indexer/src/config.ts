@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { CRASH_ALIAS, CRASH_DLQ_TOPIC, CRASH_TOPIC } from '@podmortem/contract';
+import { ANALYSIS_TOPIC, CRASH_ALIAS, CRASH_DLQ_TOPIC, CRASH_TOPIC } from '@podmortem/contract';
 import { ConfigError, envName, loadConfig } from '@podmortem/contract/runtime';
 
 // The indexer's one configuration schema: environment variables PODMORTEM_INDEXER_<KEY>, each with
@@ -23,6 +23,11 @@ export const IndexerConfigSchema = Type.Object({
     description: 'Consumer group; instances with the same group share the partitions',
   }),
   topic: Type.String({ minLength: 1, default: CRASH_TOPIC, description: 'Topic of crash events' }),
+  analysisTopic: Type.String({
+    minLength: 1,
+    default: ANALYSIS_TOPIC,
+    description: "Topic of analysis records, merged into their crash's document",
+  }),
   dlqTopic: Type.String({
     minLength: 1,
     default: CRASH_DLQ_TOPIC,
@@ -138,5 +143,10 @@ export function loadIndexerConfig(
     `must not exceed ${envName(CONFIG_PREFIX, 'retryMaxMs')} (${config.retryMaxMs})`,
   );
   must(config.dlqTopic !== config.topic, 'dlqTopic', 'must differ from the topic it collects rejects of');
+  must(
+    config.analysisTopic !== config.topic && config.analysisTopic !== config.dlqTopic,
+    'analysisTopic',
+    'must differ from the crash topic and the dead-letter topic',
+  );
   return config;
 }

@@ -11,6 +11,7 @@ import {
   type RetryPolicy,
 } from '@podmortem/contract/runtime';
 import type { Consumer, Kafka } from 'kafkajs';
+import { AnalysisMerger } from './analysis-merger.ts';
 import { createBatchHandler, type BatchHandler } from './batch-handler.ts';
 import { BulkWriter } from './bulk-writer.ts';
 import type { IndexerConfig } from './config.ts';
@@ -19,7 +20,11 @@ import type { IndexerTelemetry } from './telemetry.ts';
 import { installCrashTemplatesWithRetry, waitForElasticsearch } from './template-installer.ts';
 
 // The indexer component: waits for Elasticsearch, installs or upgrades the index templates, waits
-// for its topics, then consumes the crash topic in a consumer group (see batch-handler.ts).
+// for its topics, then consumes the crash and analysis topics in a consumer group (see
+// batch-handler.ts). One consumer takes both topics: one group membership, heartbeat, readiness
+// and shutdown; offsets are still committed per topic-partition, and both kinds of record wait
+// for the same Elasticsearch anyway. The merge does not depend on which topic is read first
+// (crash-merge.ts).
 // shutdown(deadline): no new chunk starts, the chunk in flight finishes or is abandoned
 // uncommitted near the deadline, and the consumer leaves the group; safe before start and twice.
 
@@ -63,15 +68,20 @@ export class Indexer implements Component {
       logger,
       retry: this.retry,
     });
+    const bulk = new BulkWriter({
+      es,
+      telemetry,
+      logger,
+      retry: this.retry,
+      shardWaitMs: config.bulkShardWaitMs,
+    });
     this.handler = createBatchHandler({
       alias: config.indexAlias,
-      bulk: new BulkWriter({
-        es,
-        telemetry,
-        logger,
-        retry: this.retry,
-        shardWaitMs: config.bulkShardWaitMs,
-      }),
+      bulk,
+      analyses: {
+        topic: config.analysisTopic,
+        merger: new AnalysisMerger({ es, bulk, telemetry, logger, retry: this.retry }),
+      },
       deadLetter: this.deadLetter,
       telemetry,
       logger,
@@ -151,7 +161,11 @@ export class Indexer implements Component {
     await retry('kafka consumer', () => consumer.connect(), kafkaRetry);
     await retry(
       'kafka subscribe',
-      () => consumer.subscribe({ topic: config.topic, fromBeginning: config.fromBeginning }),
+      () =>
+        consumer.subscribe({
+          topics: [config.topic, config.analysisTopic],
+          fromBeginning: config.fromBeginning,
+        }),
       kafkaRetry,
     );
     signal.throwIfAborted();
@@ -169,7 +183,7 @@ export class Indexer implements Component {
     const admin = kafka.admin({ retry: { retries: 1 } });
     await admin.connect();
     try {
-      await admin.fetchTopicMetadata({ topics: [config.topic, config.dlqTopic] });
+      await admin.fetchTopicMetadata({ topics: [config.topic, config.analysisTopic, config.dlqTopic] });
     } finally {
       await admin.disconnect();
     }

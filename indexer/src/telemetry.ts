@@ -7,6 +7,7 @@ export interface IndexerTelemetry {
   registry: Registry;
   consumed: Counter<'topic'>;
   indexed: Counter<'result'>;
+  analysesMerged: Counter<'result'>;
   deadLettered: Counter<'code'>;
   retried: Counter<'operation'>;
   committed: Counter<'topic'>;
@@ -29,13 +30,19 @@ export function createTelemetry(
     registry,
     consumed: new Counter({
       name: 'podmortem_indexer_records_consumed_total',
-      help: 'Kafka records taken from the crash topic',
+      help: 'Kafka records taken from the crash and analysis topics',
       labelNames: ['topic'],
       registers,
     }),
     indexed: new Counter({
       name: 'podmortem_indexer_records_indexed_total',
       help: 'Records Elasticsearch acknowledged, by result (created, or updated on re-delivery)',
+      labelNames: ['result'],
+      registers,
+    }),
+    analysesMerged: new Counter({
+      name: 'podmortem_indexer_analyses_merged_total',
+      help: "Analysis records merged into their crash's document, by result (created: before the crash, updated, stale: a newer analysis is there, noop: this one is)",
       labelNames: ['result'],
       registers,
     }),

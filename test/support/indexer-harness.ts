@@ -203,6 +203,7 @@ export function testKafka(brokers = stack.kafkaBrokers): Kafka {
 
 export interface Names {
   topic: string;
+  analyses: string;
   dlq: string;
   group: string;
   alias: string;
@@ -212,6 +213,7 @@ export function uniqueNames(prefix: string): Names {
   const base = uniqueName(prefix);
   return {
     topic: `${base}.crashes`,
+    analyses: `${base}.analyses`,
     dlq: `${base}.crashes.dlq`,
     group: `${base}-indexer`,
     alias: `${base}-crashes`,
@@ -222,6 +224,7 @@ export async function createTopics(admin: Admin, names: Names, partitions: numbe
   await admin.createTopics({
     topics: [
       { topic: names.topic, numPartitions: partitions },
+      { topic: names.analyses, numPartitions: partitions },
       { topic: names.dlq, numPartitions: 2 },
     ],
     waitForLeaders: true,
@@ -542,6 +545,7 @@ export function indexerEnv(o: IndexerRunOptions, opsPort: number): Record<string
     PODMORTEM_INDEXER_KAFKA_BROKERS: (o.brokers ?? stack.kafkaBrokers).join(','),
     PODMORTEM_INDEXER_ELASTICSEARCH_URL: o.elasticsearchUrl ?? stack.elasticsearchUrl,
     PODMORTEM_INDEXER_TOPIC: o.names.topic,
+    PODMORTEM_INDEXER_ANALYSIS_TOPIC: o.names.analyses,
     PODMORTEM_INDEXER_DLQ_TOPIC: o.names.dlq,
     PODMORTEM_INDEXER_GROUP_ID: o.names.group,
     PODMORTEM_INDEXER_INDEX_ALIAS: o.names.alias,
@@ -614,7 +618,7 @@ export async function stopIndexer(p: IndexerProcess, graceMs = 30_000): Promise<
 }
 
 /**
- * A test's own crash and DLQ topics (created now) and index set, all removed in its teardown;
+ * A test's own crash, analysis and DLQ topics (created now) and index set, all removed in its teardown;
  * returns the connected admin client.
  */
 export async function topicsForTest(
@@ -627,7 +631,7 @@ export async function topicsForTest(
   const admin = kafka.admin();
   await admin.connect();
   t.teardown(async () => {
-    await admin.deleteTopics({ topics: [names.topic, names.dlq] }).catch(() => undefined);
+    await admin.deleteTopics({ topics: [names.topic, names.analyses, names.dlq] }).catch(() => undefined);
     await admin.disconnect();
     await removeIndexSet(es, names.alias);
   });
