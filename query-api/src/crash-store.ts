@@ -23,6 +23,15 @@ export interface CrashHit {
   sort: SortValues | undefined;
 }
 
+/**
+ * Only crash documents: the indexer writes an analysis that arrives before its crash as a
+ * placeholder (crash id, time, namespace and the analysis) that the crash record completes later.
+ * A placeholder has no schema_version, and is no crash a caller may see yet.
+ */
+export function crashesOnly(query: estypes.QueryDslQueryContainer): estypes.QueryDslQueryContainer {
+  return { bool: { filter: [{ exists: { field: 'schema_version' } }, query] } };
+}
+
 /** Options that make a missing index (or alias) an empty result rather than an error. */
 export const lenientIndex = { ignore_unavailable: true, allow_no_indices: true } as const;
 
@@ -56,7 +65,12 @@ export class CrashStore {
     // Built outside call(): a bad parameter is the caller's 400, not the cluster's 503.
     const body = searchBody(req);
     const res = await this.call(() =>
-      this.es.search<CrashEvent>({ index: this.index, ...lenientIndex, ...body }),
+      this.es.search<CrashEvent>({
+        index: this.index,
+        ...lenientIndex,
+        ...body,
+        query: crashesOnly(body.query),
+      }),
     );
     return res.hits.hits.flatMap((h) =>
       h._source ? [{ event: h._source, sort: sortValuesOf(h.sort) }] : [],
@@ -68,7 +82,7 @@ export class CrashStore {
       this.es.search<CrashEvent>({
         index: this.index,
         ...lenientIndex,
-        query: { ids: { values: [id] } },
+        query: crashesOnly({ ids: { values: [id] } }),
         size: 1,
       }),
     );
@@ -81,7 +95,7 @@ export class CrashStore {
       this.es.search<CrashEvent>({
         index: this.index,
         ...lenientIndex,
-        query,
+        query: crashesOnly(query),
         size,
         sort: SORT.map((s) => ({ ...s })),
         ...(fields ? { _source: { includes: fields } } : {}),
@@ -97,7 +111,7 @@ export class CrashStore {
         index: this.index,
         ...lenientIndex,
         size: 0,
-        query,
+        query: crashesOnly(query),
         aggs: { values: { terms: { field, size } } },
       }),
     );
@@ -119,7 +133,7 @@ export class CrashStore {
         ...lenientIndex,
         size: 0,
         track_total_hits: true,
-        query,
+        query: crashesOnly(query),
         aggs,
       }),
     );
