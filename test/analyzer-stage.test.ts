@@ -330,4 +330,6 @@ t.test('SIGKILL mid-stream: every crash gets its analysis after a restart', asyn
   const ids = records.map((r) => r.crashId);
   t.comment(`${ids.length} records for ${events.length} crashes (${ids.length - events.length} duplicates)`);
   t.same(new Set(ids), new Set(events.map((e) => e.crash.id)), 'no record of anything else');
+  // The killed analyzer's temporary folder, if it was mid-crash, is removed by the next one.
+  t.ok(await until('no temporary file left', workDirEmpty));
 });

@@ -14,6 +14,7 @@ import { crashKey, encodeAnalysisMessage } from '@podmortem/contract';
 import type { Store } from '@podmortem/contract/store';
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Producer } from 'kafkajs';
 import type { AnalyzerConfig } from './config.ts';
+import { removeStaleCrashFiles } from './crash-files.ts';
 import { analyzeRecord, type PublishedAnalysis, type RecordAnalysis } from './crash-analysis.ts';
 import type { AnalyzerTelemetry } from './telemetry.ts';
 
@@ -90,6 +91,8 @@ export class Analyzer implements Component {
       onRetry: (err: unknown, attempt: number, delayMs: number) =>
         logger.warn({ err: messageOf(err), attempt, delayMs }, 'Kafka not ready, retrying'),
     };
+    const stale = await removeStaleCrashFiles(config.workDir);
+    if (stale > 0) logger.info({ folders: stale }, 'removed the temporary folders of a killed analyzer');
     await retry('kafka topics', () => this.checkTopics(), kafkaRetry);
     await retry('analysis producer', () => this.producer.connect(), kafkaRetry);
     signal.throwIfAborted();

@@ -1,5 +1,5 @@
 import { createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -78,6 +78,10 @@ async function copy(
   });
 }
 
+/** Per-crash folders are `podmortem-analyzer-<pid>-<random>`: the pid says whose they are. */
+const FOLDER_PREFIX = 'podmortem-analyzer-';
+const FOLDER_RE = /^podmortem-analyzer-(\d+)-/;
+
 const buildIdPath = (root: string, buildId: string, suffix = ''): string =>
   join(root, '.build-id', buildId.slice(0, 2), buildId.slice(2) + suffix);
 
@@ -87,7 +91,7 @@ const buildIdPath = (root: string, buildId: string, suffix = ''): string =>
  * Throws a retriable AnalyzerError when the store cannot be read now.
  */
 export async function crashFiles(event: CrashEvent, params: CrashFilesParams): Promise<CrashFiles | NoFiles> {
-  const dir = await mkdtemp(join(params.workDir, 'podmortem-analyzer-'));
+  const dir = await mkdtemp(join(params.workDir, `${FOLDER_PREFIX}${process.pid}-`));
   try {
     const result = await fill(dir, event, params);
     if (!result.ok) await removeCrashFiles(dir);
@@ -186,4 +190,31 @@ function storeReadError(key: string, err: unknown, signal: AbortSignal | undefin
 
 export async function removeCrashFiles(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it exists, as another user's.
+    return err instanceof Error && 'code' in err && err.code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the per-crash folders a killed analyzer left in `workDir` (a SIGKILL runs no finally):
+ * those of this pid, made before this process made any (a restarted container is pid 1 again),
+ * and those of a pid that no longer runs. Another live instance's folders are left alone.
+ * Returns how many were removed.
+ */
+export async function removeStaleCrashFiles(workDir: string): Promise<number> {
+  let removed = 0;
+  for (const name of await readdir(workDir)) {
+    const pid = Number(FOLDER_RE.exec(name)?.[1] ?? Number.NaN);
+    if (!Number.isInteger(pid) || (pid !== process.pid && alive(pid))) continue;
+    await removeCrashFiles(join(workDir, name));
+    removed++;
+  }
+  return removed;
 }
