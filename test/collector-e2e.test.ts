@@ -188,6 +188,17 @@ t.test(
         t.same(event.fault?.address, c.fault);
         t.equal(event.dump.status, 'stored');
         t.match(event.analysis?.build_id, /^[0-9a-f]{40}$/, "the executable's GNU build id");
+        // The executable itself, captured at the crash: once in the store by its build id.
+        const buildId = event.analysis?.build_id ?? '';
+        t.match(
+          event.analysis?.modules?.find((m) => m.path === c.bin),
+          { build_id: buildId, captured: true },
+        );
+        t.same(
+          readFileSync(join(setup.storageRoot, '_buildid', buildId, 'executable')),
+          readFileSync(c.bin),
+          'stored at _buildid/<build id>/executable, byte for byte',
+        );
 
         // The dump: on the storage root where the event says, an ELF core of this very process.
         const rel = `${pod.namespace}/${pod.uid}/${pod.container}/${event.crash.id}`;

@@ -78,7 +78,7 @@ await writeFile('/proc/sys/kernel/core_pipe_limit', '16');
 await mkdir(join(dir, 'storage'));
 const store = new FsStore({ root: join(dir, 'storage') });
 const telemetry = createTelemetry(async () => ({ entries: 0, bytes: 0 }));
-const writer = new ModuleWriter({ store, spoolDir: spool, telemetry });
+const writer = new ModuleWriter({ store, minFreeBytes: 0, spoolDir: spool, telemetry });
 
 async function metasWhere(what: string, match: (m: SpoolMeta) => boolean, count: number) {
   return until(

@@ -40,6 +40,7 @@ export const MODULE_SKIP_REASONS = [
   'cache-full',
   'cache-error',
   'not-captured',
+  'store-full',
 ] as const;
 
 export const MappedModule = Type.Object(

@@ -254,9 +254,10 @@ export async function collectorSetup(
         await reader.disconnect();
       }
     },
+    // The build-id cache (modules/) is no crash entry: a module may wait there for a later crash.
     spoolLeft: () =>
       readdirSync(spoolDir).filter(
-        (n) => !n.startsWith('handler.log') && n !== '.handler-state' && n !== 'rejected',
+        (n) => !n.startsWith('handler.log') && n !== '.handler-state' && n !== 'rejected' && n !== 'modules',
       ),
     stored: () => {
       const files = walk(storageRoot);

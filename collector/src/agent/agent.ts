@@ -100,7 +100,12 @@ export function createAgent(params: AgentParams): Agent {
     onStateFileError: (op) => telemetry.podCacheFileErrors.inc({ op }),
   });
   const store = new FsStore({ root: config.storageRoot });
-  const modules = new ModuleWriter({ store, spoolDir: config.spoolDir, telemetry });
+  const modules = new ModuleWriter({
+    store,
+    minFreeBytes: config.storageMinFreeBytes,
+    spoolDir: config.spoolDir,
+    telemetry,
+  });
   const storage = new StorageWriter({
     store,
     minFreeBytes: config.storageMinFreeBytes,

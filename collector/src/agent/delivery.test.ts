@@ -150,7 +150,7 @@ function setup(
         return writer.store(draft, core);
       },
     },
-    modules: new ModuleWriter({ store, spoolDir, telemetry }),
+    modules: new ModuleWriter({ store, minFreeBytes: 0, spoolDir, telemetry }),
     sinks: [otlp, kafka],
     pods: options.pods ?? pods(),
     telemetry,

@@ -37,7 +37,7 @@ async function setup(t: { teardown(fn: () => unknown): void }) {
   await mkdir(join(spoolDir, 'modules'));
   const store = new MemoryStore();
   const telemetry = createTelemetry(async () => ({ entries: 0, bytes: 0 }));
-  const writer = new ModuleWriter({ store, spoolDir, telemetry });
+  const writer = new ModuleWriter({ store, minFreeBytes: 0, spoolDir, telemetry });
   const deliver = (m: SpoolMeta) =>
     writer.storeModules(m, buildCrashEvent({ meta: m, owner: { kind: 'host' }, nodeName: 'n1' }));
   return { spoolDir, store, telemetry, writer, deliver };
@@ -105,18 +105,24 @@ t.test('skipped by the handler, or lost from the cache: not captured, and why', 
   ]);
 });
 
-t.test('a store that fails: a retriable storage error', async (t) => {
+t.test('no room in the store beside the dump: not captured, kept in the node cache', async (t) => {
   const { spoolDir } = await setup(t);
-  await writeFile(moduleCacheFiles(spoolDir, A).bytes, 'x');
-  const failing = new MemoryStore({ capacityBytes: 0 });
+  await writeFile(moduleCacheFiles(spoolDir, A).bytes, 'x'.repeat(100));
+  const small = new MemoryStore({ capacityBytes: 150 });
   const w = new ModuleWriter({
-    store: failing,
+    store: small,
+    minFreeBytes: 0,
     spoolDir,
     telemetry: createTelemetry(async () => ({ entries: 0, bytes: 0 })),
   });
-  const m = meta([{ path: '/app', ranges, buildId: A, capture: 'copied' }]);
-  await t.rejects(w.storeModules(m, buildCrashEvent({ meta: m, owner: { kind: 'host' }, nodeName: 'n1' })), {
-    code: 'PM_ERR_STORAGE_FULL',
-    retriable: true,
-  });
+  // A dump of 60 bytes to come: 100 more bytes of module would leave it no room.
+  const m = { ...meta([{ path: '/app', ranges, buildId: A, capture: 'copied' }]) };
+  m.dump = { ...m.dump, status: 'stored', storedBytes: 60, sizeBytes: 60 };
+  const event = await w.storeModules(
+    m,
+    buildCrashEvent({ meta: m, owner: { kind: 'host' }, nodeName: 'n1' }),
+  );
+  t.match(event.analysis?.modules?.[0], { captured: false, skipped: 'store-full' });
+  await t.rejects(small.stat(moduleKey(A)), { code: 'PM_ERR_STORE_NOT_FOUND' });
+  t.same(await readdir(join(spoolDir, 'modules')), [A], 'the bytes wait for a later crash');
 });

@@ -22,6 +22,8 @@ const MAX_KNOWN = 10_000;
 
 export interface ModuleWriterParams {
   store: Store;
+  /** The store's free-space floor (as the storage writer's): no module goes below it. */
+  minFreeBytes: number;
   spoolDir: string;
   telemetry: Pick<Telemetry, 'modulesStored' | 'modulesSkipped'>;
 }
@@ -39,8 +41,13 @@ export class ModuleWriter {
     const modules = draft.analysis?.modules;
     if (!meta.modules || !modules) return draft;
     const inStore = new Set<string>();
+    const noRoom = new Set<string>();
+    // The crash's own dump comes after the modules and matters more: its room is kept.
+    const reserve = this.p.minFreeBytes + meta.dump.storedBytes;
     for (const id of new Set(meta.modules.flatMap((m) => (m.buildId ? [m.buildId] : [])))) {
-      if (await this.store(id)) inStore.add(id);
+      const outcome = await this.store(id, reserve);
+      if (outcome === 'stored') inStore.add(id);
+      else if (outcome === 'no-room') noRoom.add(id);
     }
     for (const m of meta.modules)
       if (m.capture === 'skipped' && m.skipped) this.p.telemetry.modulesSkipped.inc({ reason: m.skipped });
@@ -52,6 +59,15 @@ export class ModuleWriter {
         delete stored.skipped;
         delete stored.skip_reason;
         return stored;
+      }
+      if (noRoom.has(m.build_id)) {
+        this.p.telemetry.modulesSkipped.inc({ reason: 'store-full' });
+        return {
+          ...m,
+          captured: false,
+          skipped: 'store-full' as const,
+          skip_reason: `no room in ${this.p.store.location} beside the dump (kept in the node cache for a later crash)`,
+        };
       }
       return m.skipped
         ? { ...m, captured: false }
@@ -66,11 +82,11 @@ export class ModuleWriter {
   }
 
   /** Whether the module is in the store now (put there from the node cache if need be). */
-  private async store(buildId: string): Promise<boolean> {
+  private async store(buildId: string, reserve: number): Promise<'stored' | 'absent' | 'no-room'> {
     const key = moduleKey(buildId);
     const files = moduleCacheFiles(this.p.spoolDir, buildId);
     try {
-      if (this.known.has(buildId)) return true;
+      if (this.known.has(buildId)) return 'stored';
       let present = true;
       try {
         await this.p.store.stat(key);
@@ -83,14 +99,22 @@ export class ModuleWriter {
           () => true,
           () => false,
         );
-        if (!cached) return false;
-        await this.p.store.put(key, createReadStream(files.bytes));
+        if (!cached) return 'absent';
+        const size = (await stat(files.bytes)).size;
+        const free = await this.p.store.freeBytes();
+        if (free !== undefined && free - size < reserve) return 'no-room';
+        try {
+          await this.p.store.put(key, createReadStream(files.bytes));
+        } catch (err) {
+          if (isStoreError(err, 'PM_ERR_STORE_FULL')) return 'no-room';
+          throw err;
+        }
         this.p.telemetry.modulesStored.inc();
       }
       await this.markStored(files);
       if (this.known.size >= MAX_KNOWN) this.known.clear();
       this.known.add(buildId);
-      return true;
+      return 'stored';
     } catch (err) {
       if (isStoreError(err, 'PM_ERR_STORE_FULL'))
         throw new AgentError('PM_ERR_STORAGE_FULL', `${this.p.store.location}: ${(err as Error).message}`, {

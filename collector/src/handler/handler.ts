@@ -331,6 +331,7 @@ export async function runHandler(argv: string[]): Promise<number> {
           spoolDir: config.spoolDir,
           cacheMaxBytes: config.moduleCacheMaxBytes,
           moduleMaxBytes: config.moduleMaxBytes,
+          minFreeBytes: config.minFreeBytes,
           copyBytes: config.moduleCopyBytes,
           // performance.now() counts from the handler's start, as the deadline does.
           deadline: Math.min(performance.now() + config.moduleCopyMs, config.deadlineSeconds * 1000),

@@ -74,6 +74,7 @@ function params(
     procRoot,
     cacheMaxBytes: 1 << 30,
     moduleMaxBytes: 1 << 30,
+    minFreeBytes: 0,
     copyBytes: 1 << 30,
     deadline: Infinity,
     staleClaimMs: 60_000,
@@ -144,6 +145,11 @@ t.test('what is skipped says why', async (t) => {
   const full = await captureModules(params(proc, join(dir, 'spool-c'), { cacheMaxBytes: appSize - 1 }));
   t.match(full.modules[0], { capture: 'skipped', skipped: 'cache-full', reason: /moduleCacheMaxBytes/ });
   t.same(await readdir(join(dir, 'spool-c', 'modules')), [], 'nothing copied');
+
+  const floor = await captureModules(
+    params(proc, join(dir, 'spool-h'), { minFreeBytes: Number.MAX_SAFE_INTEGER }),
+  );
+  t.match(floor.modules[0], { skipped: 'cache-full', reason: /floor minFreeBytes/ });
 
   const large = await captureModules(params(proc, join(dir, 'spool-d'), { moduleMaxBytes: 100 }));
   t.match(large.modules[0], { skipped: 'too-large', buildId: readelfBuildId(app) });

@@ -1,4 +1,4 @@
-import { mkdir, open, readdir, readFile, rm, stat, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rm, stat, statfs, type FileHandle } from 'node:fs/promises';
 // The subpath alone: the whole runtime would slow the start of every handler process.
 import { commitFile } from '@podmortem/contract/runtime/durable-write';
 import { isElf64Le, readElfBuildId } from '../elf-build-id.ts';
@@ -32,6 +32,8 @@ export interface ModuleCaptureParams {
   /** Total bytes of cached modules not stored yet by the agent (see HandlerConfig). */
   cacheMaxBytes: number;
   moduleMaxBytes: number;
+  /** The spool's free-space floor (HandlerConfig.minFreeBytes): no copy goes below it. */
+  minFreeBytes: number;
   /** Bytes this crash may copy. */
   copyBytes: number;
   /** performance.now() past which nothing more is copied. */
@@ -202,7 +204,11 @@ export async function captureModules(
         return skip('budget', `the module time budget was spent after ${at} of ${size} bytes`);
       const { bytesRead } = await file.read(buf, 0, Math.min(buf.length, size - at), at);
       if (bytesRead === 0) return skip('unreadable', `the file ended at ${at} of ${size} bytes`);
-      await out.write(buf.subarray(0, bytesRead));
+      try {
+        await out.write(buf.subarray(0, bytesRead));
+      } catch (err) {
+        return skip('cache-error', errText(err));
+      }
       at += bytesRead;
     }
     return undefined;
@@ -228,6 +234,19 @@ export async function captureModules(
     } catch (err) {
       return skip('cache-error', errText(err));
     }
+    let free: number;
+    try {
+      const fs = await statfs(moduleCacheDir(p.spoolDir));
+      free = fs.bavail * fs.bsize;
+    } catch (err) {
+      return skip('cache-error', errText(err));
+    }
+    // The spool's floor is the crashes': a module never takes the room of a core.
+    if (free - size < p.minFreeBytes)
+      return skip(
+        'cache-full',
+        `the spool has ${free} bytes free; ${size} more would pass its floor minFreeBytes ${p.minFreeBytes}`,
+      );
     if (pending + size > p.cacheMaxBytes)
       return skip(
         'cache-full',
