@@ -4,6 +4,9 @@ import {
   createIdempotentProducer,
   isProgrammerError,
   messageOf,
+  checkTopicsExist,
+  GroupMember,
+  kafkaWaitOut,
   retry,
   retryPolicy,
   type Component,
@@ -12,7 +15,7 @@ import {
 } from '@podmortem/contract/runtime';
 import { crashKey, encodeAnalysisMessage } from '@podmortem/contract';
 import type { Store } from '@podmortem/contract/store';
-import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Producer } from 'kafkajs';
+import type { EachBatchPayload, Kafka, KafkaMessage, Producer } from 'kafkajs';
 import type { AnalyzerConfig } from './config.ts';
 import { removeStaleCrashFiles } from './crash-files.ts';
 import { analyzeRecord, type PublishedAnalysis, type RecordAnalysis } from './crash-analysis.ts';
@@ -56,12 +59,11 @@ export class Analyzer implements Component {
   private readonly work = new AbortController();
   private readonly retry: RetryPolicy;
   private readonly producer: Producer;
-  private consumer: Consumer | undefined;
+  private member: GroupMember | undefined;
   private readonly inFlight = new Set<Promise<void>>();
   private stopping = false;
   private shutdownDone: Promise<void> | undefined;
   private running = false;
-  private joined = false;
 
   constructor(params: AnalyzerParams) {
     this.params = params;
@@ -76,65 +78,44 @@ export class Analyzer implements Component {
 
   /** Consuming in the group. */
   ready(): boolean {
-    return this.running && this.joined;
+    return this.running && (this.member?.joined ?? false);
   }
 
   async start(): Promise<void> {
-    if (this.running || this.consumer) return;
+    if (this.running || this.member) return;
     const { config, logger, kafka } = this.params;
     const signal = this.startAbort.signal;
-    const kafkaRetry = {
-      ...this.retry,
-      signal,
-      // Kafka being away is waited out, whatever kafkajs calls its error; bugs are not retried.
-      retriable: (err: unknown) => !isProgrammerError(err),
-      onRetry: (err: unknown, attempt: number, delayMs: number) =>
-        logger.warn({ err: messageOf(err), attempt, delayMs }, 'Kafka not ready, retrying'),
-    };
+    const kafkaRetry = kafkaWaitOut(this.retry, signal, logger);
     const stale = await removeStaleCrashFiles(config.workDir);
     if (stale > 0) logger.info({ folders: stale }, 'removed the temporary folders of a killed analyzer');
-    await retry('kafka topics', () => this.checkTopics(), kafkaRetry);
+    await retry(
+      'kafka topics',
+      () => checkTopicsExist(kafka, [config.topic, config.analysisTopic]),
+      kafkaRetry,
+    );
     await retry('analysis producer', () => this.producer.connect(), kafkaRetry);
     signal.throwIfAborted();
 
-    const consumer = kafka.consumer({
-      groupId: config.groupId,
-      sessionTimeout: config.sessionTimeoutMs,
-      heartbeatInterval: config.heartbeatIntervalMs,
-      allowAutoTopicCreation: false,
-      // One crash per fetch and partition: an unwind is slow, and records fetched ahead would
-      // wait for it while their partition could move to an idle instance.
-      maxBytesPerPartition: 64 * 1024,
-      retry: { restartOnFailure: () => Promise.resolve(!this.stopping) },
+    const member = new GroupMember({
+      kafka,
+      logger,
+      consumer: {
+        groupId: config.groupId,
+        sessionTimeout: config.sessionTimeoutMs,
+        heartbeatInterval: config.heartbeatIntervalMs,
+        // One crash per fetch and partition: an unwind is slow, and records fetched ahead would
+        // wait for it while their partition could move to an idle instance.
+        maxBytesPerPartition: 64 * 1024,
+      },
+      topics: [config.topic],
+      fromBeginning: config.fromBeginning,
+      stopping: () => this.stopping,
+      ...(this.params.onFatal ? { onFatal: this.params.onFatal } : {}),
     });
-    this.consumer = consumer;
-    const { events } = consumer;
-    consumer.on(events.GROUP_JOIN, ({ payload }) => {
-      this.joined = true;
-      logger.info(
-        { memberId: payload.memberId, assignment: payload.memberAssignment },
-        'joined the consumer group',
-      );
-    });
-    consumer.on(events.REBALANCING, () => {
-      this.joined = false;
-    });
-    consumer.on(events.STOP, () => {
-      this.joined = false;
-    });
-    consumer.on(events.CRASH, ({ payload }) => {
-      this.joined = false;
-      logger.error({ err: messageOf(payload.error), restart: payload.restart }, 'consumer crashed');
-      if (!payload.restart && !this.stopping) this.params.onFatal?.(payload.error);
-    });
-    await retry('kafka consumer', () => consumer.connect(), kafkaRetry);
-    await retry(
-      'kafka subscribe',
-      () => consumer.subscribe({ topic: config.topic, fromBeginning: config.fromBeginning }),
-      kafkaRetry,
-    );
+    this.member = member;
+    await member.join((what, fn) => retry(what, fn, kafkaRetry));
     signal.throwIfAborted();
-    await consumer.run({
+    await member.consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: config.concurrency,
@@ -251,17 +232,6 @@ export class Analyzer implements Component {
     });
   }
 
-  private async checkTopics(): Promise<void> {
-    const { kafka, config } = this.params;
-    const admin = kafka.admin({ retry: { retries: 1 } });
-    await admin.connect();
-    try {
-      await admin.fetchTopicMetadata({ topics: [config.topic, config.analysisTopic] });
-    } finally {
-      await admin.disconnect();
-    }
-  }
-
   shutdown(deadline: number): Promise<void> {
     this.shutdownDone ??= this.stop(deadline);
     return this.shutdownDone;
@@ -275,18 +245,8 @@ export class Analyzer implements Component {
     // is analysed again by whoever takes the partition) rather than hold the shutdown.
     this.work.abort(new Error('shutting down'));
     await beforeDeadline(Promise.allSettled([...this.inFlight]), deadline, undefined);
-    const consumer = this.consumer;
-    if (consumer) {
-      await beforeDeadline(
-        consumer
-          .disconnect()
-          .catch((err: unknown) => logger.warn({ err: messageOf(err) }, 'consumer disconnect failed')),
-        deadline,
-        undefined,
-      );
-    }
+    await this.member?.leave(deadline);
     this.running = false;
-    this.joined = false;
     await beforeDeadline(
       this.producer
         .disconnect()

@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { ANALYSIS_TOPIC, CRASH_TOPIC } from '@podmortem/contract';
-import { ConfigError, envName, loadConfig } from '@podmortem/contract/runtime';
+import { checkConsumerGroupTimings, configRule, loadConfig } from '@podmortem/contract/runtime';
 import { UNWINDER_DEFAULTS } from './unwinder.ts';
 
 // The analyzer's one configuration schema: environment variables PODMORTEM_ANALYZER_<KEY>, each
@@ -112,19 +112,8 @@ export function loadAnalyzerConfig(
   overrides: Partial<AnalyzerConfig> = {},
 ): AnalyzerConfig {
   const config = loadConfig(AnalyzerConfigSchema, CONFIG_PREFIX, env, overrides);
-  const must = (ok: boolean, key: keyof AnalyzerConfig, message: string) => {
-    if (!ok) throw new ConfigError(envName(CONFIG_PREFIX, key), message);
-  };
-  must(
-    config.heartbeatIntervalMs * 3 <= config.sessionTimeoutMs,
-    'heartbeatIntervalMs',
-    `must be at most a third of ${envName(CONFIG_PREFIX, 'sessionTimeoutMs')} (${config.sessionTimeoutMs})`,
-  );
-  must(
-    config.retryInitialMs <= config.retryMaxMs,
-    'retryInitialMs',
-    `must not exceed ${envName(CONFIG_PREFIX, 'retryMaxMs')} (${config.retryMaxMs})`,
-  );
+  checkConsumerGroupTimings(config, CONFIG_PREFIX);
+  const must = configRule(CONFIG_PREFIX);
   must(
     config.analysisTopic !== config.topic,
     'analysisTopic',

@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { ANALYSIS_TOPIC, CRASH_ALIAS, CRASH_DLQ_TOPIC, CRASH_TOPIC } from '@podmortem/contract';
-import { ConfigError, envName, loadConfig } from '@podmortem/contract/runtime';
+import { checkConsumerGroupTimings, configRule, envName, loadConfig } from '@podmortem/contract/runtime';
 
 // The indexer's one configuration schema: environment variables PODMORTEM_INDEXER_<KEY>, each with
 // a documented default, validated before anything connects (a bad value exits naming the variable).
@@ -124,23 +124,12 @@ export function loadIndexerConfig(
   overrides: Partial<IndexerConfig> = {},
 ): IndexerConfig {
   const config = loadConfig(IndexerConfigSchema, CONFIG_PREFIX, env, overrides);
-  const must = (ok: boolean, key: keyof IndexerConfig, message: string) => {
-    if (!ok) throw new ConfigError(envName(CONFIG_PREFIX, key), message);
-  };
-  must(
-    config.heartbeatIntervalMs * 3 <= config.sessionTimeoutMs,
-    'heartbeatIntervalMs',
-    `must be at most a third of ${envName(CONFIG_PREFIX, 'sessionTimeoutMs')} (${config.sessionTimeoutMs})`,
-  );
+  checkConsumerGroupTimings(config, CONFIG_PREFIX);
+  const must = configRule(CONFIG_PREFIX);
   must(
     config.bulkShardWaitMs < config.elasticsearchRequestTimeoutMs,
     'bulkShardWaitMs',
     `must be shorter than ${envName(CONFIG_PREFIX, 'elasticsearchRequestTimeoutMs')} (${config.elasticsearchRequestTimeoutMs})`,
-  );
-  must(
-    config.retryInitialMs <= config.retryMaxMs,
-    'retryInitialMs',
-    `must not exceed ${envName(CONFIG_PREFIX, 'retryMaxMs')} (${config.retryMaxMs})`,
   );
   must(config.dlqTopic !== config.topic, 'dlqTopic', 'must differ from the topic it collects rejects of');
   must(

@@ -1,16 +1,17 @@
 import type { Client } from '@elastic/elasticsearch';
 import {
   beforeDeadline,
+  checkTopicsExist,
   createIdempotentProducer,
-  isProgrammerError,
-  messageOf,
+  GroupMember,
+  kafkaWaitOut,
   retry,
   retryPolicy,
   type Component,
   type Logger,
   type RetryPolicy,
 } from '@podmortem/contract/runtime';
-import type { Consumer, Kafka } from 'kafkajs';
+import type { Kafka } from 'kafkajs';
 import { AnalysisMerger } from './analysis-merger.ts';
 import { createBatchHandler, type BatchHandler } from './batch-handler.ts';
 import { BulkWriter } from './bulk-writer.ts';
@@ -46,11 +47,10 @@ export class Indexer implements Component {
   private readonly deadLetter: DeadLetterWriter;
   private readonly handler: BatchHandler;
   private readonly retry: RetryPolicy;
-  private consumer: Consumer | undefined;
+  private member: GroupMember | undefined;
   private stopping = false;
   private shutdownDone: Promise<void> | undefined;
   private running = false;
-  private joined = false;
 
   constructor(params: IndexerParams) {
     this.params = params;
@@ -95,11 +95,11 @@ export class Indexer implements Component {
 
   /** Consuming in the group, and no partition waiting for Elasticsearch. */
   ready(): boolean {
-    return this.running && this.joined && this.handler.waiting === 0;
+    return this.running && (this.member?.joined ?? false) && this.handler.waiting === 0;
   }
 
   async start(): Promise<void> {
-    if (this.running || this.consumer) return;
+    if (this.running || this.member) return;
     const { config, logger, es, kafka, telemetry } = this.params;
     const signal = this.startAbort.signal;
     const backoff = { signal, retry: this.retry };
@@ -115,61 +115,32 @@ export class Indexer implements Component {
       },
       backoff,
     );
-    const kafkaRetry = {
-      ...this.retry,
-      signal,
-      // Kafka being away is waited out, whatever kafkajs calls its error (its "retries exhausted"
-      // is marked non-retriable); programmer errors are not retried.
-      retriable: (err: unknown) => !isProgrammerError(err),
-      onRetry: (err: unknown, attempt: number, delayMs: number) =>
-        logger.warn({ err: messageOf(err), attempt, delayMs }, 'Kafka not ready, retrying'),
-    };
-    await retry('kafka topics', () => this.checkTopics(), kafkaRetry);
+    const kafkaRetry = kafkaWaitOut(this.retry, signal, logger);
+    const topics = [config.topic, config.analysisTopic];
+    await retry('kafka topics', () => checkTopicsExist(kafka, [...topics, config.dlqTopic]), kafkaRetry);
     await retry('dead-letter producer', () => this.deadLetter.start(), kafkaRetry);
     signal.throwIfAborted();
 
-    const consumer = kafka.consumer({
-      groupId: config.groupId,
-      sessionTimeout: config.sessionTimeoutMs,
-      heartbeatInterval: config.heartbeatIntervalMs,
-      allowAutoTopicCreation: false,
-      minBytes: config.fetchMinBytes,
-      maxWaitTimeInMs: config.fetchMaxWaitMs,
-      retry: { restartOnFailure: () => Promise.resolve(!this.stopping) },
+    const member = new GroupMember({
+      kafka,
+      logger,
+      consumer: {
+        groupId: config.groupId,
+        sessionTimeout: config.sessionTimeoutMs,
+        heartbeatInterval: config.heartbeatIntervalMs,
+        minBytes: config.fetchMinBytes,
+        maxWaitTimeInMs: config.fetchMaxWaitMs,
+      },
+      topics,
+      fromBeginning: config.fromBeginning,
+      stopping: () => this.stopping,
+      onJoin: () => telemetry.consumerLag.reset(),
+      ...(this.params.onFatal ? { onFatal: this.params.onFatal } : {}),
     });
-    this.consumer = consumer;
-    const { events } = consumer;
-    consumer.on(events.GROUP_JOIN, ({ payload }) => {
-      this.joined = true;
-      telemetry.consumerLag.reset();
-      logger.info(
-        { memberId: payload.memberId, assignment: payload.memberAssignment },
-        'joined the consumer group',
-      );
-    });
-    consumer.on(events.REBALANCING, () => {
-      this.joined = false;
-    });
-    consumer.on(events.STOP, () => {
-      this.joined = false;
-    });
-    consumer.on(events.CRASH, ({ payload }) => {
-      this.joined = false;
-      logger.error({ err: messageOf(payload.error), restart: payload.restart }, 'consumer crashed');
-      if (!payload.restart && !this.stopping) this.params.onFatal?.(payload.error);
-    });
-    await retry('kafka consumer', () => consumer.connect(), kafkaRetry);
-    await retry(
-      'kafka subscribe',
-      () =>
-        consumer.subscribe({
-          topics: [config.topic, config.analysisTopic],
-          fromBeginning: config.fromBeginning,
-        }),
-      kafkaRetry,
-    );
+    this.member = member;
+    await member.join((what, fn) => retry(what, fn, kafkaRetry));
     signal.throwIfAborted();
-    await consumer.run({
+    await member.consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: config.partitionsConsumedConcurrently,
@@ -178,24 +149,12 @@ export class Indexer implements Component {
     this.running = true;
   }
 
-  private async checkTopics(): Promise<void> {
-    const { kafka, config } = this.params;
-    const admin = kafka.admin({ retry: { retries: 1 } });
-    await admin.connect();
-    try {
-      await admin.fetchTopicMetadata({ topics: [config.topic, config.analysisTopic, config.dlqTopic] });
-    } finally {
-      await admin.disconnect();
-    }
-  }
-
   shutdown(deadline: number): Promise<void> {
     this.shutdownDone ??= this.stop(deadline);
     return this.shutdownDone;
   }
 
   private async stop(deadline: number): Promise<void> {
-    const { logger } = this.params;
     this.stopping = true;
     this.startAbort.abort(new Error('shutting down'));
     // Finish the chunk in flight unless it is waiting for a server that is down, but keep time to
@@ -204,18 +163,8 @@ export class Indexer implements Component {
     if (this.handler.waiting > 0) this.abandon.abort();
     await beforeDeadline(this.handler.idle(), deadline - reserve, undefined);
     this.abandon.abort();
-    const consumer = this.consumer;
-    if (consumer) {
-      await beforeDeadline(
-        consumer
-          .disconnect()
-          .catch((err: unknown) => logger.warn({ err: messageOf(err) }, 'consumer disconnect failed')),
-        deadline,
-        undefined,
-      );
-    }
+    await this.member?.leave(deadline);
     this.running = false;
-    this.joined = false;
     await this.deadLetter.shutdown(deadline);
   }
 }

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { Type } from '@sinclair/typebox';
-import { loadConfig, envName, configTable } from './config.ts';
+import { checkConsumerGroupTimings, configTable, envName, loadConfig } from './config.ts';
 import { ConfigError } from './errors.ts';
 
 const schema = Type.Object({
@@ -61,3 +61,19 @@ t.test('the README table lists every variable with its default', async (t) => {
   t.match(table, '| `P_KAFKA_BROKERS` | `127.0.0.1:9092` |');
   t.match(table, '| `P_NODE_NAME` | (required) | Node name |');
 });
+
+t.test(
+  'consumer-group timings: heartbeats within a third of the session, backoff below its ceiling',
+  async (t) => {
+    const good = { heartbeatIntervalMs: 3000, sessionTimeoutMs: 9000, retryInitialMs: 200, retryMaxMs: 200 };
+    t.doesNotThrow(() => checkConsumerGroupTimings(good, 'PM_X_'));
+    t.throws(() => checkConsumerGroupTimings({ ...good, heartbeatIntervalMs: 3001 }, 'PM_X_'), {
+      name: 'ConfigError',
+      message: 'PM_X_HEARTBEAT_INTERVAL_MS: must be at most a third of PM_X_SESSION_TIMEOUT_MS (9000)',
+    });
+    t.throws(() => checkConsumerGroupTimings({ ...good, retryInitialMs: 201 }, 'PM_X_'), {
+      name: 'ConfigError',
+      message: 'PM_X_RETRY_INITIAL_MS: must not exceed PM_X_RETRY_MAX_MS (200)',
+    });
+  },
+);

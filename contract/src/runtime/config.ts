@@ -74,3 +74,35 @@ export function configTable(schema: TObject, prefix: string): string {
   });
   return ['| variable | default | meaning |', '| --- | --- | --- |', ...rows].join('\n');
 }
+
+/** A rule over a loaded configuration: a ConfigError naming `key`'s variable when `ok` is false. */
+export function configRule(prefix: string) {
+  return (ok: boolean, key: string, message: string): void => {
+    if (!ok) throw new ConfigError(envName(prefix, key), message);
+  };
+}
+
+export interface ConsumerGroupTimings {
+  heartbeatIntervalMs: number;
+  sessionTimeoutMs: number;
+  retryInitialMs: number;
+  retryMaxMs: number;
+}
+
+/**
+ * What every consumer-group service's timings must satisfy: heartbeats often enough that a busy
+ * member is not taken for a dead one, and a backoff that starts below its ceiling.
+ */
+export function checkConsumerGroupTimings(config: ConsumerGroupTimings, prefix: string): void {
+  const must = configRule(prefix);
+  must(
+    config.heartbeatIntervalMs * 3 <= config.sessionTimeoutMs,
+    'heartbeatIntervalMs',
+    `must be at most a third of ${envName(prefix, 'sessionTimeoutMs')} (${config.sessionTimeoutMs})`,
+  );
+  must(
+    config.retryInitialMs <= config.retryMaxMs,
+    'retryInitialMs',
+    `must not exceed ${envName(prefix, 'retryMaxMs')} (${config.retryMaxMs})`,
+  );
+}

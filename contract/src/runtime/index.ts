@@ -7,3 +7,4 @@ export * from './ops-server.ts';
 export * from './durable-write.ts';
 export * from './kafka.ts';
 export * from './service.ts';
+export * from './consumer-group.ts';
