@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { zstdCompressSync } from 'node:zlib';
@@ -14,8 +13,8 @@ import {
 } from '@podmortem/contract';
 import type { Store } from '@podmortem/contract/store';
 import { Kafka, logLevel, Partitioners, type Consumer } from 'kafkajs';
-import { freePort } from './ports.ts';
-import { repoDir, stack, uniqueName } from './stack.ts';
+import { startService, stopService, type ServiceProcess } from './service-process.ts';
+import { stack, uniqueName } from './stack.ts';
 
 // Shared by the analyzer's integration tests and its bench: crash events for real cores put into
 // a real storage root as the collector stores them (the dump zstd-compressed at its layout path,
@@ -129,15 +128,7 @@ export async function readAnalyses(
   return { records, stop: () => consumer.disconnect() };
 }
 
-export interface AnalyzerProcess {
-  readonly child: ChildProcess;
-  readonly opsUrl: string;
-  readonly logs: string[];
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  alive(): boolean;
-  metrics(): Promise<string>;
-  ready(): Promise<boolean>;
-}
+export type AnalyzerProcess = ServiceProcess;
 
 export interface AnalyzerRunOptions {
   names: AnalyzerNames;
@@ -146,10 +137,8 @@ export interface AnalyzerRunOptions {
   env?: Record<string, string>;
 }
 
-export async function startAnalyzer(o: AnalyzerRunOptions): Promise<AnalyzerProcess> {
-  const opsPort = await freePort();
-  const env: Record<string, string> = {
-    ...(process.env as Record<string, string>),
+export function startAnalyzer(o: AnalyzerRunOptions): Promise<AnalyzerProcess> {
+  return startService('analyzer/src/main.ts', (opsPort) => ({
     PODMORTEM_ANALYZER_KAFKA_BROKERS: stack.kafkaBrokers.join(','),
     PODMORTEM_ANALYZER_TOPIC: o.names.topic,
     PODMORTEM_ANALYZER_ANALYSIS_TOPIC: o.names.analysisTopic,
@@ -162,55 +151,7 @@ export async function startAnalyzer(o: AnalyzerRunOptions): Promise<AnalyzerProc
     PODMORTEM_ANALYZER_HEARTBEAT_INTERVAL_MS: '1000',
     PODMORTEM_ANALYZER_RETRY_MAX_MS: '2000',
     ...o.env,
-  };
-  const child = spawn(process.execPath, ['analyzer/src/main.ts'], {
-    cwd: repoDir,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const logs: string[] = [];
-  const collect = (chunk: Buffer) => {
-    for (const line of chunk.toString('utf8').split('\n')) if (line.trim()) logs.push(line);
-    if (logs.length > 5000) logs.splice(0, logs.length - 5000);
-  };
-  child.stdout.on('data', collect);
-  child.stderr.on('data', collect);
-  let running = true;
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('exit', (code, signal) => {
-      running = false;
-      resolve({ code, signal });
-    });
-  });
-  const opsUrl = `http://127.0.0.1:${opsPort}`;
-  return {
-    child,
-    opsUrl,
-    logs,
-    exited,
-    alive: () => running,
-    metrics: async () => {
-      try {
-        return await (await fetch(`${opsUrl}/metrics`)).text();
-      } catch {
-        return '';
-      }
-    },
-    ready: async () => {
-      try {
-        return (await fetch(`${opsUrl}/readyz`)).status === 200;
-      } catch {
-        return false;
-      }
-    },
-  };
+  }));
 }
 
-/** Stops the process (SIGTERM, then SIGKILL after `graceMs`) if it is still running. */
-export async function stopAnalyzer(p: AnalyzerProcess, graceMs = 30_000): Promise<void> {
-  if (!p.alive()) return;
-  p.child.kill('SIGTERM');
-  const timer = setTimeout(() => p.child.kill('SIGKILL'), graceMs);
-  await p.exited;
-  clearTimeout(timer);
-}
+export const stopAnalyzer = stopService;

@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { Client, errors as esErrors } from '@elastic/elasticsearch';
 import {
@@ -13,8 +12,8 @@ import {
 } from '@podmortem/contract';
 import { Kafka, logLevel, Partitioners, type Admin, type IHeaders } from 'kafkajs';
 import type { Test } from 'tap';
-import { freePort } from './ports.ts';
-import { repoDir, stack, uniqueName } from './stack.ts';
+import { startService, stopService, type ServiceProcess } from './service-process.ts';
+import { stack, uniqueName } from './stack.ts';
 
 // Shared by the indexer's integration tests and its bench: a stream of crash records with
 // duplicates and invalid records of several kinds (and what must come of each), the indexer run
@@ -522,16 +521,7 @@ export function verifyDeadLetters(
 // ---------------------------------------------------------------------------------------------
 // The indexer process
 
-export interface IndexerProcess {
-  readonly child: ChildProcess;
-  readonly opsUrl: string;
-  readonly logs: string[];
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  /** Whether the process is still running. */
-  alive(): boolean;
-  metrics(): Promise<string>;
-  ready(): Promise<boolean>;
-}
+export type IndexerProcess = ServiceProcess;
 
 export interface IndexerRunOptions {
   names: Names;
@@ -558,64 +548,11 @@ export function indexerEnv(o: IndexerRunOptions, opsPort: number): Record<string
   };
 }
 
-export async function startIndexer(o: IndexerRunOptions): Promise<IndexerProcess> {
-  const opsPort = await freePort();
-  const env: Record<string, string> = {
-    ...(process.env as Record<string, string>),
-    ...indexerEnv(o, opsPort),
-  };
-  const child = spawn(process.execPath, ['indexer/src/main.ts'], {
-    cwd: repoDir,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const logs: string[] = [];
-  const collect = (chunk: Buffer) => {
-    for (const line of chunk.toString('utf8').split('\n')) if (line.trim()) logs.push(line);
-    if (logs.length > 5000) logs.splice(0, logs.length - 5000);
-  };
-  child.stdout.on('data', collect);
-  child.stderr.on('data', collect);
-  let running = true;
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('exit', (code, signal) => {
-      running = false;
-      resolve({ code, signal });
-    });
-  });
-  const opsUrl = `http://127.0.0.1:${opsPort}`;
-  return {
-    child,
-    opsUrl,
-    logs,
-    exited,
-    alive: () => running,
-    // Empty while the ops server is not listening yet.
-    metrics: async () => {
-      try {
-        return await (await fetch(`${opsUrl}/metrics`)).text();
-      } catch {
-        return '';
-      }
-    },
-    ready: async () => {
-      try {
-        return (await fetch(`${opsUrl}/readyz`)).status === 200;
-      } catch {
-        return false;
-      }
-    },
-  };
+export function startIndexer(o: IndexerRunOptions): Promise<IndexerProcess> {
+  return startService('indexer/src/main.ts', (opsPort) => indexerEnv(o, opsPort));
 }
 
-/** Stops the process (SIGTERM, then SIGKILL after `graceMs`) if it is still running. */
-export async function stopIndexer(p: IndexerProcess, graceMs = 30_000): Promise<void> {
-  if (!p.alive()) return;
-  p.child.kill('SIGTERM');
-  const timer = setTimeout(() => p.child.kill('SIGKILL'), graceMs);
-  await p.exited;
-  clearTimeout(timer);
-}
+export const stopIndexer = stopService;
 
 /**
  * A test's own crash, analysis and DLQ topics (created now) and index set, all removed in its teardown;
