@@ -1,6 +1,11 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { ANALYSIS_TOPIC, CRASH_TOPIC } from '@podmortem/contract';
-import { checkConsumerGroupTimings, configRule, loadConfig } from '@podmortem/contract/runtime';
+import {
+  checkConsumerGroupTimings,
+  configRule,
+  opsServerSettings,
+  loadConfig,
+} from '@podmortem/contract/runtime';
 import { UNWINDER_DEFAULTS } from './unwinder.ts';
 
 // The analyzer's one configuration schema: environment variables PODMORTEM_ANALYZER_<KEY>, each
@@ -91,17 +96,7 @@ export const AnalyzerConfigSchema = Type.Object({
   ),
   retryInitialMs: Ms(200, 'First backoff delay when Kafka or the store fails (then doubled, with jitter)'),
   retryMaxMs: Ms(10_000, 'Longest backoff delay between two attempts'),
-  opsHost: Type.String({
-    minLength: 1,
-    default: '0.0.0.0',
-    description: 'Address of /metrics, /healthz, /readyz',
-  }),
-  opsPort: Type.Integer({
-    minimum: 0,
-    maximum: 65535,
-    default: 9466,
-    description: 'Port of the ops server (0: any)',
-  }),
+  ...opsServerSettings(9466),
   shutdownGraceMs: Ms(25_000, 'On SIGTERM: time to stop the unwind in flight and leave the group'),
 });
 

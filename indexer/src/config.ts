@@ -1,6 +1,12 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { ANALYSIS_TOPIC, CRASH_ALIAS, CRASH_DLQ_TOPIC, CRASH_TOPIC } from '@podmortem/contract';
-import { checkConsumerGroupTimings, configRule, envName, loadConfig } from '@podmortem/contract/runtime';
+import {
+  checkConsumerGroupTimings,
+  configRule,
+  opsServerSettings,
+  envName,
+  loadConfig,
+} from '@podmortem/contract/runtime';
 
 // The indexer's one configuration schema: environment variables PODMORTEM_INDEXER_<KEY>, each with
 // a documented default, validated before anything connects (a bad value exits naming the variable).
@@ -103,17 +109,7 @@ export const IndexerConfigSchema = Type.Object({
       'Monthly indices whose whole month is older than this many days are deleted; 0 keeps everything',
   }),
   retentionIntervalMs: Ms(3_600_000, 'How often the retention job runs', 1000),
-  opsHost: Type.String({
-    minLength: 1,
-    default: '0.0.0.0',
-    description: 'Address of /metrics, /healthz, /readyz',
-  }),
-  opsPort: Type.Integer({
-    minimum: 0,
-    maximum: 65535,
-    default: 9465,
-    description: 'Port of the ops server (0: any)',
-  }),
+  ...opsServerSettings(9465),
   shutdownGraceMs: Ms(25_000, 'On SIGTERM: time to finish the batch in flight and leave the group'),
 });
 

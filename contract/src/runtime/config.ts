@@ -1,4 +1,4 @@
-import type { Static, TObject, TSchema } from '@sinclair/typebox';
+import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { ConfigError } from './errors.ts';
 
@@ -105,4 +105,21 @@ export function checkConsumerGroupTimings(config: ConsumerGroupTimings, prefix: 
     'retryInitialMs',
     `must not exceed ${envName(prefix, 'retryMaxMs')} (${config.retryMaxMs})`,
   );
+}
+
+/** The settings of a service's ops server (/metrics, /healthz, /readyz), spread into its schema. */
+export function opsServerSettings(defaultPort: number) {
+  return {
+    opsHost: Type.String({
+      minLength: 1,
+      default: '0.0.0.0',
+      description: 'Address of /metrics, /healthz, /readyz',
+    }),
+    opsPort: Type.Integer({
+      minimum: 0,
+      maximum: 65535,
+      default: defaultPort,
+      description: 'Port of the ops server (0: any)',
+    }),
+  };
 }
