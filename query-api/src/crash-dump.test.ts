@@ -55,10 +55,23 @@ async function bodyOf(req: IncomingMessage): Promise<unknown> {
   return JSON.parse(Buffer.concat(chunks).toString() || '{}');
 }
 
+/** The values of the first `ids` query clause anywhere in a search body. */
+function idsIn(node: unknown): string[] {
+  if (typeof node !== 'object' || node === null) return [];
+  const ids = (node as { ids?: { values?: unknown } }).ids?.values;
+  if (Array.isArray(ids)) return ids.filter((v): v is string => typeof v === 'string');
+  for (const child of Object.values(node)) {
+    const found = idsIn(child);
+    if (found.length > 0) return found;
+  }
+  return [];
+}
+
 /** Elasticsearch as far as the routes use it: a search by crash id, and empty aggregations. */
 const es = createServer((req, res) => {
   void bodyOf(req).then((body) => {
-    const ids = (body as { query?: { ids?: { values?: string[] } } }).query?.ids?.values ?? [];
+    // The store wraps every query (crashesOnly): find its ids clause wherever it sits.
+    const ids = idsIn(body);
     const hits = ids.flatMap((id) => {
       const event = events.get(id);
       return event ? [{ _id: id, _index: 'crashes', _source: event }] : [];
