@@ -7,7 +7,7 @@ import t from 'tap';
 import { readCoreNotes } from '../collector/src/agent/elf-notes.ts';
 import { installHandler } from '../collector/src/agent/handler-installer.ts';
 import { Spool } from '../collector/src/agent/spool.ts';
-import { lockCorePattern } from './support/core-pattern-lock.ts';
+import { pointKernelAt } from './support/core-pattern-lock.ts';
 import { createPodCgroup } from './support/pod-cgroup.ts';
 import { until } from './support/poll.ts';
 
@@ -85,19 +85,8 @@ const containerId = randomBytes(32).toString('hex');
 const pod = createPodCgroup(podUid, containerId);
 t.teardown(() => pod.remove());
 
-const unlock = await lockCorePattern();
-const saved = {
-  pattern: (await readFile('/proc/sys/kernel/core_pattern', 'utf8')).trimEnd(),
-  pipeLimit: (await readFile('/proc/sys/kernel/core_pipe_limit', 'utf8')).trim(),
-};
-t.teardown(async () => {
-  await writeFile('/proc/sys/kernel/core_pattern', saved.pattern);
-  await writeFile('/proc/sys/kernel/core_pipe_limit', saved.pipeLimit);
-  await unlock();
-});
-await writeFile('/proc/sys/kernel/core_pattern', installed.corePattern);
-// > 0: the kernel keeps /proc/<pid> until the handler is done with it.
-await writeFile('/proc/sys/kernel/core_pipe_limit', '16');
+// core_pipe_limit > 0: the kernel keeps /proc/<pid> until the handler is done with it.
+t.teardown(await pointKernelAt(installed.corePattern, 16));
 process.env.PODMORTEM_KERNEL_TEST_SECRET = 'do-not-record-me';
 
 async function crash(name: string) {

@@ -14,7 +14,7 @@ import { Spool } from '../collector/src/agent/spool.ts';
 import { createTelemetry } from '../collector/src/agent/telemetry.ts';
 import type { HandlerConfig } from '../collector/src/handler-config.ts';
 import type { SpoolMeta } from '../collector/src/spool-entry.ts';
-import { lockCorePattern } from './support/core-pattern-lock.ts';
+import { pointKernelAt } from './support/core-pattern-lock.ts';
 import { createPodCgroup } from './support/pod-cgroup.ts';
 import { until } from './support/poll.ts';
 
@@ -61,19 +61,8 @@ const readelfBuildId = (path: string) =>
 const pod = createPodCgroup(randomUUID(), randomBytes(32).toString('hex'));
 t.teardown(() => pod.remove());
 
-const unlock = await lockCorePattern();
-const saved = {
-  pattern: (await readFile('/proc/sys/kernel/core_pattern', 'utf8')).trimEnd(),
-  pipeLimit: (await readFile('/proc/sys/kernel/core_pipe_limit', 'utf8')).trim(),
-};
-t.teardown(async () => {
-  await writeFile('/proc/sys/kernel/core_pattern', saved.pattern);
-  await writeFile('/proc/sys/kernel/core_pipe_limit', saved.pipeLimit);
-  await unlock();
-});
-await writeFile('/proc/sys/kernel/core_pattern', installed.corePattern);
-// > 0: the kernel keeps /proc/<pid> (and the mappings) until the handler is done.
-await writeFile('/proc/sys/kernel/core_pipe_limit', '16');
+// core_pipe_limit > 0: the kernel keeps /proc/<pid> until the handler is done with it.
+t.teardown(await pointKernelAt(installed.corePattern, 16));
 
 await mkdir(join(dir, 'storage'));
 const store = new FsStore({ root: join(dir, 'storage') });
