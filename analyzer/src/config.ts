@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { ANALYSIS_TOPIC, CRASH_TOPIC } from '@podmortem/contract';
+import { ANALYSIS_REQUEST_TOPIC, ANALYSIS_TOPIC, CRASH_TOPIC } from '@podmortem/contract';
 import {
   checkConsumerGroupTimings,
   configRule,
@@ -36,6 +36,11 @@ export const AnalyzerConfigSchema = Type.Object({
     minLength: 1,
     default: ANALYSIS_TOPIC,
     description: 'Topic the analysis records are published to, keyed like the crash',
+  }),
+  requestTopic: Type.String({
+    minLength: 1,
+    default: ANALYSIS_REQUEST_TOPIC,
+    description: 'Topic of re-analysis requests (crash events sent again by the query API)',
   }),
   fromBeginning: Type.Boolean({
     default: true,
@@ -94,6 +99,11 @@ export const AnalyzerConfigSchema = Type.Object({
     "Bytes of the unwinder's output read before it is stopped",
     1024,
   ),
+  debuginfodUrls: Type.String({
+    default: '',
+    description:
+      'debuginfod servers the unwinder asks for separate debug info, space-separated (DEBUGINFOD_URLS); empty: none',
+  }),
   retryInitialMs: Ms(200, 'First backoff delay when Kafka or the store fails (then doubled, with jitter)'),
   retryMaxMs: Ms(10_000, 'Longest backoff delay between two attempts'),
   ...opsServerSettings(9466),

@@ -2,6 +2,11 @@ export const CRASH_TOPIC = 'podmortem.crashes';
 export const CRASH_DLQ_TOPIC = 'podmortem.crashes.dlq';
 /** Analysis records (analysis-record.ts); their bad records go to the crash DLQ too. */
 export const ANALYSIS_TOPIC = 'podmortem.analyses';
+/**
+ * Requests to analyse a crash again (the query API's re-analysis): each record is the crash event
+ * as stored, keyed like the crash; the analyzer consumes it beside the crash topic.
+ */
+export const ANALYSIS_REQUEST_TOPIC = 'podmortem.analysis-requests';
 
 /** Dead-letter headers: why a record was rejected and where it came from. */
 export const DLQ_HEADERS = {
