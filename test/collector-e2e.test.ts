@@ -248,7 +248,7 @@ t.test(
         t.same(record.attributes['process.command_args'], [c.bin]);
         t.equal(record.eventName, 'podmortem.crash');
 
-        await until('the spool to empty', () => setup.spoolLeft().length === 0);
+        await setup.untilSpoolEmpty();
         t.same(setup.spoolLeft(), [], 'nothing left in the spool');
       });
     }

@@ -114,7 +114,7 @@ t.test(
 
     await kafka.up();
     const events = await setup.readTopic((e) => e.length >= 1);
-    await until('the spool to empty', () => setup.spoolLeft().length === 0);
+    await setup.untilSpoolEmpty();
     t.equal(events.length, 1);
     t.equal(events[0]?.process.pid, proc.pid);
     t.equal(events[0]?.kubernetes?.pod.uid, proc.pod.uid);
@@ -145,7 +145,7 @@ t.test(
     t.equal(metas(setup).length, 1, 'killed before the end: the entry is still in the spool');
 
     agent = await setup.start(unlimited);
-    await until('the spool to empty', () => setup.spoolLeft().length === 0);
+    await setup.untilSpoolEmpty();
     const event = await until('the crash on Kafka', () =>
       setup.topicEvents().find((e) => e.process.pid === proc.pid),
     );
@@ -161,7 +161,7 @@ t.test(
     await until('a first crash of the batch stored', () => setup.stored().events.length >= 2);
     await agent.kill();
     agent = await setup.start(unlimited);
-    await until('the spool to empty', () => setup.spoolLeft().length === 0, 120_000);
+    await setup.untilSpoolEmpty(120_000);
     const stored = setup.stored();
     t.equal(stored.dumps.length, count + 1, 'one dump per crash');
     t.equal(stored.events.length, count + 1, 'one event file per crash');
@@ -216,7 +216,7 @@ t.test('a full storage root: the crash stays pending, then is stored when space 
   );
 
   rmSync(filler);
-  await until('the spool to empty', () => setup.spoolLeft().length === 0);
+  await setup.untilSpoolEmpty();
   const event = await until('the crash on Kafka', () =>
     setup.topicEvents().find((e) => e.process.pid === proc.pid),
   );
@@ -281,7 +281,7 @@ t.test(
     t.same(event.kubernetes?.pod, { name: inPod.pod.name, uid: inPod.pod.uid });
     t.equal(event.kubernetes?.namespace, 'orders');
     t.equal(event.kubernetes?.container.name, 'worker');
-    await until('the spool to empty', () => setup.spoolLeft().length === 0);
+    await setup.untilSpoolEmpty();
     await until(
       'ready again',
       async () => (await fetch(`http://127.0.0.1:${agent.opsPort ?? 0}/readyz`)).status === 200,

@@ -86,7 +86,7 @@ t.test(
       owner: { kind: 'Job', name: 'report' },
     });
     t.equal(event.container?.image?.name, 'registry.example/batch/report:7');
-    await until('the spool to empty', () => setup.spoolLeft().length === 0);
+    await setup.untilSpoolEmpty();
     t.equal(await second.metric('podmortem_collector_pods_unresolved_total'), 0, 'no crash unresolved');
     t.equal(await second.metric('podmortem_collector_pod_cache_file_errors_total'), 0);
     await second.stop();

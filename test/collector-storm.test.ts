@@ -71,7 +71,7 @@ t.test(`${STORM} crashes from one container: all counted, dumps up to the rate l
     },
     300_000,
   );
-  await until('the spool to empty', () => setup.spoolLeft().length === 0, 120_000);
+  await setup.untilSpoolEmpty(120_000);
   const unique = new Map(events.map((e) => [e.crash.id, e]));
   t.equal(unique.size, STORM, 'every crash announced on Kafka');
   const byStatus = (s: string) => [...unique.values()].filter((e) => e.dump.status === s);

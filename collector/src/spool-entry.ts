@@ -33,6 +33,8 @@ export interface SpoolFileName {
   kind: SpoolFileKind;
   /** Not yet renamed into place: a writer is at it, or was killed while at it. */
   temporary: boolean;
+  /** A temporary of the agent (random-named): only the running agent's own deliveries write them. */
+  agentTemporary: boolean;
 }
 
 const KIND_BY_SUFFIX: Record<string, SpoolFileKind> = {
@@ -55,7 +57,8 @@ export function parseSpoolFileName(name: string): SpoolFileName | undefined {
   const crashId = m?.[2];
   const kind = m?.[3] === undefined ? undefined : KIND_BY_SUFFIX[m[3]];
   if (!m || crashId === undefined || kind === undefined || !isCrashId(crashId)) return undefined;
-  return { crashId, kind, temporary: m[1] !== undefined || m[4] !== undefined };
+  const agentTemporary = (m[1] !== undefined && m[1] !== TMP_PREFIX) || m[4] !== undefined;
+  return { crashId, kind, temporary: m[1] !== undefined || m[4] !== undefined, agentTemporary };
 }
 
 /** Every path of one entry. */

@@ -136,6 +136,8 @@ export interface CollectorSetup {
   readTopic(done: (events: CrashEvent[]) => boolean, timeoutMs?: number): Promise<CrashEvent[]>;
   /** Spool entries left (meta files), and any file at all besides the handler's. */
   spoolLeft(): string[];
+  /** Waits until spoolLeft() is empty; on timeout the error lists what is left. */
+  untilSpoolEmpty(timeoutMs?: number): Promise<void>;
   /** Stored event files (relative paths) and dump files. */
   stored(): { events: string[]; dumps: string[] };
   close(): Promise<void>;
@@ -169,6 +171,11 @@ export async function collectorSetup(
   // Short: the handler's path goes into core_pattern, which holds 127 bytes.
   const dir = mkdtempSync('/tmp/pmc-');
   const spoolDir = join(dir, 'spool');
+  // The build-id cache (modules/) is no crash entry: a module may wait there for a later crash.
+  const spoolLeft = () =>
+    readdirSync(spoolDir).filter(
+      (n) => !n.startsWith('handler.log') && n !== '.handler-state' && n !== 'rejected' && n !== 'modules',
+    );
   const storageRoot = join(dir, 'storage');
   const stateDir = join(dir, 'state');
   const installDir = join(dir, 'bin');
@@ -254,11 +261,14 @@ export async function collectorSetup(
         await reader.disconnect();
       }
     },
-    // The build-id cache (modules/) is no crash entry: a module may wait there for a later crash.
-    spoolLeft: () =>
-      readdirSync(spoolDir).filter(
-        (n) => !n.startsWith('handler.log') && n !== '.handler-state' && n !== 'rejected' && n !== 'modules',
-      ),
+    spoolLeft,
+    async untilSpoolEmpty(timeoutMs = 120_000) {
+      try {
+        await until('the spool to empty', () => spoolLeft().length === 0, timeoutMs);
+      } catch (err) {
+        throw new Error(`${(err as Error).message}; left: ${spoolLeft().join(', ')}`, { cause: err });
+      }
+    },
     stored: () => {
       const files = walk(storageRoot);
       return {

@@ -139,7 +139,7 @@ t.test('past maxQueued, entries wait on disk for the next sweep', async (t) => {
 });
 
 t.test(
-  'the sweep removes the remains of killed handlers and of delivered entries, not fresh files',
+  'the remains of killed handlers, killed agents and delivered entries are removed, not fresh files',
   async (t) => {
     const s = setup(t);
     const old = newCrashId();
@@ -160,18 +160,26 @@ t.test(
       writeFileSync(path, '{}');
       utimesSync(path, hourAgo, hourAgo);
     }
-    const freshStateTmp = join(s.spoolDir, `.tmp-0123456789ab-${fresh}.agent.json`);
-    writeFileSync(freshStateTmp, '{}');
+    // Left by an agent killed while writing it, however fresh: no other agent writes this spool.
+    const killedStateTmp = join(s.spoolDir, `.tmp-0123456789ab-${fresh}.agent.json`);
+    writeFileSync(killedStateTmp, '{}');
     writeFileSync(join(s.spoolDir, `${fresh}.core.zst`), 'x');
+    // A delivered entry whose removal was cut short after its meta: its core goes with its state.
     writeFileSync(join(s.spoolDir, `${delivered}.agent.json`), '{}');
+    const deliveredCore = join(s.spoolDir, `${delivered}.core.zst`);
+    writeFileSync(deliveredCore, 'x');
     writeFileSync(join(s.spoolDir, 'handler.log'), 'x');
     await s.watcher.start();
+    t.notOk(existsSync(killedStateTmp), 'a temporary agent state of the killed agent, removed at start');
+    const freshStateTmp = join(s.spoolDir, `.tmp-0123456789ab-${fresh}.agent.json`);
+    writeFileSync(freshStateTmp, '{}');
     await s.watcher.sweep();
     t.notOk(existsSync(oldCore), 'an old core without its meta');
     t.notOk(existsSync(oldTmp), 'an old temporary file');
     for (const path of oldStateTmps) t.notOk(existsSync(path), `an old temporary agent state ${path}`);
     t.ok(existsSync(freshStateTmp), 'a temporary agent state still being written');
     t.notOk(existsSync(join(s.spoolDir, `${delivered}.agent.json`)), 'agent state of an entry gone');
+    t.notOk(existsSync(deliveredCore), 'the core of a delivered entry, however fresh');
     t.ok(existsSync(join(s.spoolDir, `${fresh}.core.zst`)), 'a core whose meta may still come');
     t.ok(existsSync(join(s.spoolDir, 'handler.log')), "the handler's own files");
   },

@@ -49,6 +49,8 @@ export class SpoolWatcher implements Component {
     if (this.started) return;
     this.abort = new AbortController();
     await this.p.spool.create();
+    for (const file of await this.p.spool.removeAgentTemporaries())
+      this.p.logger.info({ file }, 'removed a temporary file of a killed agent');
     this.watch();
     this.started = true;
     await this.sweep();

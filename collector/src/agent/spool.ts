@@ -134,8 +134,8 @@ export class SpoolEntry {
   }
 
   /**
-   * Removes a delivered entry, the meta first: a crash mid-way leaves at worst files without a
-   * meta, which no reader takes for an entry (the sweep removes such orphans).
+   * Removes a delivered entry, the meta first and the agent state last: a kill mid-way leaves a
+   * state without its meta, which marks the rest as delivered, and the next sweep removes it all.
    */
   async remove(): Promise<void> {
     await rm(this.files.meta, { force: true });
@@ -194,10 +194,16 @@ export class Spool {
     return { entries, bytes };
   }
 
-  /** Removes files of no complete entry; returns their names. */
+  /**
+   * Removes files of no complete entry; returns their names. Files of an entry whose agent state
+   * outlived its meta are removed at once: the entry was delivered (the agent writes its state
+   * before anything else, and removes it last). Anything else may still be being written by a
+   * handler, until it is old.
+   */
   async removeOrphans(sweep: OrphanSweep): Promise<string[]> {
     const names = await readdir(this.dir);
     const complete = completeEntries(names);
+    const delivered = deliveredEntries(names, complete);
     const now = Date.now();
     const removed: string[] = [];
     for (const name of names) {
@@ -205,10 +211,7 @@ export class Spool {
       if (!file || complete.has(file.crashId) || sweep.busy(file.crashId)) continue;
       const path = join(this.dir, name);
       try {
-        // Agent state without its meta: the entry was delivered. Anything else may still be
-        // being written, until it is old.
-        const delivered = file.kind === 'state' && !file.temporary;
-        if (!delivered && now - (await stat(path)).mtimeMs < sweep.olderThanMs) continue;
+        if (!delivered.has(file.crashId) && now - (await stat(path)).mtimeMs < sweep.olderThanMs) continue;
         await rm(path, { force: true });
         removed.push(name);
       } catch {
@@ -217,6 +220,30 @@ export class Spool {
     }
     return removed;
   }
+
+  /**
+   * Removes the agent's temporary files, left by an agent killed while writing them: called at
+   * start, before this agent's first delivery writes any. Returns their names.
+   */
+  async removeAgentTemporaries(): Promise<string[]> {
+    const removed: string[] = [];
+    for (const name of await readdir(this.dir)) {
+      if (!parseSpoolFileName(name)?.agentTemporary) continue;
+      await rm(join(this.dir, name), { force: true });
+      removed.push(name);
+    }
+    return removed;
+  }
+}
+
+/** Entries with an agent state but no meta: delivered, their removal cut short. */
+function deliveredEntries(names: string[], complete: Set<string>): Set<string> {
+  const ids = new Set<string>();
+  for (const name of names) {
+    const file = parseSpoolFileName(name);
+    if (file?.kind === 'state' && !file.temporary && !complete.has(file.crashId)) ids.add(file.crashId);
+  }
+  return ids;
 }
 
 function completeEntries(names: string[]): Set<string> {
