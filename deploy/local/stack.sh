@@ -35,6 +35,18 @@ for c in "${components[@]}"; do
   case " ${all[*]} " in *" $c "*) ;; *) echo "stack: unknown component '$c' (one of: ${all[*]})" >&2; exit 2 ;; esac
 done
 
+# One `up` or `down` at a time per stack folder: two at once would build into the same staging
+# folders and race for the same ports. `status` and `logs` only read.
+if [ "$cmd" = up ] || [ "$cmd" = down ]; then
+  stack_dir=${PODMORTEM_STACK_DIR:-$here/../../.stack}
+  mkdir -p "$stack_dir"
+  exec 9>"$stack_dir/.stack.lock"
+  if ! flock -n 9; then
+    echo "stack: another 'up' or 'down' of $stack_dir is running; waiting for it…" >&2
+    flock 9
+  fi
+fi
+
 # Stop in reverse order of start; status reports every component and fails if any is stopped.
 if [ "$cmd" = down ]; then
   for ((i = ${#components[@]} - 1; i >= 0; i--)); do bash "$here/${components[$i]}.sh" down; done
