@@ -48,12 +48,14 @@ if [ "$cmd" = up ] || [ "$cmd" = down ]; then
 fi
 
 # Stop in reverse order of start; status reports every component and fails if any is stopped.
+# Each component script runs with the lock's descriptor closed (9>&-): the servers it starts
+# outlive this shell, and one that inherited the descriptor would hold the lock for its lifetime.
 if [ "$cmd" = down ]; then
-  for ((i = ${#components[@]} - 1; i >= 0; i--)); do bash "$here/${components[$i]}.sh" down; done
+  for ((i = ${#components[@]} - 1; i >= 0; i--)); do bash "$here/${components[$i]}.sh" down 9>&-; done
   exit 0
 fi
 rc=0
 for c in "${components[@]}"; do
-  bash "$here/$c.sh" "$cmd" || rc=$?
+  bash "$here/$c.sh" "$cmd" 9>&- || rc=$?
 done
 exit "$rc"
