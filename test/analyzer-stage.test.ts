@@ -79,10 +79,15 @@ async function topicsFor(t: Test, names: AnalyzerNames): Promise<void> {
     topics: [
       { topic: names.topic, numPartitions: 2 },
       { topic: names.analysisTopic, numPartitions: 2 },
+      { topic: names.requestTopic, numPartitions: 2 },
     ],
     waitForLeaders: true,
   });
-  t.teardown(() => admin.deleteTopics({ topics: [names.topic, names.analysisTopic] }).catch(() => undefined));
+  t.teardown(() =>
+    admin
+      .deleteTopics({ topics: [names.topic, names.analysisTopic, names.requestTopic] })
+      .catch(() => undefined),
+  );
 }
 
 async function analyzer(t: Test, names: AnalyzerNames, env: Record<string, string> = {}) {

@@ -18,11 +18,18 @@ import type { Store } from '@podmortem/contract/store';
 import type { EachBatchPayload, Kafka, KafkaMessage, Producer } from 'kafkajs';
 import type { AnalyzerConfig } from './config.ts';
 import { removeStaleCrashFiles } from './crash-files.ts';
-import { analyzeRecord, type PublishedAnalysis, type RecordAnalysis } from './crash-analysis.ts';
+import {
+  analyzeRecord,
+  type AnalyzeParams,
+  type PublishedAnalysis,
+  type RecordAnalysis,
+} from './crash-analysis.ts';
+import { debuginfodCacheDir, MAX_DEBUGINFO_BYTES, resetDebuginfodCache } from './debuginfod.ts';
 import type { AnalyzerTelemetry } from './telemetry.ts';
 
-// The analyzer component: consumes the crash topic in a consumer group, one crash at a time per
-// partition (an unwind is CPU-bound; instances, not threads, add throughput), publishes each
+// The analyzer component: consumes the crash topic and the re-analysis requests (crash events the
+// query API sends again) in a consumer group, one crash at a time per partition (an unwind is
+// CPU-bound; instances, not threads, add throughput), publishes each
 // crash's analysis through the idempotent producer and commits the crash's offset only once the
 // analysis topic acknowledged it. A kill in between analyses the crash again after the restart:
 // the record has the same crash id and key, and the indexer keeps the newest analysis of a crash.
@@ -64,10 +71,20 @@ export class Analyzer implements Component {
   private stopping = false;
   private shutdownDone: Promise<void> | undefined;
   private running = false;
+  private readonly debuginfod: AnalyzeParams['debuginfod'];
 
   constructor(params: AnalyzerParams) {
     this.params = params;
     const { config } = params;
+    this.debuginfod =
+      config.debuginfodUrls.trim() === ''
+        ? undefined
+        : {
+            urls: config.debuginfodUrls,
+            cacheDir: debuginfodCacheDir(config.workDir),
+            maxBytes: MAX_DEBUGINFO_BYTES,
+            logger: params.logger,
+          };
     this.retry = retryPolicy({
       retries: Infinity,
       initialMs: config.retryInitialMs,
@@ -88,9 +105,10 @@ export class Analyzer implements Component {
     const kafkaRetry = kafkaWaitOut(this.retry, signal, logger);
     const stale = await removeStaleCrashFiles(config.workDir);
     if (stale > 0) logger.info({ folders: stale }, 'removed the temporary folders of a killed analyzer');
+    if (this.debuginfod) await resetDebuginfodCache(this.debuginfod.cacheDir);
     await retry(
       'kafka topics',
-      () => checkTopicsExist(kafka, [config.topic, config.analysisTopic]),
+      () => checkTopicsExist(kafka, [config.topic, config.requestTopic, config.analysisTopic]),
       kafkaRetry,
     );
     await retry('analysis producer', () => this.producer.connect(), kafkaRetry);
@@ -107,7 +125,8 @@ export class Analyzer implements Component {
         // wait for it while their partition could move to an idle instance.
         maxBytesPerPartition: 64 * 1024,
       },
-      topics: [config.topic],
+      // Re-analysis requests are crash events too, analysed the same way.
+      topics: [config.topic, config.requestTopic],
       fromBeginning: config.fromBeginning,
       stopping: () => this.stopping,
       ...(this.params.onFatal ? { onFatal: this.params.onFatal } : {}),
@@ -167,6 +186,7 @@ export class Analyzer implements Component {
               maxFramesPerThread: config.maxFramesPerThread,
               maxOutputBytes: config.maxOutputBytes,
             },
+            ...(this.debuginfod ? { debuginfod: this.debuginfod } : {}),
             signal,
           }),
         {

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { ANALYSIS_TOPIC, CRASH_TOPIC } from '@podmortem/contract';
+import { ANALYSIS_REQUEST_TOPIC, ANALYSIS_TOPIC, CRASH_TOPIC } from '@podmortem/contract';
 import { ConfigError } from '@podmortem/contract/runtime';
 import { loadAnalyzerConfig } from './config.ts';
 
@@ -42,4 +42,15 @@ t.test('variables are read and checked, naming the variable', async (t) => {
       }),
     { name: 'ConfigError', key: 'PODMORTEM_ANALYZER_HEARTBEAT_INTERVAL_MS' },
   );
+});
+
+t.test('the re-analysis request topic: its default, and never the analysis or crash topic', async (t) => {
+  t.equal(loadAnalyzerConfig({}).requestTopic, ANALYSIS_REQUEST_TOPIC);
+  for (const topic of [ANALYSIS_TOPIC, CRASH_TOPIC]) {
+    t.throws(() => loadAnalyzerConfig({ PODMORTEM_ANALYZER_REQUEST_TOPIC: topic }), {
+      name: 'ConfigError',
+      key: 'PODMORTEM_ANALYZER_REQUEST_TOPIC',
+      message: /must differ from the analysis topic and the crash topic/,
+    });
+  }
 });

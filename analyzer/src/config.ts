@@ -6,6 +6,7 @@ import {
   opsServerSettings,
   loadConfig,
 } from '@podmortem/contract/runtime';
+import { badDebuginfodUrls } from './debuginfod.ts';
 import { UNWINDER_DEFAULTS } from './unwinder.ts';
 
 // The analyzer's one configuration schema: environment variables PODMORTEM_ANALYZER_<KEY>, each
@@ -124,5 +125,12 @@ export function loadAnalyzerConfig(
     'analysisTopic',
     'must differ from the crash topic it is read from',
   );
+  must(
+    config.requestTopic !== config.analysisTopic && config.requestTopic !== config.topic,
+    'requestTopic',
+    'must differ from the analysis topic and the crash topic',
+  );
+  const badUrls = badDebuginfodUrls(config.debuginfodUrls);
+  must(badUrls === undefined, 'debuginfodUrls', badUrls ?? '');
   return config;
 }

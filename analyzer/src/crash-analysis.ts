@@ -1,7 +1,9 @@
 import { decodeCrashMessage, type CrashEvent } from '@podmortem/contract';
 import type { Store } from '@podmortem/contract/store';
+import type { Logger } from '@podmortem/contract/runtime';
 import { analysisOf, threadsOf, type Analysis } from './analysis.ts';
 import { crashFiles, removeCrashFiles } from './crash-files.ts';
+import { keepDebuginfo, type DebuginfodParams } from './debuginfod.ts';
 import type { AnalyzerTelemetry } from './telemetry.ts';
 import { unwindCore, type UnwinderParams } from './unwinder.ts';
 
@@ -18,7 +20,9 @@ export interface AnalyzeParams {
   version: string;
   workDir: string;
   maxTempBytes: number;
-  unwinder: Omit<UnwinderParams, 'signal'>;
+  unwinder: Omit<UnwinderParams, 'signal' | 'debuginfod'>;
+  /** debuginfod servers for the unwinder; what they served is kept in the store (debuginfod.ts). */
+  debuginfod?: DebuginfodParams & { logger: Pick<Logger, 'info' | 'warn'> };
   signal: AbortSignal;
   /** The time of the analysis; default now. */
   now?: () => Date;
@@ -90,8 +94,15 @@ export async function analyzeCrash(
   try {
     const result = await unwindCore(
       { core: files.core, executable: files.executable, debuginfoDirs: files.debuginfoDirs },
-      { ...params.unwinder, signal: params.signal },
+      {
+        ...params.unwinder,
+        ...(params.debuginfod ? { debuginfod: params.debuginfod } : {}),
+        signal: params.signal,
+      },
     );
+    const buildIds = (event.analysis?.modules ?? []).flatMap((m) => (m.build_id ? [m.build_id] : []));
+    if (params.debuginfod && !params.signal.aborted)
+      await keepDebuginfo(params.store, params.debuginfod, buildIds, params.debuginfod.logger);
     params.telemetry.unwindDuration.observe(
       { result: result.ok ? 'ok' : result.reason },
       result.durationMs / 1000,

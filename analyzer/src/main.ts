@@ -40,6 +40,7 @@ await runService({
         fields: {
           opsPort: ops.port,
           topic: config.topic,
+          requestTopic: config.requestTopic,
           analysisTopic: config.analysisTopic,
           group: config.groupId,
         },

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { open, stat } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
+import { debuginfodEnv, type DebuginfodParams } from './debuginfod.ts';
 import { parseStackText, type StackThread } from './stack-text.ts';
 
 // Unwinds every thread of a core with elfutils' eu-stack, a separate process under limits: a core
@@ -18,6 +19,9 @@ import { parseStackText, type StackThread } from './stack-text.ts';
 // -m module name, -s source file:line:column, -i inlined calls as frames of their own (implies
 // -d: function names from DWARF, so static functions of a stripped-symbol build still have names),
 // -n the frame limit. Names stay demangled (no -r): signatures hash what a reader sees.
+//
+// Its environment is explicit: PATH, and the debuginfod variables only when the analyzer is
+// configured with servers, so a DEBUGINFOD_URLS the analyzer itself inherited is never used.
 
 export interface UnwindInput {
   /** The raw (uncompressed) core as the kernel wrote it. */
@@ -57,9 +61,11 @@ export interface UnwinderParams {
    * since a detached group outlives its parent and would keep running after the service exits.
    */
   signal?: AbortSignal;
+  /** debuginfod servers asked for the debug files of modules found without one; none by default. */
+  debuginfod?: DebuginfodParams;
 }
 
-export const UNWINDER_DEFAULTS: Required<Omit<UnwinderParams, 'signal'>> = {
+export const UNWINDER_DEFAULTS: Required<Omit<UnwinderParams, 'signal' | 'debuginfod'>> = {
   command: 'eu-stack',
   prlimitCommand: 'prlimit',
   deadlineMs: 30_000,
@@ -150,13 +156,14 @@ interface Settled {
 
 function run(
   argv: string[],
+  env: Record<string, string>,
   deadlineMs: number,
   maxOutputBytes: number,
   signal: AbortSignal | undefined,
 ): Promise<Settled> {
   return new Promise((resolve) => {
     const [file = '', ...args] = argv;
-    const child = spawn(file, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(file, args, { detached: true, env, stdio: ['ignore', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let outBytes = 0;
@@ -278,7 +285,11 @@ export async function unwindCore(input: UnwindInput, params: UnwinderParams = {}
     `--executable=${input.executable}`,
     `--core=${input.core}`,
   ];
-  const r = await run(argv, p.deadlineMs, p.maxOutputBytes, params.signal);
+  const env = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    ...debuginfodEnv(params.debuginfod, p.deadlineMs),
+  };
+  const r = await run(argv, env, p.deadlineMs, p.maxOutputBytes, params.signal);
   const stderr = r.stderr;
   if (r.spawnError) return fail('spawn-failed', `${p.prlimitCommand}: ${r.spawnError.message}`, { stderr });
   if (r.aborted) return fail('aborted', 'the unwind was cancelled; process group killed', { stderr });

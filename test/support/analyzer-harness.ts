@@ -24,12 +24,19 @@ import { stack, uniqueName } from './stack.ts';
 export interface AnalyzerNames {
   topic: string;
   analysisTopic: string;
+  /** The re-analysis requests, consumed beside the crash topic. */
+  requestTopic: string;
   group: string;
 }
 
 export function analyzerNames(prefix: string): AnalyzerNames {
   const base = uniqueName(prefix);
-  return { topic: `${base}.crashes`, analysisTopic: `${base}.analyses`, group: `${base}-analyzer` };
+  return {
+    topic: `${base}.crashes`,
+    analysisTopic: `${base}.analyses`,
+    requestTopic: `${base}.analysis-requests`,
+    group: `${base}-analyzer`,
+  };
 }
 
 export function testKafka(): Kafka {
@@ -142,6 +149,7 @@ export function startAnalyzer(o: AnalyzerRunOptions): Promise<AnalyzerProcess> {
     PODMORTEM_ANALYZER_KAFKA_BROKERS: stack.kafkaBrokers.join(','),
     PODMORTEM_ANALYZER_TOPIC: o.names.topic,
     PODMORTEM_ANALYZER_ANALYSIS_TOPIC: o.names.analysisTopic,
+    PODMORTEM_ANALYZER_REQUEST_TOPIC: o.names.requestTopic,
     PODMORTEM_ANALYZER_GROUP_ID: o.names.group,
     PODMORTEM_ANALYZER_STORAGE_ROOT: o.storageRoot,
     PODMORTEM_ANALYZER_WORK_DIR: o.workDir,

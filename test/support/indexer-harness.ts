@@ -203,6 +203,8 @@ export function testKafka(brokers = stack.kafkaBrokers): Kafka {
 export interface Names {
   topic: string;
   analyses: string;
+  /** Re-analysis requests: no topic of the indexer's, but of a test running the analyzer beside it. */
+  requests: string;
   dlq: string;
   group: string;
   alias: string;
@@ -213,6 +215,7 @@ export function uniqueNames(prefix: string): Names {
   return {
     topic: `${base}.crashes`,
     analyses: `${base}.analyses`,
+    requests: `${base}.analysis-requests`,
     dlq: `${base}.crashes.dlq`,
     group: `${base}-indexer`,
     alias: `${base}-crashes`,
@@ -224,6 +227,7 @@ export async function createTopics(admin: Admin, names: Names, partitions: numbe
     topics: [
       { topic: names.topic, numPartitions: partitions },
       { topic: names.analyses, numPartitions: partitions },
+      { topic: names.requests, numPartitions: partitions },
       { topic: names.dlq, numPartitions: 2 },
     ],
     waitForLeaders: true,
@@ -568,7 +572,9 @@ export async function topicsForTest(
   const admin = kafka.admin();
   await admin.connect();
   t.teardown(async () => {
-    await admin.deleteTopics({ topics: [names.topic, names.analyses, names.dlq] }).catch(() => undefined);
+    await admin
+      .deleteTopics({ topics: [names.topic, names.analyses, names.requests, names.dlq] })
+      .catch(() => undefined);
     await admin.disconnect();
     await removeIndexSet(es, names.alias);
   });
