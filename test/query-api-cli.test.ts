@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { zstdCompressSync } from 'node:zlib';
 import { Client } from '@elastic/elasticsearch';
 import { dumpRelPath } from '@podmortem/contract';
+import { Kafka, logLevel } from 'kafkajs';
 import t from 'tap';
 import { FakeKubeApi } from './support/fake-kube-api.ts';
 import { freePort } from './support/ports.ts';
@@ -86,7 +87,39 @@ debuggable.event.dump = {
   sha256: sha256(realCore),
 };
 
-const all = [main, second, other, removed, forged, hidden, debuggable];
+// An analysed crash of two threads, for `podmortem info`'s backtraces and `podmortem groups`.
+const THREADED_SIG = '0123456789abcdef0123456789abcdef';
+const threaded = makeCrash({ namespace: 'team-a', pod: 'worker-0', at: now - 70 * minute });
+threaded.event.analysis = {
+  status: 'ok',
+  signature: THREADED_SIG,
+  title: 'SIGSEGV in parse_header (parse.c:4)',
+  analyzed_at: new Date(now).toISOString(),
+  analyzer: '0.1.0',
+  frames: [
+    { module: 'worker', function: 'parse_header', file: '/src/parse.c', line: 4, offset: 0x1139 },
+    { module: 'worker', offset: 0x1185 },
+  ],
+  threads: [
+    {
+      tid: 12,
+      name: 'io',
+      crashing: false,
+      frames: [{ module: 'libc.so.6', function: 'epoll_wait', offset: 0x10 }],
+    },
+    {
+      tid: 11,
+      name: 'worker',
+      crashing: true,
+      frames: [
+        { module: 'worker', function: 'parse_header', file: '/src/parse.c', line: 4, offset: 0x1139 },
+        { module: 'worker', offset: 0x1185 },
+      ],
+    },
+  ],
+};
+
+const all = [main, second, other, removed, forged, hidden, debuggable, threaded];
 for (const c of all) storage.write(c);
 rmSync(storage.path(dumpRelPath(removed.event)));
 await index.add(all.map((c) => c.event));
@@ -157,6 +190,18 @@ const logDocs: LogDoc[] = [
 ];
 await seedLogs(es, logsIndex, logDocs);
 
+// The topic `podmortem reanalyze` publishes to, through the API.
+const requestTopic = uniqueName('pm-cli-requests');
+const kafkaAdmin = new Kafka({ brokers: stack.kafkaBrokers, logLevel: logLevel.NOTHING }).admin();
+await kafkaAdmin.connect();
+await kafkaAdmin.createTopics({ topics: [{ topic: requestTopic }], waitForLeaders: true });
+t.teardown(async () => {
+  await kafkaAdmin.deleteTopics({ topics: [requestTopic] }).catch(() => undefined);
+  await kafkaAdmin.disconnect();
+});
+const requestsPublished = async () =>
+  (await kafkaAdmin.fetchTopicOffsets(requestTopic)).reduce((n, p) => n + Number(p.high), 0);
+
 // The API as its own process.
 const port = await freePort();
 const server = `http://127.0.0.1:${port}`;
@@ -170,6 +215,8 @@ const apiEnv = {
   PODMORTEM_API_CRASH_INDEX: index.alias,
   PODMORTEM_API_LOGS_INDEX: logsIndex,
   PODMORTEM_API_KUBECONFIG: kube.writeKubeconfig(join(work, 'api-kubeconfig')),
+  PODMORTEM_API_KAFKA_BROKERS: stack.kafkaBrokers.join(','),
+  PODMORTEM_API_REQUEST_TOPIC: requestTopic,
   LOG_LEVEL: 'warn',
 };
 const api: ChildProcess = spawn(process.execPath, [join(repoDir, 'query-api/src/main.ts')], {
@@ -265,9 +312,77 @@ t.test('info: the crash, in words or JSON', async (t) => {
   t.match(r.stdout, `pod        team-a/${podName} (uid ${uid})`);
   t.match(r.stdout, 'signal     SIGSEGV (11)');
   t.match(r.stdout, `sha256     ${main.event.dump.sha256 ?? ''}`);
-  t.match(r.stdout, /frames:\n {2}#0 \/usr\/local\/bin\/api-server!handle_request\+0x2a/);
+  t.match(r.stdout, /backtrace:\n {2}#0 +handle_request in \/usr\/local\/bin\/api-server\+0x2a\n/);
   const json = await cli(['info', '--json', main.event.crash.id], asAlice);
   t.same(JSON.parse(json.stdout), main.event);
+});
+
+t.test("info: the analysis and the crashing thread's backtrace, --all-threads every thread", async (t) => {
+  const id = threaded.event.crash.id;
+  const r = await cli(['info', id], asAlice);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, /\nanalysis +ok\n/);
+  t.match(r.stdout, /\ntitle +SIGSEGV in parse_header \(parse\.c:4\)\n/);
+  t.match(r.stdout, `signature  ${THREADED_SIG}`);
+  t.match(
+    r.stdout,
+    '\nthread 11 (worker), crashing:\n  #0   parse_header at /src/parse.c:4\n  #1   ?? in worker+0x1185\n',
+  );
+  t.notMatch(r.stdout, 'thread 12', 'only the crashing thread by default');
+  const every = await cli(['info', id, '--all-threads'], asAlice);
+  t.equal(every.code, 0, every.stderr);
+  const at = (s: string) => every.stdout.indexOf(s);
+  t.ok(at('thread 11 (worker), crashing:') > 0, 'the crashing thread');
+  t.ok(at('thread 12 (io):\n  #0   epoll_wait in libc.so.6+0x10') > at('thread 11'), 'then the others');
+});
+
+t.test('groups and group: a table of groups, one group and its crashes', async (t) => {
+  const r = await cli(['groups'], asAlice);
+  t.equal(r.code, 0, r.stderr);
+  const lines = r.stdout.trim().split('\n');
+  t.match(lines[0], /^COUNT +NEW +FIRST SEEN +LAST SEEN +PODS +SIGNATURE +TITLE$/);
+  const template = main.event.analysis?.signature ?? '';
+  t.match(
+    lines[1],
+    new RegExp(`^6 +new +\\S+ +\\S+ +5 \\(.*\\) +${template.replace(/[+]/g, '\\+')} +SIGSEGV`),
+  );
+  t.match(
+    lines[2],
+    new RegExp(`^1 +new +\\S+ +\\S+ +1 \\(worker-0\\) +${THREADED_SIG} +SIGSEGV in parse_header`),
+  );
+  t.equal(lines.length, 3, "two groups of team-a; team-b's crash is in none");
+  const json = await cli(['groups', '--json', '--new', '--new-within', '30m', '-n', 'team-a'], asAlice);
+  t.equal(json.code, 0, json.stderr);
+  t.same(
+    (JSON.parse(json.stdout) as { groups: unknown[] }).groups,
+    [],
+    'no group first crashed within 30 minutes',
+  );
+  const one = await cli(['group', THREADED_SIG], asAlice);
+  t.equal(one.code, 0, one.stderr);
+  t.match(one.stdout, `signature   ${THREADED_SIG}`);
+  t.match(one.stdout, /\ncrashes +1 /);
+  t.match(one.stdout, new RegExp(`newest crashes:\\n +TIME .*\\n +\\S+ +${threaded.event.crash.id} `));
+  const hiddenGroup = await cli(['group', 'ffffffffffffffffffffffffffffffff'], asAlice);
+  t.equal(hiddenGroup.code, 3, 'a signature the caller sees no crash of: not found');
+  t.match(hiddenGroup.stderr, 'no crashes with signature ffffffffffffffffffffffffffffffff found');
+  const bad = await cli(['groups', '--new-within', 'soon'], asAlice);
+  t.equal(bad.code, 2, 'a bad duration is a usage error');
+  t.match(bad.stderr, 'querystring/new_within');
+  const badSort = await cli(['groups', '--sort', 'size'], asAlice);
+  t.equal(badSort.code, 2);
+  t.match(badSort.stderr, '--sort size: count or last-seen');
+});
+
+t.test('reanalyze: the request published once; a crash the caller cannot see is not found', async (t) => {
+  const before = await requestsPublished();
+  const r = await cli(['reanalyze', threaded.event.crash.id], asAlice);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, `crash ${threaded.event.crash.id}: re-analysis requested at `);
+  const denied = await cli(['reanalyze', hidden.event.crash.id], asAlice);
+  t.equal(denied.code, 3);
+  t.match(denied.stderr, `crash ${hidden.event.crash.id} not found`);
+  t.equal(await requestsPublished(), before + 1, 'one request on the topic: the denied one is not there');
 });
 
 t.test('dump: raw and stored, sha256 verified, progress on stderr', async (t) => {

@@ -11,14 +11,17 @@ import Fastify, {
   type FastifySchemaValidationError,
 } from 'fastify';
 import type { Logger } from 'pino';
+import { AnalysisRequests } from './analysis-requests.ts';
 import { Access } from './auth.ts';
 import { logsFieldsOf, type Config } from './config.ts';
 import { CrashStore } from './crash-store.ts';
 import { crashContextRoutes } from './crash-context.ts';
 import { crashDumpRoutes } from './crash-dump.ts';
 import { crashGetRoutes } from './crash-get.ts';
+import { crashReanalysisRoutes } from './crash-reanalysis.ts';
 import { crashesSearchRoutes } from './crashes-search.ts';
 import { ApiError, PM_ERR_ROUTE_NOT_FOUND, errorBody } from './errors.ts';
+import { groupsRoutes } from './groups.ts';
 import { healthRoutes } from './health.ts';
 import type { KubeReviews } from './kube-reviews.ts';
 import { openapiOptions } from './openapi.ts';
@@ -105,6 +108,14 @@ export async function buildApp(params: AppParams): Promise<App> {
     namespaceTtlMs: config.namespaceCacheTtlMs,
     indexNamespaces: () => crashes.namespaces(),
   });
+  const analysisRequests = new AnalysisRequests({
+    brokers: config.kafkaBrokers,
+    clientId: config.kafkaClientId,
+    topic: config.requestTopic,
+    timeoutMs: config.kafkaTimeoutMs,
+    logger,
+    telemetry,
+  });
   const deps: RouteDeps = {
     config,
     es,
@@ -115,6 +126,7 @@ export async function buildApp(params: AppParams): Promise<App> {
     telemetry,
     logsFields: logsFieldsOf(config),
     logger,
+    analysisRequests,
   };
 
   // Typed as Fastify's base logger so the instance is the plain App type the plugins expect.
@@ -122,7 +134,8 @@ export async function buildApp(params: AppParams): Promise<App> {
   const app = Fastify({
     loggerInstance: fastifyLogger,
     bodyLimit: config.bodyLimitBytes,
-    routerOptions: { maxParamLength: 512 },
+    // Long enough for the longest signature a group route takes (its own schema says how long).
+    routerOptions: { maxParamLength: 4096 },
     return503OnClosing: true,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
     schemaErrorFormatter: formatValidation,
@@ -130,6 +143,7 @@ export async function buildApp(params: AppParams): Promise<App> {
 
   const routes: { method: string; url: string }[] = [];
   routeLists.set(app, routes);
+  app.addHook('onClose', () => analysisRequests.close());
   app.addHook('onRoute', (route) => {
     for (const method of [route.method].flat()) routes.push({ method, url: route.url });
   });
@@ -200,6 +214,8 @@ export async function buildApp(params: AppParams): Promise<App> {
       await v1.register(crashContextRoutes, deps);
       await v1.register(podArchiveRoutes, deps);
       await v1.register(statsRoutes, deps);
+      await v1.register(groupsRoutes, deps);
+      await v1.register(crashReanalysisRoutes, deps);
     },
     { prefix: '/v1' },
   );

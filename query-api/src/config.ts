@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { CRASH_ALIAS, POD_METRIC_QUERIES } from '@podmortem/contract';
+import { ANALYSIS_REQUEST_TOPIC, CRASH_ALIAS, POD_METRIC_QUERIES } from '@podmortem/contract';
 import { loadConfig } from '@podmortem/contract/runtime';
 
 // The query API's configuration: one schema, every key with its default and meaning, read from
@@ -66,6 +66,29 @@ export const ConfigSchema = Type.Object({
   grafanaDashboardUid: str('podmortem-pod', 'UID of the Grafana pod dashboard'),
   kibanaUrl: str('', 'Kibana base URL for Discover links; empty = no link'),
   kibanaDataView: str('', 'Kibana data view id for the logs; empty = Kibana’s default'),
+  groupsNewWithin: Type.String({
+    default: '24h',
+    pattern: '^[1-9][0-9]{0,3}[mhd]$',
+    description:
+      'Default `new_within` of GET /v1/groups: a group is new when its first crash is more recent (30m, 24h, 7d)',
+  }),
+  kafkaBrokers: Type.Array(Type.String({ minLength: 1 }), {
+    minItems: 1,
+    default: ['kafka:9092'],
+    description: 'Kafka bootstrap brokers for re-analysis requests, comma-separated host:port',
+  }),
+  kafkaClientId: str('podmortem-query-api', 'Kafka client id'),
+  kafkaTimeoutMs: int(
+    5000,
+    100,
+    120_000,
+    'Kafka connection and request timeout of a re-analysis request (then 503)',
+  ),
+  requestTopic: Type.String({
+    minLength: 1,
+    default: ANALYSIS_REQUEST_TOPIC,
+    description: 'Topic the re-analysis requests are published to (the analyzer consumes it)',
+  }),
   otlpTracesEndpoint: str('', 'OTLP/HTTP traces endpoint (…/v1/traces); empty = no traces exported'),
   docs: Type.Boolean({ default: true, description: 'Serve the OpenAPI UI at /docs' }),
   shutdownGraceMs: int(10_000, 0, 300_000, 'How long in-flight requests get on SIGTERM'),

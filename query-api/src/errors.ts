@@ -16,6 +16,12 @@ export const API_ERRORS = defineErrors({
   PM_ERR_DUMP_GONE: { status: 410, retriable: false, message: 'the dump was removed by retention' },
   PM_ERR_DUMP_UNREADABLE: { status: 404, retriable: false, message: 'the dump cannot be served' },
   PM_ERR_POD_NOT_FOUND: { status: 404, retriable: false, message: 'no crashes of that pod' },
+  PM_ERR_GROUP_NOT_FOUND: { status: 404, retriable: false, message: 'no crashes with that signature' },
+  PM_ERR_CRASH_INVALID: {
+    status: 422,
+    retriable: false,
+    message: 'the stored crash is not a valid crash event',
+  },
   PM_ERR_ROUTE_NOT_FOUND: { status: 404, retriable: false, message: 'no such route' },
   PM_ERR_RANGE_NOT_SATISFIABLE: { status: 416, retriable: false, message: 'the range is outside the dump' },
   PM_ERR_RATE_LIMITED: { status: 429, retriable: false, message: 'too many requests' },
@@ -104,6 +110,15 @@ export const PM_ERR_DUMP_UNREADABLE = define(
 export const PM_ERR_POD_NOT_FOUND = define(
   'PM_ERR_POD_NOT_FOUND',
   (ns: string, pod: string) => `no crashes of pod ${ns}/${pod} found`,
+);
+export const PM_ERR_GROUP_NOT_FOUND = define(
+  'PM_ERR_GROUP_NOT_FOUND',
+  (signature: string) => `no crashes with signature ${signature} found`,
+);
+export const PM_ERR_CRASH_INVALID = define(
+  'PM_ERR_CRASH_INVALID',
+  (id: string, errors: string[]) =>
+    `crash ${id} is not a valid crash event to analyse again: ${errors.join('; ')}`,
 );
 export const PM_ERR_ROUTE_NOT_FOUND = define(
   'PM_ERR_ROUTE_NOT_FOUND',

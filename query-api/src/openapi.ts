@@ -27,6 +27,7 @@ export function openapiOptions(version: string): FastifyDynamicSwaggerOptions {
         { name: 'crashes', description: 'Search and read crash events' },
         { name: 'dumps', description: 'Download core dumps' },
         { name: 'context', description: 'What happened around a crash' },
+        { name: 'groups', description: 'Crashes grouped by signature' },
         { name: 'ops', description: 'Health and metrics' },
       ],
       components: {

@@ -3,6 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyBaseLogger, FastifyInstance, RawServerDefault } from 'fastify';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
+import type { AnalysisRequests } from './analysis-requests.ts';
 import type { Access } from './auth.ts';
 import type { Config, LogsFields } from './config.ts';
 import type { CrashStore } from './crash-store.ts';
@@ -40,4 +41,5 @@ export interface RouteDeps {
   telemetry: Telemetry;
   logsFields: LogsFields;
   logger: Logger;
+  analysisRequests: AnalysisRequests;
 }

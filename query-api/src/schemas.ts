@@ -122,6 +122,7 @@ const errorDescriptions: Record<number, string> = {
   404: 'Not found, or not visible to the caller',
   410: 'The dump was removed from storage by retention',
   416: 'The byte range lies outside the dump',
+  422: 'The stored crash is not a valid crash event',
   429: 'Rate limit of the caller exceeded',
   503: 'A backend (Elasticsearch, the Kubernetes API) is unavailable; retry later',
 };

@@ -3,10 +3,10 @@ import { accessSync, constants, existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { CrashEvent } from '@podmortem/contract';
-import type { CrashContext, SearchPage } from './api-types.ts';
+import type { CrashContext, GroupPage, GroupsPage, Reanalysis, SearchPage } from './api-types.ts';
 import { ApiClient, CliError, EXIT, resolveCredentials } from './client.ts';
 import { downloadDump } from './download.ts';
-import { contextView, crashInfo, crashRows } from './format.ts';
+import { contextView, crashInfo, crashRows, groupRows, groupView } from './format.ts';
 
 // `podmortem`: the command line of the query API. Needs Node.js 24 (query-api/bin/podmortem
 // finds it). Every command takes --help; exit codes are in EXIT and documented below.
@@ -203,14 +203,111 @@ const commands: Record<string, Command> = {
     },
   },
   info: {
-    summary: 'show one crash',
-    usage: 'podmortem info ID [--json]',
+    summary: 'show one crash, its analysis and the backtrace of the crashing thread',
+    usage: 'podmortem info ID [--all-threads] [--json]',
     positionals: 1,
-    options: { json: { type: 'boolean' } },
-    details: '  --json              the crash event as JSON',
+    options: { json: { type: 'boolean' }, 'all-threads': { type: 'boolean' } },
+    details: `  --all-threads       the backtrace of every thread (the crashing one first)
+  --json              the crash event as JSON`,
     async run(args, apiOf, io) {
       const event = await getCrash(await apiOf(), args.positionals[0] ?? '');
-      io.stdout.write(args.values.json === true ? JSON.stringify(event, null, 2) + '\n' : crashInfo(event));
+      io.stdout.write(
+        args.values.json === true
+          ? JSON.stringify(event, null, 2) + '\n'
+          : crashInfo(event, { allThreads: args.values['all-threads'] === true }),
+      );
+      return EXIT.ok;
+    },
+  },
+  groups: {
+    summary: 'crashes grouped by signature, the largest groups first',
+    usage:
+      'podmortem groups [-n NS] [--since D] [--new] [--new-within D] [--sort count|last-seen] [--limit N] [--json]',
+    positionals: 0,
+    options: {
+      namespace: { type: 'string', short: 'n' },
+      since: { type: 'string' },
+      new: { type: 'boolean' },
+      'new-within': { type: 'string' },
+      sort: { type: 'string' },
+      limit: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    details: `  -n, --namespace NS  one namespace (default: every one you may list)
+  --since D           crashes of the last D (30m, 24h, 7d; default 7d)
+  --new               only the groups whose first crash is recent (see --new-within)
+  --new-within D      what recent means (default: the API's, 24h unless configured)
+  --sort count|last-seen   most crashes first (default), or latest crash first
+  --limit N           at most N groups (default 50, at most 200)
+  --json              the API's answer as JSON`,
+    async run(args, apiOf, io) {
+      const v = args.values;
+      const since = str(v.since);
+      const sort = str(v.sort);
+      if (sort !== undefined && sort !== 'count' && sort !== 'last-seen')
+        throw new CliError(EXIT.usage, `--sort ${sort}: count or last-seen`);
+      const page = await (
+        await apiOf()
+      ).json<GroupsPage>('/v1/groups', {
+        namespace: str(v.namespace),
+        from: since === undefined ? undefined : new Date(Date.now() - parseDuration(since)).toISOString(),
+        new: v.new === true ? 'true' : undefined,
+        new_within: str(v['new-within']),
+        sort: sort === 'last-seen' ? 'last_seen' : sort,
+        limit: positiveInt('limit', str(v.limit), 50),
+      });
+      if (v.json === true) io.stdout.write(JSON.stringify(page, null, 2) + '\n');
+      else if (page.groups.length === 0) io.stderr.write('no crash groups found\n');
+      else io.stdout.write(groupRows(page.groups));
+      return EXIT.ok;
+    },
+  },
+  group: {
+    summary: 'one crash group (by signature) and its newest crashes',
+    usage: 'podmortem group SIGNATURE [-n NS] [--since D] [--limit N] [--json]',
+    positionals: 1,
+    options: {
+      namespace: { type: 'string', short: 'n' },
+      since: { type: 'string' },
+      limit: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    details: `  -n, --namespace NS  one namespace (default: every one you may list)
+  --since D           crashes of the last D (default: since the first crash)
+  --limit N           the newest N crashes (default 20)
+  --json              the API's answer as JSON`,
+    async run(args, apiOf, io) {
+      const v = args.values;
+      const since = str(v.since);
+      const page = await (
+        await apiOf()
+      ).json<GroupPage>(`/v1/groups/${encodeURIComponent(args.positionals[0] ?? '')}`, {
+        namespace: str(v.namespace),
+        from: since === undefined ? undefined : new Date(Date.now() - parseDuration(since)).toISOString(),
+        limit: positiveInt('limit', str(v.limit), 20),
+      });
+      io.stdout.write(v.json === true ? JSON.stringify(page, null, 2) + '\n' : groupView(page));
+      return EXIT.ok;
+    },
+  },
+  reanalyze: {
+    summary: 'analyse a crash again',
+    usage: 'podmortem reanalyze ID [--json]',
+    positionals: 1,
+    options: { json: { type: 'boolean' } },
+    details: `Asks the analyzer to analyse the crash again (after an analyzer upgrade, or once its
+modules are stored); \`podmortem info ID\` shows the new analysis once it is done.
+  --json              the API's answer as JSON`,
+    async run(args, apiOf, io) {
+      const id = args.positionals[0] ?? '';
+      const res = await (
+        await apiOf()
+      ).json<Reanalysis>(`/v1/crashes/${encodeURIComponent(id)}/analysis`, {}, { method: 'POST' });
+      io.stdout.write(
+        args.values.json === true
+          ? JSON.stringify(res, null, 2) + '\n'
+          : `crash ${res.crash_id}: re-analysis requested at ${res.requested_at}\n`,
+      );
       return EXIT.ok;
     },
   },

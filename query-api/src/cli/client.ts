@@ -129,8 +129,12 @@ export class ApiClient {
     return res;
   }
 
-  async json<T>(path: string, query: Record<string, string | number | undefined> = {}): Promise<T> {
-    const res = await this.fetch(path, query);
+  async json<T>(
+    path: string,
+    query: Record<string, string | number | undefined> = {},
+    init: RequestInit = {},
+  ): Promise<T> {
+    const res = await this.fetch(path, query, init);
     return (await res.json()) as T;
   }
 }

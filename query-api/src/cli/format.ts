@@ -1,5 +1,5 @@
 import type { CrashEvent } from '@podmortem/contract';
-import type { CrashContext } from './api-types.ts';
+import type { CrashContext, GroupPage, GroupsPage } from './api-types.ts';
 
 // How the CLI prints crashes for people (scripts use --json).
 
@@ -45,7 +45,7 @@ export function crashRows(events: Partial<CrashEvent>[]): string {
   );
 }
 
-export function crashInfo(e: CrashEvent): string {
+export function crashInfo(e: CrashEvent, options: { allThreads?: boolean } = {}): string {
   const rows: [string, string][] = [];
   const add = (k: string, v: string | undefined) => {
     if (v !== undefined && v !== '') rows.push([k, v]);
@@ -76,19 +76,80 @@ export function crashInfo(e: CrashEvent): string {
     `${d.status}${d.reason ? ` (${d.reason})` : ''}${d.size_bytes === undefined ? '' : `, ${bytes(d.size_bytes)} raw`}${d.stored_bytes === undefined ? '' : `, ${bytes(d.stored_bytes)} stored`}${d.compression ? ` ${d.compression}` : ''}`,
   );
   add('sha256', d.sha256);
-  add('signature', e.analysis?.signature);
-  add('title', e.analysis?.title);
+  const a = e.analysis;
+  if (a?.status) add('analysis', `${a.status}${a.reason ? ` (${a.reason})` : ''}`);
+  add('analyzed', a?.analyzed_at && `${a.analyzed_at}${a.analyzer ? ` by analyzer ${a.analyzer}` : ''}`);
+  add('title', a?.title);
+  add('signature', a?.signature);
   const width = Math.max(...rows.map(([key]) => key.length));
   let out = rows.map(([key, v]) => `${key.padEnd(width)}  ${v}`).join('\n') + '\n';
-  const frames = e.analysis?.frames ?? [];
-  if (frames.length > 0) {
-    out += 'frames:\n';
-    frames.forEach((f, i) => {
-      const where = `${f.module ?? '?'}!${f.function ?? '?'}${f.offset === undefined ? '' : `+0x${f.offset.toString(16)}`}`;
-      out += `  #${i} ${where}\n`;
-    });
-  }
+  const threads = a?.threads ?? [];
+  const crashing = threads.find((t) => t.crashing);
+  if (options.allThreads && threads.length > 0) {
+    // The crashing thread first, then the others in the core's order.
+    for (const t of [...threads].sort((x, y) => Number(y.crashing) - Number(x.crashing)))
+      out += threadBacktrace(t);
+  } else if (crashing) out += threadBacktrace(crashing);
+  else if ((a?.frames ?? []).length > 0) out += `backtrace:\n${frameLines(a?.frames ?? [])}`;
   return out;
+}
+
+type Frame = NonNullable<NonNullable<CrashEvent['analysis']>['frames']>[number];
+type Thread = NonNullable<NonNullable<CrashEvent['analysis']>['threads']>[number];
+
+/** `#0  parse_header at segv.c:4`, or without symbols `#0  ?? in segv+0x1185`. */
+export function frameLine(f: Frame, i: number): string {
+  const offset = f.offset === undefined ? '' : `+0x${f.offset.toString(16)}`;
+  const where =
+    f.file !== undefined
+      ? ` at ${f.file}${f.line === undefined ? '' : `:${f.line}`}`
+      : ` in ${f.module ?? '?'}${offset}`;
+  return `  #${String(i).padEnd(3)} ${f.function ?? '??'}${where}`;
+}
+
+function frameLines(frames: Frame[]): string {
+  return frames.map((f, i) => frameLine(f, i) + '\n').join('');
+}
+
+function threadBacktrace(t: Thread): string {
+  const head = `thread ${t.tid}${t.name ? ` (${t.name})` : ''}${t.crashing ? ', crashing' : ''}:`;
+  let out = `\n${head}\n${frameLines(t.frames)}`;
+  if (t.truncated) out += '  … deeper frames cut at the frame cap\n';
+  if (t.error) out += `  (unwind stopped: ${t.error})\n`;
+  return out;
+}
+
+export function groupRows(groups: GroupsPage['groups']): string {
+  return table(
+    ['COUNT', 'NEW', 'FIRST SEEN', 'LAST SEEN', 'PODS', 'SIGNATURE', 'TITLE'],
+    groups.map((g) => [
+      String(g.count),
+      g.new ? 'new' : '',
+      g.first_seen_ever,
+      g.last_seen,
+      `${g.pods.count}${g.pods.names.length > 0 ? ` (${g.pods.names.slice(0, 3).join(',')})` : ''}`,
+      g.signature,
+      g.title ?? '',
+    ]),
+  );
+}
+
+export function groupView(p: GroupPage): string {
+  const g = p.group;
+  const rows: [string, string][] = [
+    ['signature', g.signature],
+    ['title', g.title ?? ''],
+    ['crashes', `${g.count} (${p.from ?? 'first crash'} … ${p.to})`],
+    ['first seen', `${g.first_seen_ever}${g.new ? ` (new: within ${p.new_within})` : ''}`],
+    ['last seen', g.last_seen],
+    ['pods', `${g.pods.count}: ${g.pods.names.join(', ')}`],
+    ['nodes', `${g.nodes.count}: ${g.nodes.names.join(', ')}`],
+    ['namespaces', g.namespaces.join(', ')],
+    ['example', g.example_crash_id],
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length));
+  const head = rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`.trimEnd()).join('\n');
+  return `${head}\n\nnewest crashes:\n${crashRows(p.crashes).replace(/^/gm, '  ').trimEnd()}\n`;
 }
 
 function summary(values: [number, string][]): string {
