@@ -1,6 +1,7 @@
 // The whole pipeline on the local stack, as a user would see it: a real program with a real bug
 // crashes inside a pod-shaped cgroup, the kernel hands its core to podmortem's handler, and the
-// crash is then found, downloaded and put in context through the query API and the CLI.
+// crash is then found, analysed (every thread unwound, a title and a signature), downloaded and
+// put in context through the query API and the CLI.
 //
 //   npm run demo                 run it, print a summary, stop everything it started
 //   npm run demo -- --keep       leave the stack and the services running until Ctrl-C
@@ -15,7 +16,13 @@ import { parseArgs, promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client } from '@elastic/elasticsearch';
 import { Kafka, logLevel } from 'kafkajs';
-import { ANALYSIS_TOPIC, CRASH_DLQ_TOPIC, CRASH_TOPIC } from '@podmortem/contract';
+import {
+  ANALYSIS_REQUEST_TOPIC,
+  ANALYSIS_TOPIC,
+  CRASH_DLQ_TOPIC,
+  CRASH_TOPIC,
+  type CrashEvent,
+} from '@podmortem/contract';
 import { FakeKubeApi } from '../test/support/fake-kube-api.ts';
 import { OtlpReceiver } from '../test/support/otlp-receiver.ts';
 import { lockCorePattern } from '../test/support/core-pattern-lock.ts';
@@ -121,6 +128,47 @@ async function cli(args: string[], token: string, server: string): Promise<strin
   return stdout + stderr;
 }
 
+type Analysis = NonNullable<CrashEvent['analysis']>;
+type Frame = NonNullable<Analysis['frames']>[number];
+
+/** `price_order at order-parser.c:37`, or without debug info `?? in order-parser+0x1185`. */
+function frameText(f: Frame): string {
+  const where =
+    f.file !== undefined
+      ? `at ${f.file}${f.line === undefined ? '' : `:${f.line}`}`
+      : `in ${f.module ?? '?'}${f.offset === undefined ? '' : `+0x${f.offset.toString(16)}`}`;
+  return `${f.function ?? '??'} ${where}`;
+}
+
+/**
+ * The crash as the query API serves it, asked again until the indexer has merged the analyzer's
+ * analysis into it (its status set), with a line of progress every few seconds.
+ */
+async function waitForAnalysis(crashId: string, token: string, server: string): Promise<Analysis> {
+  const timeoutMs = 120_000;
+  const started = Date.now();
+  let lastSaid = started;
+  for (;;) {
+    const event = JSON.parse(await cli(['info', crashId, '--json'], token, server)) as CrashEvent;
+    if (event.analysis?.status !== undefined) {
+      say(`analysis merged after ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      return event.analysis;
+    }
+    const analyzer = children.find((c) => c.name === 'analyzer')?.child;
+    if (analyzer && analyzer.exitCode !== null)
+      throw new Error(
+        `the analyzer exited with ${String(analyzer.exitCode)}; see ${join(workDir, 'analyzer.log')}`,
+      );
+    if (Date.now() - started > timeoutMs)
+      throw new Error(`no analysis of ${crashId} after ${timeoutMs / 1000} s; see the logs in ${workDir}`);
+    if (Date.now() - lastSaid >= 5000) {
+      say(`waiting for the analysis … ${Math.round((Date.now() - started) / 1000)} s`);
+      lastSaid = Date.now();
+    }
+    await sleep(500);
+  }
+}
+
 function indent(text: string): string {
   return text
     .trimEnd()
@@ -133,7 +181,8 @@ async function main(): Promise<void> {
   if (process.getuid?.() !== 0)
     throw new Error('the demo needs root: it sets kernel.core_pattern and creates cgroups');
   rmSync(workDir, { recursive: true, force: true });
-  for (const d of ['spool', 'storage', 'state', 'build']) mkdirSync(join(workDir, d), { recursive: true });
+  for (const d of ['spool', 'storage', 'state', 'build', 'analyzer'])
+    mkdirSync(join(workDir, d), { recursive: true });
 
   step('The local stack: Kafka, Elasticsearch, Prometheus');
   // status exits non-zero when a server is stopped; its output still says which.
@@ -164,12 +213,13 @@ async function main(): Promise<void> {
     topics: [
       { topic: CRASH_TOPIC, numPartitions: 3 },
       { topic: ANALYSIS_TOPIC, numPartitions: 3 },
+      { topic: ANALYSIS_REQUEST_TOPIC, numPartitions: 3 },
       { topic: CRASH_DLQ_TOPIC, numPartitions: 1 },
     ],
     waitForLeaders: true,
   });
   await admin.disconnect();
-  say(`topics ${CRASH_TOPIC}, ${ANALYSIS_TOPIC} and ${CRASH_DLQ_TOPIC} ready`);
+  say(`topics ${CRASH_TOPIC}, ${ANALYSIS_TOPIC}, ${ANALYSIS_REQUEST_TOPIC} and ${CRASH_DLQ_TOPIC} ready`);
 
   step('A Kubernetes API stand-in that knows the pod, and an OTLP receiver');
   const kube = await FakeKubeApi.start();
@@ -213,8 +263,13 @@ async function main(): Promise<void> {
   cleanups.push(() => otlp.close());
   say(`OTLP/HTTP receiver on ${otlp.url}`);
 
-  step('podmortem: indexer, query API, collector agent');
-  const [indexerPort, apiPort, agentPort] = [await freePort(), await freePort(), await freePort()];
+  step('podmortem: indexer, analyzer, query API, collector agent');
+  const [indexerPort, analyzerPort, apiPort, agentPort] = [
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+  ];
   startService('indexer', 'indexer/src/main.ts', {
     PODMORTEM_INDEXER_KAFKA_BROKERS: stack.kafkaBrokers.join(','),
     PODMORTEM_INDEXER_ELASTICSEARCH_URL: stack.elasticsearchUrl,
@@ -223,6 +278,15 @@ async function main(): Promise<void> {
   });
   await waitReady('indexer', `http://127.0.0.1:${indexerPort}/readyz`);
   say(`indexer ready (metrics http://127.0.0.1:${indexerPort}/metrics)`);
+  startService('analyzer', 'analyzer/src/main.ts', {
+    PODMORTEM_ANALYZER_KAFKA_BROKERS: stack.kafkaBrokers.join(','),
+    PODMORTEM_ANALYZER_STORAGE_ROOT: join(workDir, 'storage'),
+    PODMORTEM_ANALYZER_WORK_DIR: join(workDir, 'analyzer'),
+    PODMORTEM_ANALYZER_OPS_HOST: '127.0.0.1',
+    PODMORTEM_ANALYZER_OPS_PORT: String(analyzerPort),
+  });
+  await waitReady('analyzer', `http://127.0.0.1:${analyzerPort}/readyz`);
+  say(`analyzer ready (metrics http://127.0.0.1:${analyzerPort}/metrics)`);
 
   const api = `http://127.0.0.1:${apiPort}`;
   startService('query-api', 'query-api/src/main.ts', {
@@ -277,7 +341,9 @@ async function main(): Promise<void> {
     join(build, 'order-parser'),
     join(repoDir, 'scripts/demo/order-parser.c'),
   ]);
-  say('built scripts/demo/order-parser.c (an unknown customer id is dereferenced as NULL)');
+  say(
+    'built scripts/demo/order-parser.c with -g (price_order() dereferences the NULL that find_customer() returns for an unknown customer)',
+  );
   const cgroup: PodCgroup = createPodCgroup(podUid, containerId);
   cleanups.push(() => cgroup.remove());
   say(`cgroup ${cgroup.path}`);
@@ -330,6 +396,16 @@ async function main(): Promise<void> {
   listing = await cli(['list', '--namespace', 'shop', '--pod', pod.name, '--since', '1h'], userToken, api);
   say(indent(listing));
 
+  step('Analysed: the analyzer unwinds every thread of the core, the indexer merges the result');
+  const analysis = await waitForAnalysis(crashId, userToken, api);
+  say(`analysis   ${analysis.status ?? '?'}${analysis.reason ? ` (${analysis.reason})` : ''}`);
+  say(`title      ${analysis.title ?? '(none)'}`);
+  say(`signature  ${analysis.signature ?? '(none)'}`);
+  const crashing = analysis.threads?.find((th) => th.crashing);
+  const topFrames = (crashing?.frames ?? analysis.frames ?? []).slice(0, 5);
+  say(`the crashing thread${crashing ? ` (tid ${crashing.tid})` : ''}, innermost first:`);
+  topFrames.forEach((f, i) => say(`  #${i}  ${frameText(f)}`));
+
   step(`podmortem info ${crashId}`);
   const info = await cli(['info', crashId], userToken, api);
   say(indent(info));
@@ -356,6 +432,12 @@ async function main(): Promise<void> {
     sha256: event.dump.sha256,
     dumpFile,
     otlpLogRecord: otlpRecord !== undefined,
+    analysis: {
+      status: analysis.status,
+      title: analysis.title,
+      signature: analysis.signature,
+      topFunctions: topFrames.map((f) => f.function ?? '??'),
+    },
     api,
   };
 
@@ -363,6 +445,7 @@ async function main(): Promise<void> {
   say(`crash      ${summary.crashId}`);
   say(`pod        ${summary.namespace}/${summary.pod} (container parser)`);
   say(`signal     ${summary.signal}`);
+  say(`analysis   ${summary.analysis.title ?? summary.analysis.status ?? 'none'}`);
   say(`dump       ${dumpFile}, sha256 ${summary.sha256} (verified)`);
   say(`OTel log   ${summary.otlpLogRecord ? 'received by the OTLP receiver' : 'NOT received'}`);
   say('where to look next:');

@@ -8,14 +8,15 @@ import { promisify } from 'node:util';
 import { repoDir } from './support/stack.ts';
 
 // The README's demo, end to end, as the suite's own test: a real program crashes through the real
-// kernel into podmortem, and the crash is found, downloaded (sha256 verified) and put in context
-// through the query API and the CLI; the demo leaves core_pattern as it found it. core_pattern is
+// kernel into podmortem, and the crash is found, analysed (its crashing function named from the
+// program's debug info), downloaded (sha256 verified) and put in context through the query API and
+// the CLI; the demo leaves core_pattern as it found it. core_pattern is
 // read by the demo itself while it holds the core_pattern lock: other test files change it under
 // that lock, so a read from here could see theirs.
 
 const run = promisify(execFile);
 
-t.test('the demo finds the crash, verifies the dump and restores core_pattern', async (t) => {
+t.test('the demo finds and analyses the crash, verifies the dump and restores core_pattern', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'podmortem-demo-test-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const summaryFile = join(dir, 'summary.json');
@@ -33,6 +34,7 @@ t.test('the demo finds the crash, verifies the dump and restores core_pattern', 
     sha256: string;
     dumpFile: string;
     otlpLogRecord: boolean;
+    analysis: { status?: string; title?: string; signature?: string; topFunctions: string[] };
     corePattern: { before: string; leftByAgent: string; after: string };
   };
   t.match(summary.crashId, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-/, 'a UUIDv7 crash id');
@@ -47,6 +49,21 @@ t.test('the demo finds the crash, verifies the dump and restores core_pattern', 
   t.equal(readFileSync(summary.dumpFile).subarray(0, 4).toString('latin1'), '\x7fELF', 'an ELF core');
   t.ok(summary.otlpLogRecord, 'the crash reached the OTLP receiver as a log record');
   t.match(stdout, new RegExp(`crash +${summary.crashId}`), 'the summary names the crash');
+  t.equal(summary.analysis.status, 'ok', 'the analysis is merged into the crash, complete');
+  t.match(
+    summary.analysis.title,
+    /^SIGSEGV in price_order \(order-parser\.c:\d+\)$/,
+    'its title names the signal, the crashing function and its source line',
+  );
+  t.match(summary.analysis.signature, /^[0-9a-f]{32}$/, 'and it has a signature');
+  t.same(
+    summary.analysis.topFunctions.slice(0, 2),
+    ['price_order', 'main'],
+    'the crashing thread: price_order called by main',
+  );
+  const analysed = stdout.slice(stdout.indexOf('Analysed:'));
+  t.match(analysed, /title +SIGSEGV in price_order \(order-parser\.c:\d+\)/, 'the demo shows the title');
+  t.match(analysed, /#0 +price_order at \S*order-parser\.c:\d+/, 'and the top frame with its source line');
   const context = stdout.slice(stdout.indexOf(`podmortem context ${summary.crashId}`));
   t.match(
     context,
