@@ -10,7 +10,7 @@ import { createTelemetry as indexerTelemetry } from '../indexer/src/telemetry.ts
 import { readConfig } from '../query-api/src/config.ts';
 import { grafanaLink } from '../query-api/src/links.ts';
 import { createTelemetry as apiTelemetry } from '../query-api/src/telemetry.ts';
-import type { AlertRule } from '../grafana/src/alert-rules.ts';
+import type { AlertRule, ExpressionModel } from '../grafana/src/alert-rules.ts';
 import { allPanels, type Dashboard, type EsTarget } from '../grafana/src/dashboard-json.ts';
 import { TIME_FIELD } from '../grafana/src/datasources.ts';
 import {
@@ -359,7 +359,9 @@ const range = { fromMs: minutesAgo(180), toMs: nowMs, intervalMs: 60_000 };
 
 /** What each Elasticsearch query of the crash overview shows for the crashes of `selected` namespaces. */
 function crashesExpected(selected: (namespace: string) => boolean) {
-  const shown = events.filter((e) => e.kubernetes && selected(e.kubernetes.namespace));
+  const shown = events.filter(
+    (e) => e.kubernetes && selected(e.kubernetes.namespace) && Date.parse(e['@timestamp']) >= range.fromMs,
+  );
   const notStored = shown.filter((e) => ['skipped', 'truncated', 'failed'].includes(e.dump.status));
   const at = (panel: string) => `podmortem-crashes: panel "${panel}" A`;
   return {
@@ -459,16 +461,29 @@ t.test('the pod dashboard shows the crashes of its pod and container, not anothe
   t.equal(ran, 6, 'three variables, the annotation, two panels');
 });
 
+function expressionOf<T extends ExpressionModel['type']>(
+  rule: AlertRule,
+  refId: string,
+  type: T,
+): Extract<ExpressionModel, { type: T }> {
+  const model = rule.data.find((q) => q.refId === refId)?.model;
+  if (!model || !('type' in model) || model.type !== type)
+    throw new Error(`${rule.uid}: no ${type} ${refId}`);
+  return model as Extract<ExpressionModel, { type: T }>;
+}
+
+/** The reducer and threshold of a rule of one query (A, reduced by B, compared by C). */
 function alertThreshold(rule: AlertRule): { reducer: string; above: number } {
-  const [, reduce, threshold] = rule.data;
-  return { reducer: reduce.model.reducer, above: threshold.model.conditions[0]?.evaluator.params[0] ?? NaN };
+  const threshold = expressionOf(rule, 'C', 'threshold');
+  const reduce = expressionOf(rule, threshold.expression, 'reduce');
+  return { reducer: reduce.reducer, above: threshold.conditions[0]?.evaluator.params[0] ?? NaN };
 }
 
 t.test('the crash-rate alert fires for the namespace in a crash loop only', async (t) => {
   const rule = rules.find((r) => r.uid === 'podmortem-crash-rate');
   const q = alertQueries(objects.alerting.groups).find((x) => x.where === 'alert podmortem-crash-rate');
   if (!rule || q?.kind !== 'es-target') throw new Error('no crash-rate rule');
-  const window = rule.data[0].relativeTimeRange?.from ?? 0;
+  const window = rule.data[0]?.relativeTimeRange?.from ?? 0;
   const ctx = { fromMs: nowMs - window * 1000, toMs: nowMs, intervalMs: 60_000, values: {} };
   const counts = await runTarget(q.target, ctx);
   t.same(counts, { [ns.c]: 12 }, 'crashes per namespace in the window');
@@ -481,6 +496,58 @@ t.test('the crash-rate alert fires for the namespace in a crash loop only', asyn
   );
 });
 
+/**
+ * Grafana's math of the new-group rule, on numbers joined by their labels: `$X > 0 && $X == $Y`
+ * is the one form the rules use; any other expression fails the test rather than pass unread.
+ */
+function newGroupMath(expression: string, values: Record<string, number>): number {
+  const m = /^\$(\w+) > 0 && \$(\w+) == \$(\w+)$/.exec(expression);
+  if (!m || m[1] !== m[2]) throw new Error(`math expression not understood: ${expression}`);
+  const x = values[m[1] ?? ''];
+  const y = values[m[3] ?? ''];
+  if (x === undefined || y === undefined) return NaN;
+  return x > 0 && x === y ? 1 : 0;
+}
+
+t.test('the new-crash-group alert fires for the signatures first seen within the hour only', async (t) => {
+  const rule = rules.find((r) => r.uid === 'podmortem-new-crash-group');
+  if (!rule) throw new Error('no new-crash-group rule');
+  const threshold = expressionOf(rule, 'C', 'threshold');
+  const math = expressionOf(rule, threshold.expression, 'math');
+  // Each reduction of the math, with the datasource query it reduces and that query's window.
+  const reduced: Record<string, Record<string, number>> = {};
+  for (const ref of math.expression.match(/\$\w+/g) ?? []) {
+    const reduce = expressionOf(rule, ref.slice(1), 'reduce');
+    t.equal(reduce.reducer, 'sum', `${reduce.refId}: the buckets of the window are added up`);
+    const source = rule.data.find((q) => q.refId === reduce.expression);
+    const found = alertQueries(objects.alerting.groups).find(
+      (x) => x.where === `alert ${rule.uid} ${reduce.expression}`,
+    );
+    if (!source?.relativeTimeRange || found?.kind !== 'es-target')
+      throw new Error(`no query ${reduce.expression}`);
+    const ctx = {
+      fromMs: nowMs - source.relativeTimeRange.from * 1000,
+      toMs: nowMs,
+      intervalMs: 60_000,
+      values: {},
+    };
+    reduced[reduce.refId] = (await runTarget(found.target, ctx)) as Record<string, number>;
+  }
+  const [recent, history] = Object.values(reduced);
+  t.same(recent, { 'api!parse+0x1': 2, 'envoy!run+0x9': 1, 'loop!spin+0x2': 12 }, 'the last hour');
+  t.same(
+    history,
+    { 'api!parse+0x1': 2, 'envoy!run+0x9': 1, 'loop!spin+0x2': 13, 'nginx!main+0x3': 2 },
+    'the last 30 days, the crash loop’s old crash included',
+  );
+  const signatures = Object.keys(history ?? {});
+  const firing = signatures.filter((sig) => {
+    const values = Object.fromEntries(Object.entries(reduced).map(([ref, v]) => [ref, v[sig] ?? NaN]));
+    return newGroupMath(math.expression, values) > (threshold.conditions[0]?.evaluator.params[0] ?? NaN);
+  });
+  t.same(firing.sort(), ['api!parse+0x1', 'envoy!run+0x9'], 'new: only seen within the hour');
+});
+
 t.test('the Kibana data view and saved searches find the crashes they are named for', async (t) => {
   const expected: Record<string, CrashEvent[]> = {
     'podmortem-dumps-not-kept': events.filter(
@@ -488,6 +555,7 @@ t.test('the Kibana data view and saved searches find the crashes they are named 
     ),
     'podmortem-sigsegv': events.filter((e) => e.signal.name === 'SIGSEGV'),
     'podmortem-host-crashes': events.filter((e) => !e.kubernetes),
+    'podmortem-by-signature': events.filter((e) => e.analysis?.signature !== undefined),
   };
   t.same(savedSearches.map((s) => s.id).sort(), Object.keys(expected).sort());
   const dataView = objects.kibana.find((o) => o.type === 'index-pattern');

@@ -2,15 +2,18 @@ import { PROMETHEUS } from './datasources.ts';
 import { esCount } from './es-queries.ts';
 import type { EsTarget } from './dashboard-json.ts';
 
-// Grafana-managed alert rules, in the file-provisioning format (provisioning/alerting). Each rule
-// is query A, reduced to one number per series (B), compared with a threshold (C). Labels are
-// plain words: Grafana expands `$` in provisioned labels as environment variables (not in
-// annotations, where the alert templates go).
+// Grafana-managed alert rules, in the file-provisioning format (provisioning/alerting). Most rules
+// are query A, reduced to one number per series (B), compared with a threshold (C). The new crash
+// group rule counts each signature over two windows (A: the last hour, H: the last 30 days),
+// reduces both, and fires where the two counts are equal and not zero (N), i.e. where every crash
+// of the signature in 30 days happened within the hour. Labels are plain words: Grafana expands
+// `$` in provisioned labels as environment variables (not in annotations, where the alert
+// templates go).
 
 const EXPR = { type: '__expr__', uid: '__expr__' } as const;
 
 interface PromAlertModel {
-  refId: 'A';
+  refId: string;
   datasource: typeof PROMETHEUS;
   expr: string;
   instant: true;
@@ -23,21 +26,32 @@ type EsAlertModel = EsTarget & { intervalMs: number; maxDataPoints: number };
 
 export type Reducer = 'last' | 'sum' | 'max';
 
-interface ReduceModel {
-  refId: 'B';
+export interface ReduceModel {
+  refId: string;
   datasource: typeof EXPR;
   type: 'reduce';
-  expression: 'A';
+  expression: string;
   reducer: Reducer;
 }
 
-interface ThresholdModel {
+/** A Grafana server-side math expression over reduced series ($RefId), joined by their labels. */
+export interface MathModel {
+  refId: string;
+  datasource: typeof EXPR;
+  type: 'math';
+  expression: string;
+}
+
+export interface ThresholdModel {
   refId: 'C';
   datasource: typeof EXPR;
   type: 'threshold';
-  expression: 'B';
+  expression: string;
   conditions: { evaluator: { type: 'gt'; params: [number] } }[];
 }
+
+export type DatasourceModel = PromAlertModel | EsAlertModel;
+export type ExpressionModel = ReduceModel | MathModel | ThresholdModel;
 
 export interface AlertQuery<M> {
   refId: string;
@@ -50,7 +64,8 @@ export interface AlertRule {
   uid: string;
   title: string;
   condition: 'C';
-  data: [AlertQuery<PromAlertModel | EsAlertModel>, AlertQuery<ReduceModel>, AlertQuery<ThresholdModel>];
+  /** The datasource queries first, then the expressions; the last one is the condition C. */
+  data: AlertQuery<DatasourceModel | ExpressionModel>[];
   dashboardUid: string;
   panelId: number;
   noDataState: 'OK' | 'NoData' | 'Alerting';
@@ -91,35 +106,41 @@ interface RuleSpec {
   description: string;
 }
 
-function rule(spec: RuleSpec): AlertRule {
+type RuleText = Omit<RuleSpec, 'query' | 'windowS' | 'reducer' | 'above'>;
+
+function sourceQuery(refId: string, windowS: number, model: DatasourceModel): AlertQuery<DatasourceModel> {
+  return {
+    refId,
+    relativeTimeRange: { from: windowS, to: 0 },
+    datasourceUid: model.datasource.uid,
+    model: { ...model, refId },
+  };
+}
+
+function expression<M extends ExpressionModel>(model: M): AlertQuery<M> {
+  return { refId: model.refId, datasourceUid: EXPR.uid, model };
+}
+
+function reduce(refId: string, of: string, reducer: Reducer): AlertQuery<ReduceModel> {
+  return expression({ refId, datasource: EXPR, type: 'reduce', expression: of, reducer });
+}
+
+function threshold(of: string, above: number): AlertQuery<ThresholdModel> {
+  return expression({
+    refId: 'C',
+    datasource: EXPR,
+    type: 'threshold',
+    expression: of,
+    conditions: [{ evaluator: { type: 'gt', params: [above] } }],
+  });
+}
+
+function withText(spec: RuleText, data: AlertRule['data']): AlertRule {
   return {
     uid: spec.uid,
     title: spec.title,
     condition: 'C',
-    data: [
-      {
-        refId: 'A',
-        relativeTimeRange: { from: spec.windowS, to: 0 },
-        datasourceUid: spec.query.datasource.uid,
-        model: spec.query,
-      },
-      {
-        refId: 'B',
-        datasourceUid: EXPR.uid,
-        model: { refId: 'B', datasource: EXPR, type: 'reduce', expression: 'A', reducer: spec.reducer },
-      },
-      {
-        refId: 'C',
-        datasourceUid: EXPR.uid,
-        model: {
-          refId: 'C',
-          datasource: EXPR,
-          type: 'threshold',
-          expression: 'B',
-          conditions: [{ evaluator: { type: 'gt', params: [spec.above] } }],
-        },
-      },
-    ],
+    data,
     dashboardUid: spec.panel.dashboardUid,
     panelId: spec.panel.panelId,
     // No series means nothing happened (no crash, no failure), not a broken query.
@@ -130,6 +151,39 @@ function rule(spec: RuleSpec): AlertRule {
     labels: { severity: spec.severity, team: 'podmortem' },
     isPaused: false,
   };
+}
+
+function rule(spec: RuleSpec): AlertRule {
+  return withText(spec, [
+    sourceQuery('A', spec.windowS, spec.query),
+    reduce('B', 'A', spec.reducer),
+    threshold('B', spec.above),
+  ]);
+}
+
+/** The windows of the new crash group rule: recent, and the memory it is new against. */
+export const NEW_GROUP_WINDOWS = { recentS: 3600, historyS: 30 * 86_400 } as const;
+
+/** Fires per signature whose crashes of the last 30 days all happened in the last hour. */
+function newGroupRule(text: RuleText): AlertRule {
+  const bySignature = (interval: string): EsAlertModel => ({
+    ...esCount('_exists_:analysis.signature', {
+      by: [{ field: 'analysis.signature', size: 500 }],
+      overTime: true,
+      interval,
+    }),
+    intervalMs: 60_000,
+    maxDataPoints: 43_200,
+  });
+  return withText(text, [
+    sourceQuery('A', NEW_GROUP_WINDOWS.recentS, bySignature('1m')),
+    // Daily buckets: 30 of them per signature stay far below Elasticsearch's bucket limit.
+    sourceQuery('H', NEW_GROUP_WINDOWS.historyS, bySignature('1d')),
+    reduce('RA', 'A', 'sum'),
+    reduce('RH', 'H', 'sum'),
+    expression({ refId: 'N', datasource: EXPR, type: 'math', expression: '$RA > 0 && $RA == $RH' }),
+    threshold('N', 0),
+  ]);
 }
 
 function promQuery(expr: string): PromAlertModel {
@@ -146,6 +200,7 @@ function promQuery(expr: string): PromAlertModel {
 
 export interface AlertPanels {
   crashesByNamespace: RulePanel;
+  topSignatures: RulePanel;
   spoolEntries: RulePanel;
   deliveryFailures: RulePanel;
   deadLettered: RulePanel;
@@ -182,6 +237,17 @@ export function alertRules(panels: AlertPanels) {
           summary: 'More than 10 crashes in 10 minutes in {{ index $labels "kubernetes.namespace" }}',
           description:
             '{{ $values.B }} crashes of processes in pods of the namespace in the last 10 minutes.',
+        }),
+        newGroupRule({
+          uid: 'podmortem-new-crash-group',
+          title: 'New crash group',
+          for: '0s',
+          severity: 'warning',
+          panel: panels.topSignatures,
+          summary: 'A new crash signature: {{ index $labels "analysis.signature" }}',
+          description:
+            '{{ $values.RA }} crashes in the last hour with a stack signature not seen in the 30 days before: ' +
+            'a new bug. GET /v1/groups/{signature} of the query API lists its pods and crashes.',
         }),
       ],
     },

@@ -12,6 +12,7 @@ export const CRASHES_DASHBOARD_UID = 'podmortem-crashes';
 const inNamespaces = 'kubernetes.namespace:$namespace';
 
 export const CRASHES_PANEL = 'Crashes by namespace';
+export const SIGNATURES_PANEL = 'Top signatures';
 
 export function crashesDashboard(): Dashboard {
   const grid = new PanelGrid();
@@ -54,7 +55,7 @@ export function crashesDashboard(): Dashboard {
   const top = (title: string, field: string, description: string) =>
     grid.add(barGauge(title, esCount(inNamespaces, { by: [{ field, size: 10 }] }), description), 6, 8);
   top('Top signals', 'signal.name', 'Crashes by the signal that killed the process');
-  top('Top signatures', 'analysis.signature', 'Crashes by stack signature, where the dump was analysed');
+  top(SIGNATURES_PANEL, 'analysis.signature', 'Crashes by stack signature, where the dump was analysed');
   top('Top executables', 'process.executable', 'Crashes by the path of the crashed executable');
   top('Dump status', 'dump.status', 'What became of the cores: stored, skipped, truncated, failed');
   const podLink = {

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { alertRules, type RulePanel } from './alert-rules.ts';
-import { CRASHES_PANEL, crashesDashboard } from './crashes-dashboard.ts';
+import { CRASHES_PANEL, SIGNATURES_PANEL, crashesDashboard } from './crashes-dashboard.ts';
 import { allPanels, type Dashboard } from './dashboard-json.ts';
 import { dashboardProvider } from './dashboard-provider.ts';
 import { datasourcesProvisioning } from './datasources.ts';
@@ -31,6 +31,7 @@ export function grafanaObjects() {
     dashboardProvider: dashboardProvider(),
     alerting: alertRules({
       crashesByNamespace: panelRef(crashes, CRASHES_PANEL),
+      topSignatures: panelRef(crashes, SIGNATURES_PANEL),
       spoolEntries: panelRef(self, SELF_PANELS.spoolEntries),
       deliveryFailures: panelRef(self, SELF_PANELS.deliveryFailures),
       deadLettered: panelRef(self, SELF_PANELS.deadLettered),

@@ -135,6 +135,13 @@ export function kibanaObjects(): KibanaObject[] {
       ['fault.address', 'analysis.signature'],
     ),
     savedSearch(
+      'podmortem-by-signature',
+      'podmortem: analysed crashes by stack signature',
+      'Every crash with a stack signature, the signature and title first: filter on one analysis.signature value to see every crash of that bug (the query API groups them at /v1/groups).',
+      '_exists_:analysis.signature',
+      ['analysis.signature', 'analysis.title', 'analysis.status'],
+    ),
+    savedSearch(
       'podmortem-host-crashes',
       'podmortem: crashes outside pods',
       'Crashes of host processes, outside any Kubernetes pod.',

@@ -49,13 +49,17 @@ export function dashboardQueries(dashboard: Dashboard): FoundQuery[] {
 
 export function alertQueries(groups: AlertGroup[]): FoundQuery[] {
   return groups.flatMap((g) =>
-    g.rules.map((r): FoundQuery => {
-      const where = `alert ${r.uid}`;
-      const model = r.data[0].model;
-      if (r.data[0].datasourceUid === ELASTICSEARCH.uid && 'bucketAggs' in model)
-        return { where, kind: 'es-target', target: model };
-      if ('expr' in model) return { where, kind: 'promql', expr: model.expr };
-      throw new Error(`${where}: query A is neither PromQL nor Elasticsearch`);
+    g.rules.flatMap((r) => {
+      const sources = r.data.filter((q) => q.datasourceUid !== '__expr__');
+      return sources.map((q): FoundQuery => {
+        // A rule of one query is named by its uid alone; one of several by its uid and refId.
+        const where = sources.length === 1 ? `alert ${r.uid}` : `alert ${r.uid} ${q.refId}`;
+        const model = q.model;
+        if (q.datasourceUid === ELASTICSEARCH.uid && 'bucketAggs' in model)
+          return { where, kind: 'es-target', target: model };
+        if ('expr' in model) return { where, kind: 'promql', expr: model.expr };
+        throw new Error(`${where}: query ${q.refId} is neither PromQL nor Elasticsearch`);
+      });
     }),
   );
 }

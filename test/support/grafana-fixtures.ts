@@ -11,6 +11,7 @@ import { stack, uniqueName } from './stack.ts';
 // What test/grafana.test.ts puts in the servers of the local stack: the crashes indexed into an
 // index set of its own (three namespaces, a crash loop, a crash outside any pod) and the series
 // written to Prometheus (pod metrics and podmortem's own, 25 minutes of samples every 15 s), with
+// one crash three days old (older than the dashboards' three hours, within the alerts' 30 days),
 // the names and times the test computes what it expects from.
 
 const esUrl = stack.elasticsearchUrl;
@@ -138,8 +139,20 @@ export const events: CrashEvent[] = [
       signal: 'SIGABRT',
       status: 'stored',
       executable: '/app/loop',
+      signature: 'loop!spin+0x2',
     }),
   ),
+  // The crash loop's bug, seen three days ago already: its group is not new.
+  crash({
+    at: minutesAgo(3 * 24 * 60),
+    namespace: ns.c,
+    pod: pods.loop,
+    container: 'app',
+    signal: 'SIGABRT',
+    status: 'stored',
+    executable: '/app/loop',
+    signature: 'loop!spin+0x2',
+  }),
   crash({ at: minutesAgo(20), signal: 'SIGFPE', status: 'failed', executable: '/usr/bin/calc' }),
 ];
 
