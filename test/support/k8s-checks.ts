@@ -25,6 +25,11 @@ import {
 } from '../../collector/src/agent/config.ts';
 import { HANDLER_ENTRY, handlerLogPath } from '../../collector/src/agent/handler-installer.ts';
 import {
+  AnalyzerConfigSchema,
+  CONFIG_PREFIX as ANALYZER_PREFIX,
+  loadAnalyzerConfig,
+} from '../../analyzer/src/config.ts';
+import {
   CONFIG_PREFIX as INDEXER_PREFIX,
   IndexerConfigSchema,
   loadIndexerConfig,
@@ -42,7 +47,7 @@ import { repoDir } from './stack.ts';
 // of one rendering that returns its problems (an empty list: none). Kept apart from the test so the
 // test can also prove each check fails on a manifest broken on purpose.
 
-export type ServiceName = 'collector' | 'indexer' | 'query-api';
+export type ServiceName = 'collector' | 'indexer' | 'analyzer' | 'query-api';
 
 /** A folder a service needs from the node rather than from the container. */
 export interface HostPathNeed {
@@ -113,6 +118,25 @@ export const SERVICES: ServiceSpec[] = [
     facts(env) {
       const c = loadIndexerConfig(env);
       return { opsHost: c.opsHost, opsPort: c.opsPort, shutdownGraceMs: c.shutdownGraceMs, hostPaths: [] };
+    },
+  },
+  {
+    service: 'analyzer',
+    workloadKind: 'Deployment',
+    sourceDir: 'analyzer/src',
+    main: 'analyzer/src/main.ts',
+    schema: AnalyzerConfigSchema,
+    prefix: ANALYZER_PREFIX,
+    facts(env) {
+      const c = loadAnalyzerConfig(env);
+      return {
+        opsHost: c.opsHost,
+        opsPort: c.opsPort,
+        shutdownGraceMs: c.shutdownGraceMs,
+        // Writable: the debug files fetched from debuginfod are kept beside the modules.
+        storage: { root: c.storageRoot, readOnly: false },
+        hostPaths: [],
+      };
     },
   },
   {
