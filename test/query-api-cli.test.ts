@@ -7,7 +7,6 @@ import { promisify } from 'node:util';
 import { zstdCompressSync } from 'node:zlib';
 import { Client } from '@elastic/elasticsearch';
 import { dumpRelPath } from '@podmortem/contract';
-import { Kafka, logLevel } from 'kafkajs';
 import t from 'tap';
 import { FakeKubeApi } from './support/fake-kube-api.ts';
 import { freePort } from './support/ports.ts';
@@ -18,6 +17,7 @@ import {
   StorageRoot,
   addUser,
   makeCrash,
+  requestTopicFor,
   seedLogs,
   sha256,
   type LogDoc,
@@ -191,16 +191,7 @@ const logDocs: LogDoc[] = [
 await seedLogs(es, logsIndex, logDocs);
 
 // The topic `podmortem reanalyze` publishes to, through the API.
-const requestTopic = uniqueName('pm-cli-requests');
-const kafkaAdmin = new Kafka({ brokers: stack.kafkaBrokers, logLevel: logLevel.NOTHING }).admin();
-await kafkaAdmin.connect();
-await kafkaAdmin.createTopics({ topics: [{ topic: requestTopic }], waitForLeaders: true });
-t.teardown(async () => {
-  await kafkaAdmin.deleteTopics({ topics: [requestTopic] }).catch(() => undefined);
-  await kafkaAdmin.disconnect();
-});
-const requestsPublished = async () =>
-  (await kafkaAdmin.fetchTopicOffsets(requestTopic)).reduce((n, p) => n + Number(p.high), 0);
+const { topic: requestTopic, published: requestsPublished } = await requestTopicFor(t, 'pm-cli-requests');
 
 // The API as its own process.
 const port = await freePort();

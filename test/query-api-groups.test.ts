@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import t from 'tap';
-import { crashIndexFor } from '@podmortem/contract';
+import { crashIndexFor, type CrashEvent } from '@podmortem/contract';
 import { addUser, bearer, harness, makeCrash } from './support/query-api.ts';
 
 // GET /v1/groups and /v1/groups/{signature} against the real Elasticsearch: crashes grouped by
@@ -47,32 +47,25 @@ const old1 = crash('team-a', 'job-0', 'node-2', 72 * hour, SIG_OLD);
 const old2 = crash('team-a', 'job-1', 'node-2', 1.5 * hour, SIG_OLD);
 await h.index.add([a1, a2, a3, b1, b2, sharedA, sharedB1, sharedB2, old1, old2]);
 
-// The indexer's placeholder for an analysis ahead of its crash: no schema_version.
+// The indexer's placeholder for an analysis ahead of its crash (no schema_version): what it holds.
+async function indexPlaceholder(of: CrashEvent, analysis: Record<string, string>): Promise<void> {
+  await h.index.es.index({
+    index: crashIndexFor(of['@timestamp'], h.index.alias),
+    id: of.crash.id,
+    document: {
+      crash: of.crash,
+      '@timestamp': of['@timestamp'],
+      kubernetes: { namespace: 'team-a' },
+      analysis,
+    },
+    refresh: 'wait_for',
+  });
+}
 const placeholder = crash('team-a', 'api-0', 'node-1', 1 * hour, SIG_PLACEHOLDER);
-await h.index.es.index({
-  index: crashIndexFor(placeholder['@timestamp'], h.index.alias),
-  id: placeholder.crash.id,
-  document: {
-    crash: placeholder.crash,
-    '@timestamp': placeholder['@timestamp'],
-    kubernetes: { namespace: 'team-a' },
-    analysis: { signature: SIG_PLACEHOLDER, title: 'placeholder', status: 'ok' },
-  },
-  refresh: 'wait_for',
-});
+await indexPlaceholder(placeholder, { signature: SIG_PLACEHOLDER, title: 'placeholder', status: 'ok' });
 // A placeholder of an existing signature must not add to its count either.
 const placeholderA = crash('team-a', 'api-9', 'node-9', 1 * hour, SIG_A);
-await h.index.es.index({
-  index: crashIndexFor(placeholderA['@timestamp'], h.index.alias),
-  id: placeholderA.crash.id,
-  document: {
-    crash: placeholderA.crash,
-    '@timestamp': placeholderA['@timestamp'],
-    kubernetes: { namespace: 'team-a' },
-    analysis: { signature: SIG_A },
-  },
-  refresh: 'wait_for',
-});
+await indexPlaceholder(placeholderA, { signature: SIG_A });
 
 const alice = addUser(h.kube, 'alice', ['team-a']);
 const bob = addUser(h.kube, 'bob', ['team-b']);

@@ -1,9 +1,8 @@
 import type { HTTPMethods } from 'fastify';
 import t, { type Test } from 'tap';
 import { routesOf as registeredRoutes } from '../query-api/src/app.ts';
-import { Kafka, logLevel } from 'kafkajs';
-import { addUser, bearer, harness, makeCrash } from './support/query-api.ts';
-import { stack, uniqueName } from './support/stack.ts';
+import { addUser, bearer, harness, makeCrash, requestTopicFor } from './support/query-api.ts';
+import { stack } from './support/stack.ts';
 
 // Tenancy on every route, with TokenReview and SubjectAccessReview answered by the Kubernetes
 // API stand-in: a caller allowed in namespace team-a alone never sees, gets, downloads or tars
@@ -11,14 +10,7 @@ import { stack, uniqueName } from './support/stack.ts';
 // without a token, with a bad one, or without the verb are turned away.
 
 // A request topic of its own: POST /v1/crashes/{id}/analysis publishes there.
-const requestTopic = uniqueName('pm-tenancy-requests');
-const kafkaAdmin = new Kafka({ brokers: stack.kafkaBrokers, logLevel: logLevel.NOTHING }).admin();
-await kafkaAdmin.connect();
-await kafkaAdmin.createTopics({ topics: [{ topic: requestTopic }], waitForLeaders: true });
-t.teardown(async () => {
-  await kafkaAdmin.deleteTopics({ topics: [requestTopic] }).catch(() => undefined);
-  await kafkaAdmin.disconnect();
-});
+const { topic: requestTopic } = await requestTopicFor(t, 'pm-tenancy-requests');
 const h = await harness({ kafkaBrokers: stack.kafkaBrokers, requestTopic });
 t.teardown(() => h.close());
 

@@ -5,6 +5,8 @@ import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
 import { zstdCompressSync } from 'node:zlib';
 import { Client } from '@elastic/elasticsearch';
+import { Kafka, logLevel } from 'kafkajs';
+import type { Test } from 'tap';
 import {
   crashIndexFor,
   crashIndexTemplates,
@@ -306,4 +308,26 @@ export async function harness(
 
 export function bearer(token: string): Record<string, string> {
   return { authorization: `Bearer ${token}` };
+}
+
+/** A re-analysis request topic of the test's own on the real Kafka, removed at the end. */
+export interface RequestTopic {
+  topic: string;
+  /** Records published to the topic so far (the sum of its partitions' high offsets). */
+  published: () => Promise<number>;
+}
+
+export async function requestTopicFor(t: Test, prefix: string): Promise<RequestTopic> {
+  const topic = uniqueName(prefix);
+  const admin = new Kafka({ brokers: stack.kafkaBrokers, logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  await admin.createTopics({ topics: [{ topic }], waitForLeaders: true });
+  t.teardown(async () => {
+    await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
+    await admin.disconnect();
+  });
+  return {
+    topic,
+    published: async () => (await admin.fetchTopicOffsets(topic)).reduce((n, p) => n + Number(p.high), 0),
+  };
 }
