@@ -39,6 +39,17 @@ interface RateState {
   keys: Record<string, number[]>;
 }
 
+/**
+ * How long a handler waits for the lock, and when a lock counts as left by a dead handler. A holder
+ * needs milliseconds, but in a storm hundreds of handler processes share the node's cores and a
+ * holder may wait its turn for seconds: both stay far above that, and far below the deadline.
+ */
+const LOCK_TIMEOUT_MS = 30_000;
+const STALE_LOCK_MS = 15_000;
+/** Waiters poll the lock with a growing pause, so that a storm of them leaves the CPU to the holder. */
+const POLL_FIRST_MS = 1;
+const POLL_MAX_MS = 50;
+
 /** Most keys remembered; the least recently used go first. */
 const MAX_KEYS = 4096;
 const HEX64 = /[0-9a-f]{64}/g;
@@ -60,7 +71,7 @@ export async function takeDumpSlot(p: DumpSlotParams): Promise<DumpSlot> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const lock = join(dir, 'ratelimit.lock');
   const file = join(dir, 'ratelimit.json');
-  const token = await acquire(lock, p.lockTimeoutMs ?? 10_000, p.staleLockMs ?? 5_000);
+  const token = await acquire(lock, p.lockTimeoutMs ?? LOCK_TIMEOUT_MS, p.staleLockMs ?? STALE_LOCK_MS);
   try {
     const now = p.now ?? Date.now();
     let state: RateState = { version: 1, keys: {} };
@@ -105,6 +116,7 @@ export async function takeDumpSlot(p: DumpSlotParams): Promise<DumpSlot> {
 async function acquire(lock: string, timeoutMs: number, staleMs: number): Promise<string> {
   const token = `${process.pid} ${randomUUID()}`;
   const deadline = Date.now() + timeoutMs;
+  let pauseMs = POLL_FIRST_MS;
   for (;;) {
     try {
       await writeFile(lock, token, { flag: 'wx', mode: 0o600 });
@@ -127,7 +139,8 @@ async function acquire(lock: string, timeoutMs: number, staleMs: number): Promis
     }
     if (Date.now() > deadline)
       throw new Error(`the rate-limit lock ${lock} stayed taken for ${timeoutMs} ms`);
-    await sleep(1 + Math.random() * 4);
+    await sleep(pauseMs * (0.5 + Math.random()));
+    pauseMs = Math.min(POLL_MAX_MS, pauseMs * 2);
   }
 }
 
