@@ -456,6 +456,19 @@ t.test(
       [],
       'the others skipped by the rate limit with their honest size',
     );
+    // The dumps not kept still have their notes: the core's first bytes through its note segment.
+    const noteEnd = Number(core.readBigUInt64LE(64 + 8) + core.readBigUInt64LE(64 + 32));
+    const head = core.subarray(0, noteEnd).toString('base64');
+    t.same(
+      skipped.filter((m) => m.coreHead !== head).map((m) => m.crashId),
+      [],
+      'every skipped crash keeps the core head',
+    );
+    t.same(
+      stored.filter((m) => m.coreHead !== undefined).map((m) => m.crashId),
+      [],
+      'a stored dump holds its own notes',
+    );
     t.ok(
       all.every((m) => m.proc?.cgroup.includes(containerId)),
       'each read the container cgroup',

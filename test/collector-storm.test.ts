@@ -1,7 +1,15 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
+import type { CrashEvent } from '@podmortem/contract';
+import {
+  analyzerNames,
+  readAnalyses,
+  startAnalyzer,
+  stopAnalyzer,
+  testKafka,
+} from './support/analyzer-harness.ts';
 import { collectorSetup, compileC, CRASHERS } from './support/collector-agent.ts';
 import { lockCorePattern } from './support/core-pattern-lock.ts';
 import { createPodCgroup } from './support/pod-cgroup.ts';
@@ -14,6 +22,8 @@ import { until } from './support/poll.ts';
 // memory through such a storm is a figure of `npm run bench:storm`.
 
 const STORM = 200;
+/** The line of CRASHERS.segv that faults. */
+const CRASH_LINE = CRASHERS.segv.split('\n').findIndex((l) => l.includes('*p = 42')) + 1;
 const RATE_LIMIT = 5;
 const SYSCTL = '/proc/sys/kernel';
 const readSysctl = (name: string) => readFileSync(join(SYSCTL, name), 'utf8').replace(/\n$/, '');
@@ -81,6 +91,19 @@ t.test(`${STORM} crashes from one container: all counted, dumps up to the rate l
     byStatus('skipped').every((e) => /rate/i.test(e.dump.reason ?? '')),
     'skipped for the rate limit, and saying so',
   );
+  // A skipped dump still has what its notes say: the handler kept them while draining the core.
+  const pcInExecutable = (e: CrashEvent): boolean => {
+    const exe = e.analysis?.modules?.find((m) => m.path === e.process.executable);
+    const pc = e.registers?.pc;
+    return !!(exe?.start && exe.end && pc && BigInt(exe.start) <= BigInt(pc) && BigInt(pc) < BigInt(exe.end));
+  };
+  t.same(
+    byStatus('skipped')
+      .filter((e) => !(e.signal.code === 1 && e.fault?.address === '0x0' && pcInExecutable(e)))
+      .map((e) => ({ id: e.crash.id, signal: e.signal, fault: e.fault, registers: e.registers })),
+    [],
+    'every skipped crash has its signal code, fault address and a pc in its executable',
+  );
   t.equal(setup.stored().dumps.length, RATE_LIMIT, 'only the kept dumps on the storage root');
   t.equal(setup.stored().events.length, STORM, 'an event file for every crash');
 
@@ -103,4 +126,51 @@ t.test(`${STORM} crashes from one container: all counted, dumps up to the rate l
   );
   await agent.stop();
   t.equal(readSysctl('core_pattern'), original.pattern);
+
+  // The analyzer over the storm: a signature for each stored dump, and for each skipped one the top
+  // frame from its pc, named from the executable the collector captured.
+  const names = { ...analyzerNames('pm-storm'), topic: setup.topic };
+  const kafka = testKafka();
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({
+    topics: [{ topic: names.analysisTopic }, { topic: names.requestTopic }],
+    waitForLeaders: true,
+  });
+  t.teardown(async () => {
+    await admin.deleteTopics({ topics: [names.analysisTopic, names.requestTopic] }).catch(() => undefined);
+    await admin.disconnect();
+  });
+  const reader = await readAnalyses(kafka, names.analysisTopic);
+  t.teardown(reader.stop);
+  const workDir = join(setup.storageRoot, '..', 'analyzer-work');
+  mkdirSync(workDir);
+  const analyzer = await startAnalyzer({ names, storageRoot: setup.storageRoot, workDir });
+  t.teardown(() => stopAnalyzer(analyzer));
+  const analyses = await until(
+    `an analysis of each of the ${STORM} crashes`,
+    () => {
+      const byCrash = new Map(reader.records.map((r) => [r.crashId, r.analysis.analysis]));
+      return [...unique.keys()].every((id) => byCrash.has(id)) ? byCrash : undefined;
+    },
+    300_000,
+  );
+  const wrong = [...unique.values()].flatMap((e) => {
+    const a = analyses.get(e.crash.id);
+    const good =
+      e.dump.status === 'stored'
+        ? a?.status === 'ok' && a.signature !== undefined && a.frames?.[0]?.function === 'main'
+        : a?.status === 'partial' &&
+          a.signature === undefined &&
+          a.frames?.length === 1 &&
+          a.frames[0]?.function === 'main' &&
+          a.frames[0].line === CRASH_LINE;
+    return good ? [] : [{ id: e.crash.id, dump: e.dump.status, analysis: a }];
+  });
+  t.same(wrong, [], 'each stored crash a signature, each skipped one its top frame (main, with its line)');
+  t.equal(
+    new Set([...analyses.values()].flatMap((a) => (a.signature ? [a.signature] : []))).size,
+    1,
+    'one bug, one signature',
+  );
 });

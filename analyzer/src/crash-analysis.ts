@@ -5,7 +5,8 @@ import { analysisOf, threadsOf, type Analysis } from './analysis.ts';
 import { crashFiles, removeCrashFiles } from './crash-files.ts';
 import { keepDebuginfo, type DebuginfodParams } from './debuginfod.ts';
 import type { AnalyzerTelemetry } from './telemetry.ts';
-import { unwindCore, type UnwinderParams } from './unwinder.ts';
+import { pcFrame } from './pc-frame.ts';
+import { UNWINDER_DEFAULTS, unwindCore, type UnwinderParams } from './unwinder.ts';
 
 // One crash record in, its analysis out: the dump and the captured modules from the store into a
 // temporary folder (always removed), the unwinder under its limits, and a status that says how
@@ -60,26 +61,28 @@ export async function analyzeCrash(
   const signal = event.signal.name;
 
   if (event.dump.status !== 'stored' && event.dump.status !== 'truncated') {
-    // What the collector read from the core's notes before it was dropped is all there is.
-    const known = event.analysis?.frames ?? [];
+    // The crashing thread's pc and the module map are all there is: the top frame, no signature.
     const why = `no dump (${event.dump.status}${event.dump.reason ? `: ${event.dump.reason}` : ''})`;
-    if (known.length === 0) return unanalysed('skipped', 'no-dump', why);
-    const fromEvent = analysisOf(signal, [
-      {
-        tid: event.process.tid ?? event.process.pid,
-        crashing: true,
-        truncated: false,
-        // The event's frames carry no pc (a load address); their module offset stands in, which
-        // only a title of unnamed frames would show.
-        frames: known.map((f) => ({ ...f, pc: `0x${(f.offset ?? 0).toString(16)}` })),
-      },
+    const top = await pcFrame(event, {
+      store: params.store,
+      workDir: params.workDir,
+      maxBytes: params.maxTempBytes,
+      deadlineMs: params.unwinder.deadlineMs ?? UNWINDER_DEFAULTS.deadlineMs,
+      addressSpaceBytes: params.unwinder.addressSpaceBytes ?? UNWINDER_DEFAULTS.addressSpaceBytes,
+      ...(params.debuginfod ? { debuginfod: params.debuginfod } : {}),
+      signal: params.signal,
+    });
+    if (!top) return unanalysed('skipped', 'no-dump', `${why}; the crash's notes gave no pc`);
+    const found = analysisOf(signal, [
+      { tid: event.process.tid ?? event.process.pid, crashing: true, truncated: false, frames: [top.frame] },
     ]);
+    const detail = top.problem ? `; ${top.problem}` : '';
     return {
       analysis: {
         ...stamp,
-        ...fromEvent,
+        ...(found ? { frames: found.frames, title: found.title } : {}),
         status: 'partial',
-        reason: reasonText('no-dump', `${why}: frames of the crash event only`),
+        reason: reasonText('no-dump', `${why}: the top frame from the pc and the module map only${detail}`),
       },
     };
   }

@@ -23,6 +23,7 @@ export interface HandlerConfig {
   rateLimitWindowSeconds: number;
   minFreeBytes: number;
   deadlineSeconds: number;
+  coreHeadMaxBytes: number;
   moduleCapture: 'copy' | 'off';
   moduleCacheMaxBytes: number;
   moduleMaxBytes: number;
@@ -86,6 +87,12 @@ export const HANDLER_CONFIG_KEYS: Record<keyof HandlerConfig, Key> = {
     default: 120,
     description: 'Longest the handler reads the core; then it keeps what it has and lets the kernel go',
     check: isInt(1),
+  },
+  coreHeadMaxBytes: {
+    default: 4 * 1024 ** 2,
+    description:
+      "Most bytes of a core's headers and notes kept in the meta when its dump is not stored whole (skipped, truncated, failed), so the crash still gets its signal code, fault address, registers and threads; 0 keeps none",
+    check: isInt(0),
   },
   moduleCapture: {
     default: 'copy',

@@ -211,6 +211,11 @@ export interface SpoolMeta {
   rawArgs?: string[];
   dump: SpoolDump;
   /**
+   * Base64 of the core's first bytes through its note segments, when the dump is not stored whole
+   * (skipped, truncated, failed): what the agent reads the crash's notes from without a core file.
+   */
+  coreHead?: string;
+  /**
    * Every mapped ELF module, read from /proc/<pid> after the core (absent in metas of handlers
    * before module capture, or when /proc could not be read: see modulesError).
    */

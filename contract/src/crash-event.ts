@@ -175,6 +175,15 @@ export const CrashEventSchema = Type.Object(
       strict,
     ),
     fault: Type.Optional(Type.Object({ address: Type.String({ pattern: '^0x[0-9a-f]{1,16}$' }) }, strict)),
+    registers: Type.Optional(
+      Type.Object(
+        {
+          pc: Type.String({ pattern: '^0x[0-9a-f]{1,16}$', description: 'Instruction pointer' }),
+          sp: Type.String({ pattern: '^0x[0-9a-f]{1,16}$', description: 'Stack pointer' }),
+        },
+        { ...strict, description: "The crashing thread's, from the core's notes (x86_64)" },
+      ),
+    ),
     dump: Type.Object(
       {
         status: StringEnum(DUMP_STATUSES, 'What became of the core'),

@@ -63,6 +63,7 @@ export const crashMappings = {
     },
     signal: { properties: { number: { type: 'short' }, name: keyword, code: { type: 'integer' } } },
     fault: { properties: { address: keyword } },
+    registers: { properties: { pc: keyword, sp: keyword } },
     dump: {
       properties: {
         status: keyword,

@@ -16,6 +16,7 @@ const HandlerInt = (
     | 'rateLimitWindowSeconds'
     | 'minFreeBytes'
     | 'deadlineSeconds'
+    | 'coreHeadMaxBytes'
     | 'moduleCacheMaxBytes'
     | 'moduleMaxBytes'
     | 'moduleCopyBytes'
@@ -69,6 +70,7 @@ export const CollectorConfigSchema = Type.Object(
     handlerRateLimitWindowSeconds: HandlerInt('rateLimitWindowSeconds', 1),
     handlerMinFreeBytes: HandlerInt('minFreeBytes', 0),
     handlerDeadlineSeconds: HandlerInt('deadlineSeconds', 1),
+    handlerCoreHeadMaxBytes: HandlerInt('coreHeadMaxBytes', 0),
     handlerModuleCapture: Type.Union([Type.Literal('copy'), Type.Literal('off')], {
       default: HANDLER_CONFIG_KEYS.moduleCapture.default,
       description: `Handler: ${HANDLER_CONFIG_KEYS.moduleCapture.description}`,

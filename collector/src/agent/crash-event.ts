@@ -142,6 +142,8 @@ export function buildCrashEvent(input: BuildEventInput): CrashEvent {
     if (notes.sigCode !== undefined) event.signal.code = notes.sigCode;
     if (notes.faultAddress && FAULT.test(notes.faultAddress)) event.fault = { address: notes.faultAddress };
   }
+  const regs = notes?.registers;
+  if (regs && FAULT.test(regs.pc) && FAULT.test(regs.sp)) event.registers = { pc: regs.pc, sp: regs.sp };
 
   if (owner.kind === 'pod') {
     const { pod, container } = owner;

@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { CrashEvent } from '@podmortem/contract';
 import { isRetriable, messageOf, retry } from '@podmortem/contract/runtime';
@@ -149,13 +150,22 @@ export class Delivery {
       log.info({ owner: owner.kind, why: owner.why }, 'crash recorded without a pod');
     let notes: CoreNotes | undefined;
     let notesError: string | undefined;
+    const options = meta.kernel.exePath ? { exePath: meta.kernel.exePath } : {};
     if (meta.dump.storedBytes > 0) {
       try {
-        const options = meta.kernel.exePath ? { exePath: meta.kernel.exePath } : {};
         notes = await readCoreNotes(entry.openCore(meta), options);
       } catch (err) {
         // Garbage, an empty or a cut core: recorded in dump.reason, never retried.
         notesError = messageOf(err);
+      }
+    }
+    if (!notes && meta.coreHead) {
+      // No core kept, or one cut inside its notes: the handler kept the notes themselves.
+      try {
+        notes = await readCoreNotes(Readable.from([Buffer.from(meta.coreHead, 'base64')]), options);
+        notesError = undefined;
+      } catch (err) {
+        notesError ??= messageOf(err);
       }
     }
     const input = { meta, owner, nodeName: this.p.nodeName };

@@ -79,6 +79,7 @@ export function handlerConfigOf(config: CollectorConfig): HandlerConfig {
     rateLimitWindowSeconds: config.handlerRateLimitWindowSeconds,
     minFreeBytes: config.handlerMinFreeBytes,
     deadlineSeconds: config.handlerDeadlineSeconds,
+    coreHeadMaxBytes: config.handlerCoreHeadMaxBytes,
     moduleCapture: config.handlerModuleCapture,
     moduleCacheMaxBytes: config.handlerModuleCacheMaxBytes,
     moduleMaxBytes: config.handlerModuleMaxBytes,

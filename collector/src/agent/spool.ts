@@ -255,6 +255,8 @@ function completeEntries(names: string[]): Set<string> {
   return ids;
 }
 
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
 function parseSpoolMeta(text: string, crashId: string): SpoolMeta {
   let value: unknown;
   try {
@@ -281,6 +283,8 @@ function parseSpoolMeta(text: string, crashId: string): SpoolMeta {
         problems.push('dump.storedBytes is not a size');
       if (typeof d.sizeBytes !== 'number' || d.sizeBytes < 0) problems.push('dump.sizeBytes is not a size');
     }
+    if (m.coreHead !== undefined && (typeof m.coreHead !== 'string' || !BASE64.test(m.coreHead)))
+      problems.push('coreHead is not base64');
     if (m.proc !== undefined) {
       const proc = m.proc as Record<string, unknown> | null;
       if (

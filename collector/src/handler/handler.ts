@@ -20,7 +20,9 @@
  *      floor, not past the per-container rate limit (each recorded as dump.status=skipped + reason);
  *   3. streams the core from stdin through sha256 and zstd into <spool>/.tmp-<id>.core.zst in
  *      constant memory, keeping at most maxCoreBytes (then truncated, still draining stdin so the
- *      kernel is not blocked, and recording the full size), fsyncs and renames it;
+ *      kernel is not blocked, and recording the full size), fsyncs and renames it; the core's
+ *      headers and notes are kept on the way (core-head.ts) and go into the meta when the dump is
+ *      not stored whole, so a skipped crash still has its signal code, fault address and registers;
  *   4. lists every mapped ELF module from /proc/<pid>/maps (path, build id, ranges, deleted) and
  *      copies each build id new to the node into <spool>/modules/, within a time and byte budget
  *      and the cache's cap (modules.ts) — after the core, which the kernel sends meanwhile;
@@ -33,6 +35,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, statfs } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { newCrashId } from '@podmortem/contract/crash-id';
+import { CoreHead, keepingHead } from './core-head.ts';
 import { pipeInput, writeCore, type CoreInput } from './core-writer.ts';
 import { parseHandlerArgs } from './args.ts';
 import { DEFAULT_HANDLER_CONFIG_PATH, loadHandlerConfig, type HandlerConfig } from '../handler-config.ts';
@@ -244,6 +247,7 @@ export async function runHandler(argv: string[]): Promise<number> {
     meta.rawArgs = args.raw;
   }
   let metaWritten = false;
+  const head = new CoreHead(config.coreHeadMaxBytes);
 
   // The last resort: whatever happens, a meta (or at least a log line) names the crash.
   const emergency = (reason: string) => {
@@ -251,6 +255,8 @@ export async function runHandler(argv: string[]): Promise<number> {
     metaWritten = true;
     meta.dump = { ...meta.dump, status: 'failed', reason, storedBytes: 0 };
     delete meta.dump.sha256;
+    const notes = head.bytes();
+    if (notes.length > 0) meta.coreHead = notes.toString('base64');
     meta.handlerMs = performance.now();
     let written = false;
     try {
@@ -316,10 +322,13 @@ export async function runHandler(argv: string[]): Promise<number> {
     const deadline = new Promise<void>((resolve) => {
       deadlineTimer = setTimeout(resolve, config.deadlineSeconds * 1000);
     });
-    const input = pipeInput(process.stdin, deadline);
+    const input = keepingHead(pipeInput(process.stdin, deadline), head);
     const rateKey = rateLimitKey(meta.proc?.cgroup, meta.proc?.exe ?? (kernel.exePath || undefined));
     meta.dump = await capture({ config, input, crashId, rateKey, log });
     clearTimeout(deadlineTimer);
+    // A stored core holds its notes; any other keeps them here, for the agent to read.
+    const notes = meta.dump.status === 'stored' ? undefined : head.bytes();
+    if (notes && notes.length > 0) meta.coreHead = notes.toString('base64');
 
     let modules: ModuleCaptureSummary | undefined;
     if (config.moduleCapture === 'off') {
