@@ -1,7 +1,18 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import type { HTTPMethods } from 'fastify';
 import t, { type Test } from 'tap';
+import { moduleKey } from '@podmortem/contract';
 import { routesOf as registeredRoutes } from '../query-api/src/app.ts';
-import { addUser, bearer, harness, makeCrash, requestTopicFor } from './support/query-api.ts';
+import {
+  addUser,
+  bearer,
+  harness,
+  makeCrash,
+  requestTopicFor,
+  type SeededCrash,
+} from './support/query-api.ts';
 import { stack } from './support/stack.ts';
 
 // Tenancy on every route, with TokenReview and SubjectAccessReview answered by the Kubernetes
@@ -19,6 +30,23 @@ const uidB = 'bbbbbbbb-1111-4000-8000-000000000001';
 const a = makeCrash({ namespace: 'team-a', pod: 'api-0', uid: uidA, at: Date.now() - 3_600_000 });
 const b = makeCrash({ namespace: 'team-b', pod: 'web-0', uid: uidB, at: Date.now() - 1_800_000 });
 const host = makeCrash({ host: true, node: 'node-a', at: Date.now() - 900_000 });
+// Each crash mapped a module of its own (build ids of this run alone), its executable and its
+// debug file both stored: the debuginfod routes serve them to who may read the crash.
+const buildIdOf = new Map<SeededCrash, string>();
+for (const c of [a, b, host]) {
+  const buildId = randomBytes(20).toString('hex');
+  buildIdOf.set(c, buildId);
+  const analysis = c.event.analysis ?? {};
+  analysis.build_id = buildId;
+  analysis.modules = [{ path: '/app/bin/server', build_id: buildId, captured: true }];
+  c.event.analysis = analysis;
+  for (const kind of ['executable', 'debuginfo'] as const) {
+    const path = h.storage.path(moduleKey(buildId, kind));
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, randomBytes(4096));
+  }
+}
+const buildIdA = buildIdOf.get(a) ?? '';
 for (const c of [a, b, host]) h.storage.write(c);
 await h.index.add([a.event, b.event, host.event]);
 
@@ -51,8 +79,13 @@ function forbidden(t: Test, r: Awaited<ReturnType<typeof get>>, message: string,
   t.same({ code: r.json?.code, message: r.json?.message }, { code: 'PM_ERR_FORBIDDEN', message }, label);
 }
 
+const moduleRoutesOf = (buildId: string) => [
+  `/buildid/${buildId}/executable`,
+  `/buildid/${buildId}/debuginfo`,
+];
+
 t.test('the caller of team-a reads everything of team-a', async (t) => {
-  for (const url of routesOf(a.event.crash.id, 'team-a', 'api-0', uidA)) {
+  for (const url of [...routesOf(a.event.crash.id, 'team-a', 'api-0', uidA), ...moduleRoutesOf(buildIdA)]) {
     t.equal((await get(url, bearer(alice))).status, 200, url);
   }
 });
@@ -76,6 +109,29 @@ t.test('… and nothing of team-b nor of a host process: the same 404 as a missi
         { code: r.json?.code, message: r.json?.message, error: r.json?.error },
         { ...expected, error: 'Not Found' },
         `${url}: indistinguishable from a missing one`,
+      );
+    }
+  }
+  // The modules only team-b's crash or the host process mapped: the 404 of an unknown build id.
+  const unknownId = randomBytes(20).toString('hex');
+  const unknown = await get(`/buildid/${unknownId}/executable`, bearer(alice));
+  t.equal(unknown.status, 404);
+  t.match(unknown.json, { code: 'PM_ERR_MODULE_NOT_FOUND' });
+  for (const crash of [b, host]) {
+    const buildId = buildIdOf.get(crash) ?? '';
+    for (const url of moduleRoutesOf(buildId)) {
+      const r = await get(url, bearer(alice));
+      t.equal(r.status, 404, `${url} → 404`);
+      t.same(
+        { code: r.json?.code, message: r.json?.message, error: r.json?.error },
+        {
+          code: 'PM_ERR_MODULE_NOT_FOUND',
+          message: unknown.json?.message
+            .replace(unknownId, buildId)
+            .replace('executable', url.split('/')[3] ?? ''),
+          error: 'Not Found',
+        },
+        `${url}: indistinguishable from an unknown build id`,
       );
     }
   }
@@ -148,6 +204,7 @@ const isExempt = (url: string) =>
 
 const pathValues: Record<string, string> = {
   id: a.event.crash.id,
+  buildid: buildIdA,
   namespace: 'team-a',
   pod: 'api-0',
   signature: a.event.analysis?.signature ?? '',
@@ -190,7 +247,7 @@ function attempts(): Attempt[] {
 }
 
 t.test(
-  'which routes need a token: every /v1 route, and only health, metrics and docs go without',
+  'which routes need a token: every /v1 route and the debuginfod paths; only health, metrics and docs go without',
   async (t) => {
     t.same(
       operations.filter((o) => !secured.includes(o)).map((o) => `${o.method} ${o.path}`),
@@ -200,6 +257,8 @@ t.test(
     t.same(
       secured.map((o) => `${o.method} ${o.path}`).sort(),
       [
+        'GET /buildid/{buildid}/debuginfo',
+        'GET /buildid/{buildid}/executable',
         'GET /v1/crashes',
         'GET /v1/crashes/{id}',
         'GET /v1/crashes/{id}/context',

@@ -20,6 +20,7 @@ import { crashDumpRoutes } from './crash-dump.ts';
 import { crashGetRoutes } from './crash-get.ts';
 import { crashReanalysisRoutes } from './crash-reanalysis.ts';
 import { crashesSearchRoutes } from './crashes-search.ts';
+import { debuginfodRoutes } from './debuginfod.ts';
 import { ApiError, PM_ERR_ROUTE_NOT_FOUND, errorBody } from './errors.ts';
 import { groupsRoutes } from './groups.ts';
 import { healthRoutes } from './health.ts';
@@ -193,32 +194,37 @@ export async function buildApp(params: AppParams): Promise<App> {
 
   await app.register(healthRoutes, { crashes, storage, registry: telemetry.registry });
 
-  await app.register(
-    async (v1) => {
-      // Authentication first; the rate limit then counts per authenticated user.
-      v1.addHook('onRequest', async (request) => {
-        request.caller = await access.authenticate(request.headers.authorization);
-      });
-      await v1.register(fastifyRateLimit, {
-        max: config.rateLimitMax,
-        timeWindow: config.rateLimitWindowMs,
-        hook: 'preHandler',
-        keyGenerator: (request) => `user:${request.caller?.username ?? request.ip}`,
-        errorResponseBuilder: (_request, context) => ({
-          ...errorBody(429, 'PM_ERR_RATE_LIMITED', `rate limit exceeded, retry in ${context.after}`),
-        }),
-      });
-      await v1.register(crashesSearchRoutes, deps);
-      await v1.register(crashGetRoutes, deps);
-      await v1.register(crashDumpRoutes, deps);
-      await v1.register(crashContextRoutes, deps);
-      await v1.register(podArchiveRoutes, deps);
-      await v1.register(statsRoutes, deps);
-      await v1.register(groupsRoutes, deps);
-      await v1.register(crashReanalysisRoutes, deps);
-    },
-    { prefix: '/v1' },
-  );
+  // Every route but health, metrics and the document: authenticated, then rate limited. The /v1
+  // routes, and the debuginfod paths at the root (clients append /buildid/... to the address).
+  await app.register(async (authenticated) => {
+    // Authentication first; the rate limit then counts per authenticated user.
+    authenticated.addHook('onRequest', async (request) => {
+      request.caller = await access.authenticate(request.headers.authorization);
+    });
+    await authenticated.register(fastifyRateLimit, {
+      max: config.rateLimitMax,
+      timeWindow: config.rateLimitWindowMs,
+      hook: 'preHandler',
+      keyGenerator: (request) => `user:${request.caller?.username ?? request.ip}`,
+      errorResponseBuilder: (_request, context) => ({
+        ...errorBody(429, 'PM_ERR_RATE_LIMITED', `rate limit exceeded, retry in ${context.after}`),
+      }),
+    });
+    await authenticated.register(
+      async (v1) => {
+        await v1.register(crashesSearchRoutes, deps);
+        await v1.register(crashGetRoutes, deps);
+        await v1.register(crashDumpRoutes, deps);
+        await v1.register(crashContextRoutes, deps);
+        await v1.register(podArchiveRoutes, deps);
+        await v1.register(statsRoutes, deps);
+        await v1.register(groupsRoutes, deps);
+        await v1.register(crashReanalysisRoutes, deps);
+      },
+      { prefix: '/v1' },
+    );
+    await authenticated.register(debuginfodRoutes, deps);
+  });
 
   return app;
 }

@@ -3,12 +3,14 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Telemetry } from './telemetry.ts';
 
-// Every download leaves an audit record: one JSON log line with `audit: true` (who, which crash
-// or pod, when, how many bytes, whether it completed) and the download counters.
+// Every download leaves an audit record: one JSON log line with `audit: true` (who, which crash,
+// pod or build id, when, how many bytes, whether it completed) and the download counters. A module
+// asked for by build id and refused leaves one too (status 404, no bytes): build ids probed.
 
 export interface AuditSubject {
-  kind: 'dump' | 'archive';
+  kind: 'dump' | 'archive' | 'executable' | 'debuginfo';
   namespace: string | undefined;
+  buildId?: string;
   crashId?: string;
   pod?: string;
   podUids?: string[];
@@ -59,6 +61,7 @@ export function auditDownload(
         pod: subject.pod,
         pod_uids: subject.podUids,
         crash_id: subject.crashId,
+        build_id: subject.buildId,
         format: subject.format,
         range: subject.range,
         files: subject.files,
@@ -68,7 +71,34 @@ export function auditDownload(
         remote_address: request.ip,
         request_id: request.id,
       },
-      `${request.caller?.username ?? '?'} downloaded ${subject.kind} ${subject.crashId ?? `${namespace}/${subject.pod ?? ''}`}`,
+      `${request.caller?.username ?? '?'} downloaded ${subject.kind} ${subject.crashId ?? subject.buildId ?? `${namespace}/${subject.pod ?? ''}`}`,
     );
   });
+}
+
+/** The audit record of a download refused before any byte was sent. */
+export function auditRefusal(
+  deps: { logger: Logger },
+  request: FastifyRequest,
+  subject: AuditSubject,
+  status: number,
+): void {
+  deps.logger.info(
+    {
+      audit: true,
+      action: `download.${subject.kind}`,
+      user: request.caller?.username,
+      groups: request.caller?.groups,
+      at: new Date().toISOString(),
+      namespace: subject.namespace,
+      crash_id: subject.crashId,
+      build_id: subject.buildId,
+      status,
+      bytes: 0,
+      complete: false,
+      remote_address: request.ip,
+      request_id: request.id,
+    },
+    `${request.caller?.username ?? '?'} was refused ${subject.kind} ${subject.crashId ?? subject.buildId ?? ''} (${status})`,
+  );
 }

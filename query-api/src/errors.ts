@@ -17,6 +17,7 @@ export const API_ERRORS = defineErrors({
   PM_ERR_DUMP_UNREADABLE: { status: 404, retriable: false, message: 'the dump cannot be served' },
   PM_ERR_POD_NOT_FOUND: { status: 404, retriable: false, message: 'no crashes of that pod' },
   PM_ERR_GROUP_NOT_FOUND: { status: 404, retriable: false, message: 'no crashes with that signature' },
+  PM_ERR_MODULE_NOT_FOUND: { status: 404, retriable: false, message: 'no such module stored' },
   PM_ERR_CRASH_INVALID: {
     status: 422,
     retriable: false,
@@ -114,6 +115,12 @@ export const PM_ERR_POD_NOT_FOUND = define(
 export const PM_ERR_GROUP_NOT_FOUND = define(
   'PM_ERR_GROUP_NOT_FOUND',
   (signature: string) => `no crashes with signature ${signature} found`,
+);
+// The same message whether no crash the caller may read maps the module or the file is not
+// stored: which build ids exist is not told.
+export const PM_ERR_MODULE_NOT_FOUND = define(
+  'PM_ERR_MODULE_NOT_FOUND',
+  (buildId: string, kind: string) => `no ${kind} of build id ${buildId} found`,
 );
 export const PM_ERR_CRASH_INVALID = define(
   'PM_ERR_CRASH_INVALID',

@@ -19,7 +19,7 @@ export function openapiOptions(version: string): FastifyDynamicSwaggerOptions {
         version,
         description:
           'Find the crashes of Kubernetes pods, download their core dumps, and see what happened around ' +
-          'them. Every /v1 route needs `Authorization: Bearer <Kubernetes token>`; access is granted per ' +
+          'them. Every /v1 route (and /buildid/…) needs `Authorization: Bearer <Kubernetes token>`; access is granted per ' +
           'namespace by RBAC on `coredumps.podmortem.io` (list to search, get to read, get on the `dump` ' +
           'subresource to download).',
       },
@@ -28,6 +28,7 @@ export function openapiOptions(version: string): FastifyDynamicSwaggerOptions {
         { name: 'dumps', description: 'Download core dumps' },
         { name: 'context', description: 'What happened around a crash' },
         { name: 'groups', description: 'Crashes grouped by signature' },
+        { name: 'debuginfod', description: 'Stored modules by build id, on the debuginfod protocol paths' },
         { name: 'ops', description: 'Health and metrics' },
       ],
       components: {

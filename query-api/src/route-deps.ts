@@ -17,7 +17,7 @@ import type { Telemetry } from './telemetry.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
-    /** Set by the authentication hook of every /v1 route. */
+    /** Set by the authentication hook of every /v1 route and of the debuginfod routes. */
     caller?: Caller;
   }
 }

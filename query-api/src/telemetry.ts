@@ -37,7 +37,7 @@ export function createTelemetry(registry = new Registry(), defaultMetrics = true
     }),
     downloads: new Counter({
       name: 'podmortem_api_downloads_total',
-      help: 'Dump downloads (kind dump or archive), by namespace and outcome (complete, aborted)',
+      help: 'Downloads (kind dump, archive, executable or debuginfo), by namespace and outcome (complete, aborted)',
       labelNames: ['kind', 'namespace', 'outcome'],
       registers,
     }),
