@@ -1,11 +1,13 @@
 import { spawn } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { CrashEvent } from '@podmortem/contract';
 import type { CrashContext, GroupPage, GroupsPage, Reanalysis, SearchPage } from './api-types.ts';
 import { ApiClient, CliError, EXIT, resolveCredentials } from './client.ts';
-import { downloadDump } from './download.ts';
+import { downloadDump, downloadFile } from './download.ts';
 import { contextView, crashInfo, crashRows, groupRows, groupView } from './format.ts';
 
 // `podmortem`: the command line of the query API. Needs Node.js 24 (query-api/bin/podmortem
@@ -145,6 +147,86 @@ function which(program: string, env: Record<string, string | undefined>): string
     }
   }
   return undefined;
+}
+
+/** The executable to debug, or why there is none: --exe, else the API's by build id, else the path
+ * the crash event names when it exists here. */
+async function executableOf(
+  args: Parsed,
+  api: ApiClient,
+  io: Io,
+  event: CrashEvent,
+  tmp: string,
+): Promise<{ path: string; why?: undefined } | { path?: undefined; why: string }> {
+  const given = str(args.values.exe);
+  if (given !== undefined)
+    return existsSync(given) ? { path: given } : { why: `--exe ${given} does not exist` };
+  const exe = event.process.executable;
+  const buildId = event.analysis?.build_id;
+  let fromApi = 'the crash event records no build id of the executable';
+  if (buildId !== undefined) {
+    const path = join(tmp, 'executable');
+    try {
+      await downloadFile(api, `/buildid/${encodeURIComponent(buildId)}/executable`, path, 0o700);
+      return { path };
+    } catch (err) {
+      // Not stored (or not for this caller): the executable may still be here.
+      if (!(err instanceof CliError) || err.exitCode !== EXIT.notFound) throw err;
+      fromApi = `the API has no executable of build id ${buildId} (${err.message})`;
+    }
+  }
+  if (exe !== undefined && existsSync(exe)) {
+    if (args.values.quiet !== true) io.stderr.write(`${fromApi}; using ${exe}\n`);
+    return { path: exe };
+  }
+  const image = event.container?.image?.name;
+  return {
+    why:
+      `${fromApi}, and the executable ${exe ?? '(unknown)'} is not here: pass --exe PATH` +
+      (image ? ` (copy it from the image ${image}, e.g. with docker cp or crane export)` : ''),
+  };
+}
+
+/** gdb's environment: the API as its only debuginfod server, the token in a file of mode 0600. */
+async function debuginfodEnv(
+  api: ApiClient,
+  io: Io,
+  tmp: string,
+): Promise<Record<string, string | undefined>> {
+  const cache = join(tmp, 'debuginfod-cache');
+  await mkdir(cache, { mode: 0o700 });
+  const env: Record<string, string | undefined> = {
+    ...io.env,
+    DEBUGINFOD_URLS: api.server,
+    DEBUGINFOD_CACHE_PATH: cache,
+    DEBUGINFOD_HEADERS_FILE: undefined,
+  };
+  const authorization = api.authorization();
+  if (authorization !== undefined) {
+    const headers = join(tmp, 'debuginfod-headers');
+    await writeFile(headers, `Authorization: ${authorization}\n`, { mode: 0o600, flag: 'wx' });
+    env.DEBUGINFOD_HEADERS_FILE = headers;
+  }
+  return env;
+}
+
+/** Runs gdb on the terminal; Ctrl-C is gdb's while it runs. Resolves to gdb's exit code. */
+function runGdb(
+  gdb: string,
+  args: string[],
+  env: Record<string, string | undefined>,
+  io: Io,
+): Promise<number> {
+  const child = spawn(gdb, ['-iex', 'set debuginfod enabled on', ...args], { stdio: 'inherit', env });
+  const ignore = () => undefined;
+  process.on('SIGINT', ignore);
+  return new Promise<number>((resolve) => {
+    child.on('exit', (code) => resolve(code ?? EXIT.error));
+    child.on('error', (err) => {
+      io.stderr.write(`gdb: ${err.message}\n`);
+      resolve(EXIT.error);
+    });
+  }).finally(() => process.off('SIGINT', ignore));
 }
 
 const commands: Record<string, Command> = {
@@ -357,12 +439,19 @@ The sha256 recorded in the crash event is checked; on a mismatch nothing is kept
     },
   },
   debug: {
-    summary: 'download a core and open it in gdb',
+    summary: 'download a core and open it in gdb, the API serving its executable and debug info',
     usage: 'podmortem debug ID [--exe PATH] [--gdb PATH] [-o FILE] [-- GDB-ARGS...]',
     positionals: 1,
     options: { ...downloadOptions, exe: { type: 'string' }, gdb: { type: 'string' } },
-    details: `  --exe PATH          the crashed program's executable (default: its path in the crash
-                      event, when that exists here)
+    details: `Downloads the core, fetches the crashed program's executable by its build id from the API
+(GET /buildid/ID/executable) and runs gdb EXECUTABLE CORE with the API as its debuginfod server:
+DEBUGINFOD_URLS is the API's address (and nothing else, so the token goes nowhere else),
+DEBUGINFOD_HEADERS_FILE a temporary file (mode 0600) with the bearer token, DEBUGINFOD_CACHE_PATH a
+temporary folder, and -iex 'set debuginfod enabled on'. gdb then fetches the separate debug info
+of the executable (and of other modules) that the API keeps. The temporary files are removed when
+gdb ends; the exit code is gdb's.
+  --exe PATH          the crashed program's executable (default: the API's, by build id, else
+                      its path in the crash event, when that exists here)
   --gdb PATH          gdb to run (default: gdb on PATH)
   -o FILE             where to keep the core (default: ./ID.core)
 Arguments after -- go to gdb (e.g. -- -batch -ex bt). Says what is missing when gdb or the
@@ -371,33 +460,25 @@ executable is not at hand (exit 1), after downloading the core.`,
       const api = await apiOf();
       const event = await getCrash(api, args.positionals[0] ?? '');
       const gdb = which(str(args.values.gdb) ?? 'gdb', io.env);
-      const exe = str(args.values.exe) ?? event.process.executable;
-      const exeHere = exe !== undefined && existsSync(exe) ? exe : undefined;
       const file = str(args.values.output) ?? join(io.cwd, `${event.crash.id}.core`);
       await download({ ...args, values: { ...args.values, format: 'raw' } }, api, io, event, file);
-      const missing: string[] = [];
-      if (!gdb) missing.push('gdb is not on PATH: install it (apt-get install gdb) or pass --gdb PATH');
-      if (!exeHere) {
-        const image = event.container?.image?.name;
-        missing.push(
-          `the executable ${exe ?? '(unknown)'} is not here: pass --exe PATH` +
-            (image ? ` (copy it from the image ${image}, e.g. with docker cp or crane export)` : ''),
-        );
+      const tmp = await mkdtemp(join(io.env.TMPDIR ?? tmpdir(), 'podmortem-debug-'));
+      try {
+        const found = await executableOf(args, api, io, event, tmp);
+        const missing: string[] = [];
+        if (!gdb) missing.push('gdb is not on PATH: install it (apt-get install gdb) or pass --gdb PATH');
+        const exe = found.path;
+        if (found.why !== undefined) missing.push(found.why);
+        if (!gdb || exe === undefined) {
+          io.stderr.write(
+            `the core is in ${file}, but to debug it:\n${missing.map((m) => `  - ${m}\n`).join('')}`,
+          );
+          return EXIT.error;
+        }
+        return await runGdb(gdb, [...args.rest, exe, file], await debuginfodEnv(api, io, tmp), io);
+      } finally {
+        await rm(tmp, { recursive: true, force: true });
       }
-      if (!gdb || !exeHere) {
-        io.stderr.write(
-          `the core is in ${file}, but to debug it:\n${missing.map((m) => `  - ${m}\n`).join('')}`,
-        );
-        return EXIT.error;
-      }
-      const child = spawn(gdb, [...args.rest, exeHere, file], { stdio: 'inherit' });
-      return new Promise<number>((resolve) => {
-        child.on('exit', (code) => resolve(code ?? EXIT.error));
-        child.on('error', (err) => {
-          io.stderr.write(`gdb: ${err.message}\n`);
-          resolve(EXIT.error);
-        });
-      });
     },
   },
 };

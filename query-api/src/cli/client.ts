@@ -97,6 +97,16 @@ export class ApiClient {
     this.creds = creds;
   }
 
+  /** The API's address, without a trailing slash. */
+  get server(): string {
+    return this.creds.server;
+  }
+
+  /** The Authorization header this client sends, when it has a token. */
+  authorization(): string | undefined {
+    return this.creds.token ? `Bearer ${this.creds.token}` : undefined;
+  }
+
   url(path: string, query: Record<string, string | number | undefined> = {}): string {
     const params = new URLSearchParams();
     for (const [k, v] of Object.entries(query)) if (v !== undefined) params.set(k, String(v));
@@ -106,7 +116,8 @@ export class ApiClient {
 
   async fetch(path: string, query: Record<string, string | number | undefined> = {}, init: RequestInit = {}) {
     const headers = new Headers(init.headers);
-    if (this.creds.token) headers.set('authorization', `Bearer ${this.creds.token}`);
+    const authorization = this.authorization();
+    if (authorization) headers.set('authorization', authorization);
     let res: Response;
     try {
       res = await fetch(this.url(path, query), { ...init, headers });

@@ -11,6 +11,7 @@ import { CliError, EXIT, type ApiClient } from './client.ts';
 // `podmortem dump`: downloads a crash's core to a file, verifying the sha256 the crash event
 // records for the raw core (hashed as it arrives for ?format=raw; for the stored zstd form, by
 // decompressing the file afterwards). The file appears under its name only once verified.
+// `podmortem debug` downloads modules by build id with downloadFile, whole or not at all too.
 
 export interface DownloadOptions {
   format: 'raw' | 'zstd';
@@ -119,4 +120,39 @@ export async function downloadDump(
   }
   await rename(partial, file);
   return { bytes: progress.bytes, sha256, verified: options.expectedSha256 !== undefined };
+}
+
+/**
+ * What the API serves at `path` (a module by build id) into `file`, which appears only once all
+ * of the announced Content-Length has arrived. Returns the number of bytes.
+ */
+export async function downloadFile(
+  api: ApiClient,
+  path: string,
+  file: string,
+  mode = 0o600,
+): Promise<number> {
+  const res = await api.fetch(path);
+  if (!res.body) throw new CliError(EXIT.error, 'the API sent no body');
+  const length = Number(res.headers.get('content-length') ?? Number.NaN);
+  const counter = new Progress(Number.isFinite(length) ? length : undefined, undefined);
+  const partial = `${file}.part`;
+  try {
+    await pipeline(
+      Readable.fromWeb(res.body as WebReadableStream<Uint8Array>),
+      counter,
+      createWriteStream(partial, { mode }),
+    );
+    if (Number.isFinite(length) && counter.bytes !== length)
+      throw new CliError(EXIT.error, `download of ${path} cut short: ${counter.bytes} of ${length} bytes`);
+  } catch (err) {
+    await rm(partial, { force: true });
+    if (err instanceof CliError) throw err;
+    throw new CliError(
+      EXIT.error,
+      `download of ${path} failed: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
+  await rename(partial, file);
+  return counter.bytes;
 }
