@@ -5,8 +5,10 @@ import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { moduleKey } from '@podmortem/contract';
+import { dumpRelPath, moduleKey, type CrashEvent } from '@podmortem/contract';
 import { FsStore, readBytes } from '@podmortem/contract/store';
+import { analyzeCrash } from '../analyzer/src/crash-analysis.ts';
+import { createTelemetry as createAnalyzerTelemetry } from '../analyzer/src/telemetry.ts';
 import { buildCrashEvent } from '../collector/src/agent/crash-event.ts';
 import { installHandler } from '../collector/src/agent/handler-installer.ts';
 import { ModuleWriter } from '../collector/src/agent/module-writer.ts';
@@ -30,14 +32,21 @@ const source = (tag: string, before = '') => `
 #include <stdio.h>
 #include <unistd.h>
 const char *tag = "${tag}";
+__attribute__((noinline)) static void write_fault(void) {
+  *(volatile int *)0xdead000 = 1; /* CRASH */
+}
 int main(int argc, char **argv) {
   (void)argc;
   ${before}
   printf("pid %d %s\\n", getpid(), tag);
   fflush(stdout);
-  *(volatile int *)0xdead000 = 1;
+  write_fault();
   return 0;
 }`;
+const CRASH_LINE =
+  source('x')
+    .split('\n')
+    .findIndex((l) => l.includes('/* CRASH */')) + 1;
 
 const dir = await mkdtemp(join(tmpdir(), 'pmm-'));
 t.teardown(() => rm(dir, { recursive: true, force: true }));
@@ -50,7 +59,7 @@ const installed = await install();
 async function compile(name: string, code: string): Promise<string> {
   await writeFile(join(dir, `${name}.c`), code);
   const out = join(dir, name);
-  execFileSync('gcc', ['-O0', '-Wall', '-o', out, join(dir, `${name}.c`)]);
+  execFileSync('gcc', ['-g', '-O0', '-Wall', '-o', out, join(dir, `${name}.c`)]);
   return out;
 }
 const readelfBuildId = (path: string) =>
@@ -96,14 +105,35 @@ async function crashOnce(program: string, args: string[] = []) {
   return { result, meta };
 }
 
-/** The agent's part: the event, with the modules stored and marked. */
-async function deliverModules(meta: SpoolMeta) {
+/** The agent's part: the event, with the modules stored and marked (and the dump, when asked). */
+async function deliverModules(meta: SpoolMeta, withDump = false) {
   const event = await writer.storeModules(
     meta,
     buildCrashEvent({ meta, owner: { kind: 'host' }, nodeName: 'n1' }),
   );
+  if (withDump) {
+    event.dump = { ...event.dump, compression: 'zstd', path: dumpRelPath(event) };
+    await store.putBytes(dumpRelPath(event), await readFile(join(spool, `${meta.crashId}.core.zst`)));
+  }
   await new Spool(spool).entry(meta.crashId).remove();
   return event;
+}
+
+/**
+ * The analyzer's crashing frame of a delivered crash: from the store alone, where only the
+ * modules captured at crash time can give it a name and a line.
+ */
+async function crashingFrame(event: CrashEvent) {
+  const { analysis } = await analyzeCrash(event, {
+    store,
+    telemetry: createAnalyzerTelemetry(undefined, false),
+    version: '0.0.0-test',
+    workDir: await mkdtemp(join(dir, 'analyzer-')),
+    maxTempBytes: 1024 ** 3,
+    unwinder: { deadlineMs: 20_000 },
+    signal: new AbortController().signal,
+  });
+  return { status: analysis.status, reason: analysis.reason, frame: analysis.frames?.[0] };
 }
 
 const handlerLines = async () =>
@@ -134,7 +164,7 @@ t.test(
     );
     t.equal(meta.dump.status, 'stored');
 
-    const event = await deliverModules(meta);
+    const event = await deliverModules(meta, true);
     t.match(event.process, { executable: copy, executable_deleted: true });
     t.match(
       event.analysis?.modules?.find((m) => m.path === copy),
@@ -147,6 +177,11 @@ t.test(
     );
     t.ok(existsSync(join(spool, 'modules', `${id}.stored`)), 'the node remembers it stored it');
     t.notOk(existsSync(join(spool, 'modules', id)), 'its bytes left the node cache');
+    t.match(
+      await crashingFrame(event),
+      { status: 'ok', frame: { function: 'write_fault', file: join(dir, 'deleted.c'), line: CRASH_LINE } },
+      'the analyzer names the crashing function and line from the captured file',
+    );
   },
 );
 
@@ -171,12 +206,17 @@ t.test('a binary only in another mount namespace: captured and stored', async (t
     { buildId: id, capture: 'copied' },
   );
   t.notOk(meta.modules?.find((m) => m.path === inside)?.deleted);
-  const event = await deliverModules(meta);
+  const event = await deliverModules(meta, true);
   t.match(
     event.analysis?.modules?.find((m) => m.path === inside),
     { build_id: id, captured: true },
   );
   t.same(await readBytes(store, moduleKey(id)), await readFile(original));
+  t.match(
+    await crashingFrame(event),
+    { status: 'ok', frame: { function: 'write_fault', file: join(dir, 'private.c'), line: CRASH_LINE } },
+    'the analyzer names the crashing function and line from the captured file',
+  );
 });
 
 t.test('a storm of crashes of one binary copies it once', async (t) => {
