@@ -24,6 +24,7 @@ import {
 } from '../test/support/analyzer-harness.ts';
 import { until } from '../test/support/poll.ts';
 import { buildIdOf, buildPrograms, crashAll } from '../test/support/real-crash.ts';
+import { createTopicsWithLeaders } from '../test/support/kafka-topics.ts';
 
 // bench:analyze — the analysis of one crash, in process (the dump read from a real storage root
 // and decompressed into a temporary folder, the executable laid out, eu-stack under prlimit,
@@ -152,14 +153,11 @@ try {
   try {
     for (const instances of [1, 2]) {
       const names = analyzerNames(`pm-bench-an${instances}`);
-      await admin.createTopics({
-        topics: [
-          { topic: names.topic, numPartitions: 4 },
-          { topic: names.analysisTopic, numPartitions: 4 },
-          { topic: names.requestTopic, numPartitions: 4 },
-        ],
-        waitForLeaders: true,
-      });
+      await createTopicsWithLeaders(admin, [
+        { topic: names.topic, numPartitions: 4 },
+        { topic: names.analysisTopic, numPartitions: 4 },
+        { topic: names.requestTopic, numPartitions: 4 },
+      ]);
       const analyzers: AnalyzerProcess[] = [];
       const reader = await readAnalyses(kafka, names.analysisTopic);
       try {

@@ -24,6 +24,7 @@ import {
 import { metricValue } from './support/metrics.ts';
 import { until } from './support/poll.ts';
 import { buildIdOf, buildPrograms, crashAll, lineOf } from './support/real-crash.ts';
+import { createTopicsWithLeaders } from './support/kafka-topics.ts';
 
 // The analyzer as its own stage, against the real Kafka, a real storage root and real kernel
 // cores: crash events in, analysis records out on the analysis topic, one per crash, with the
@@ -75,14 +76,11 @@ await admin.connect();
 t.teardown(() => admin.disconnect());
 
 async function topicsFor(t: Test, names: AnalyzerNames): Promise<void> {
-  await admin.createTopics({
-    topics: [
-      { topic: names.topic, numPartitions: 2 },
-      { topic: names.analysisTopic, numPartitions: 2 },
-      { topic: names.requestTopic, numPartitions: 2 },
-    ],
-    waitForLeaders: true,
-  });
+  await createTopicsWithLeaders(admin, [
+    { topic: names.topic, numPartitions: 2 },
+    { topic: names.analysisTopic, numPartitions: 2 },
+    { topic: names.requestTopic, numPartitions: 2 },
+  ]);
   t.teardown(() =>
     admin
       .deleteTopics({ topics: [names.topic, names.analysisTopic, names.requestTopic] })

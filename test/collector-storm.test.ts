@@ -15,6 +15,7 @@ import { lockCorePattern } from './support/core-pattern-lock.ts';
 import { createPodCgroup } from './support/pod-cgroup.ts';
 import { stack } from './support/stack.ts';
 import { until } from './support/poll.ts';
+import { createTopicsWithLeaders } from './support/kafka-topics.ts';
 
 // A crash storm through the kernel: 200 crashes from one container within seconds. Every crash is
 // counted and announced (200 events on Kafka, 200 in the agent's metrics), dumps are kept only up
@@ -133,10 +134,7 @@ t.test(`${STORM} crashes from one container: all counted, dumps up to the rate l
   const kafka = testKafka();
   const admin = kafka.admin();
   await admin.connect();
-  await admin.createTopics({
-    topics: [{ topic: names.analysisTopic }, { topic: names.requestTopic }],
-    waitForLeaders: true,
-  });
+  await createTopicsWithLeaders(admin, [{ topic: names.analysisTopic }, { topic: names.requestTopic }]);
   t.teardown(async () => {
     await admin.deleteTopics({ topics: [names.analysisTopic, names.requestTopic] }).catch(() => undefined);
     await admin.disconnect();

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { Kafka, logLevel, type Consumer, type EachMessagePayload } from 'kafkajs';
 import { stack, uniqueName } from './support/stack.ts';
+import { createTopicsWithLeaders } from './support/kafka-topics.ts';
 
 // The real broker of the local stack, through kafkajs: a consumer group reads, commits, and a
 // restarted consumer of the same group resumes after the committed offsets.
@@ -46,10 +47,7 @@ t.test('a consumer group commits offsets and resumes after them when restarted',
     await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
     await admin.disconnect();
   });
-  t.ok(
-    await admin.createTopics({ topics: [{ topic, numPartitions: 3 }], waitForLeaders: true }),
-    'topic created',
-  );
+  t.ok(await createTopicsWithLeaders(admin, [{ topic, numPartitions: 3 }]), 'topic created');
 
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
@@ -98,7 +96,7 @@ t.test('messages with one key stay in order in one partition', async (t) => {
     await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
     await admin.disconnect();
   });
-  await admin.createTopics({ topics: [{ topic, numPartitions: 4 }], waitForLeaders: true });
+  await createTopicsWithLeaders(admin, [{ topic, numPartitions: 4 }]);
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
   await producer.send({

@@ -17,6 +17,7 @@ import { metricValue } from './metrics.ts';
 import { OtlpReceiver } from './otlp-receiver.ts';
 import { until } from './poll.ts';
 import { repoDir, uniqueName } from './stack.ts';
+import { createTopicsWithLeaders } from './kafka-topics.ts';
 
 // Runs the collector agent the way a node does — `node collector/src/agent/main.ts`, configured by
 // PODMORTEM_COLLECTOR_* variables — as a child process a test can SIGTERM or SIGKILL, with its
@@ -188,7 +189,7 @@ export async function collectorSetup(
   const kafka = new Kafka({ clientId: 'pm-test', brokers, logLevel: logLevel.NOTHING });
   const admin = kafka.admin();
   await admin.connect();
-  await admin.createTopics({ topics: [{ topic, numPartitions: 3 }], waitForLeaders: true });
+  await createTopicsWithLeaders(admin, [{ topic, numPartitions: 3 }]);
   await admin.disconnect();
   const events: CrashEvent[] = [];
   const consume = async (into: CrashEvent[]): Promise<Consumer> => {

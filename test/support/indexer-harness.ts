@@ -14,6 +14,7 @@ import { Kafka, logLevel, Partitioners, type Admin, type IHeaders } from 'kafkaj
 import type { Test } from 'tap';
 import { startService, stopService, type ServiceProcess } from './service-process.ts';
 import { stack, uniqueName } from './stack.ts';
+import { createTopicsWithLeaders } from './kafka-topics.ts';
 
 // Shared by the indexer's integration tests and its bench: a stream of crash records with
 // duplicates and invalid records of several kinds (and what must come of each), the indexer run
@@ -223,15 +224,12 @@ export function uniqueNames(prefix: string): Names {
 }
 
 export async function createTopics(admin: Admin, names: Names, partitions: number): Promise<void> {
-  await admin.createTopics({
-    topics: [
-      { topic: names.topic, numPartitions: partitions },
-      { topic: names.analyses, numPartitions: partitions },
-      { topic: names.requests, numPartitions: partitions },
-      { topic: names.dlq, numPartitions: 2 },
-    ],
-    waitForLeaders: true,
-  });
+  await createTopicsWithLeaders(admin, [
+    { topic: names.topic, numPartitions: partitions },
+    { topic: names.analyses, numPartitions: partitions },
+    { topic: names.requests, numPartitions: partitions },
+    { topic: names.dlq, numPartitions: 2 },
+  ]);
 }
 
 export async function produce(

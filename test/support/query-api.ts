@@ -28,6 +28,7 @@ import { StorageReader } from '../../query-api/src/storage-reader.ts';
 import { createTelemetry, type Telemetry } from '../../query-api/src/telemetry.ts';
 import { FakeKubeApi } from './fake-kube-api.ts';
 import { stack, uniqueName } from './stack.ts';
+import { createTopicsWithLeaders } from './kafka-topics.ts';
 
 // What the query API's integration tests share: a crash index of their own in the real
 // Elasticsearch (templates + monthly indices behind a unique alias), a real storage root in a
@@ -321,7 +322,7 @@ export async function requestTopicFor(t: Test, prefix: string): Promise<RequestT
   const topic = uniqueName(prefix);
   const admin = new Kafka({ brokers: stack.kafkaBrokers, logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
-  await admin.createTopics({ topics: [{ topic }], waitForLeaders: true });
+  await createTopicsWithLeaders(admin, [{ topic }]);
   t.teardown(async () => {
     await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
     await admin.disconnect();
