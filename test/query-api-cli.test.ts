@@ -88,14 +88,18 @@ const debuggable = makeCrash({
   at: now - 60 * minute,
   executable: '/usr/bin/sleep',
 });
-debuggable.raw = realCore;
-debuggable.stored = zstdCompressSync(realCore);
-debuggable.event.dump = {
-  ...debuggable.event.dump,
-  size_bytes: realCore.length,
-  stored_bytes: debuggable.stored.length,
-  sha256: sha256(realCore),
-};
+/** Makes `crash` hold `core` as its dump, stored zstd-compressed as the collector keeps it. */
+function holdCore(crash: ReturnType<typeof makeCrash>, core: Buffer): void {
+  crash.raw = core;
+  crash.stored = zstdCompressSync(core);
+  crash.event.dump = {
+    ...crash.event.dump,
+    size_bytes: core.length,
+    stored_bytes: crash.stored.length,
+    sha256: sha256(core),
+  };
+}
+holdCore(debuggable, realCore);
 
 // A real crash of a program compiled with -g whose debug info was split off and stripped of every symbol, as
 // in an image: the stripped executable and the debug file are in the store by build id (where
@@ -123,14 +127,7 @@ const stripped = makeCrash({
   at: now - 65 * minute,
   executable: '/app/victim',
 });
-stripped.raw = victimCore;
-stripped.stored = zstdCompressSync(victimCore);
-stripped.event.dump = {
-  ...stripped.event.dump,
-  size_bytes: victimCore.length,
-  stored_bytes: stripped.stored.length,
-  sha256: sha256(victimCore),
-};
+holdCore(stripped, victimCore);
 stripped.event.analysis = {
   build_id: victimBuildId,
   modules: [{ path: '/app/victim', build_id: victimBuildId, captured: true }],
