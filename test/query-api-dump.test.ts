@@ -1,4 +1,5 @@
-import { mkdirSync, rmSync, symlinkSync, unlinkSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { cpSync, mkdirSync, rmSync, symlinkSync, unlinkSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -290,6 +291,71 @@ t.test('dump paths in events and symlinks inside the root cannot lead outside', 
     h.logs.lines.some((l) => l.msg === 'dump.path off the storage layout'),
     'the refusal is logged',
   );
+});
+
+t.test('a link or a misfiled copy in team-a never hands team-b’s files to a team-a caller', async (t) => {
+  const bUid = teamB.event.kubernetes?.pod.uid ?? '';
+  const bDir = h.storage.path(`team-b/${bUid}`);
+  // The audit's attack: team-a/<uid> → ../team-b/<uid>, then team-a's archive of team-b's pod name.
+  symlinkSync(`../team-b/${bUid}`, h.storage.path(`team-a/${bUid}`));
+  // The same files copied (not linked) under a team-a folder: the stored events say team-b.
+  const copyUid = 'aaaaaaaa-2222-4000-8000-0000000000cc';
+  const copied = h.storage.path(`team-a/${copyUid}`);
+  cpSync(bDir, copied, { recursive: true });
+  // A team-a crash whose core file is a link to team-b's core, inside the root.
+  const linked = makeCrash({ namespace: 'team-a', pod: 'evil-4', at: now });
+  const linkPath = h.storage.path(dumpRelPath(linked.event));
+  mkdirSync(dirname(linkPath), { recursive: true });
+  symlinkSync(h.storage.path(dumpRelPath(teamB.event)), linkPath);
+  await h.index.add([linked.event]);
+  t.teardown(() => {
+    rmSync(h.storage.path(`team-a/${bUid}`), { force: true });
+    rmSync(copied, { recursive: true, force: true });
+  });
+
+  const secret = (teamB.stored ?? Buffer.alloc(0)).subarray(0, 64).toString('latin1');
+  for (const q of [`?uid=${bUid}`, `?uid=${copyUid}`, '']) {
+    const r = await get(`/v1/namespaces/team-a/pods/web-0/dumps.tar.gz${q}`);
+    t.equal(r.status, 404, `team-a archive of web-0${q}: 404`);
+    t.equal(r.json().code, 'PM_ERR_POD_NOT_FOUND');
+    t.notMatch(r.body.toString('latin1'), secret, 'none of team-b’s bytes');
+  }
+  for (const q of ['', '?format=raw']) {
+    const r = await get(dumpUrl(linked, q));
+    t.equal(r.status, 404, `a core linked to another namespace’s${q}: 404`);
+    t.equal(r.json().code, 'PM_ERR_DUMP_UNREADABLE');
+  }
+  const bob = addUser(h.kube, 'bob-b', ['team-b']);
+  const own = await h.app.inject({
+    url: `/v1/namespaces/team-b/pods/web-0/dumps.tar.gz?uid=${bUid}`,
+    headers: bearer(bob),
+  });
+  t.equal(own.statusCode, 200, 'team-b still gets its own archive');
+  t.same([...(await untar(own.rawPayload)).keys()].sort(), [...expectedEntries([teamB]).keys()].sort());
+});
+
+t.test('a FIFO in place of a dump is refused at once and never holds the file threads', async (t) => {
+  const fifo = await seedEvent(makeCrash({ namespace: 'team-a', pod: 'fifo-0', at: now }), () => undefined);
+  const path = h.storage.path(dumpRelPath(fifo.event));
+  mkdirSync(dirname(path), { recursive: true });
+  execFileSync('mkfifo', [path]);
+  t.teardown(() => unlinkSync(path));
+  // More requests than Node's file thread pool has threads (4): a blocking open on each would
+  // leave none for the readiness check after them.
+  const answered = async (p: Promise<{ status: number }>) =>
+    Promise.race([p, new Promise<'hang'>((resolve) => setTimeout(() => resolve('hang'), 30_000).unref())]);
+  const downloads = await Promise.all(
+    Array.from({ length: 12 }, (_, i) => answered(get(dumpUrl(fifo, i % 2 === 0 ? '' : '?format=raw')))),
+  );
+  t.same(
+    downloads.map((r) => (r === 'hang' ? 'hang' : r.status)),
+    Array.from({ length: 12 }, () => 404),
+    'every download answered 404',
+  );
+  const archive = await answered(get(`/v1/namespaces/team-a/pods/fifo-0/dumps.tar.gz`));
+  t.not(archive, 'hang', 'the archive answered');
+  const ready = await answered(h.app.inject('/readyz').then((r) => ({ status: r.statusCode })));
+  t.same(ready === 'hang' ? 'hang' : ready.status, 200, '/readyz answers after them');
 });
 
 async function untar(body: Buffer): Promise<Map<string, Buffer>> {

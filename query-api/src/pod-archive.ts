@@ -32,9 +32,15 @@ async function readEventJson(deps: RouteDeps, relPath: string): Promise<unknown>
   }
 }
 
-function podNameOf(event: unknown): string | undefined {
-  const k8s = (event as { kubernetes?: { pod?: { name?: unknown } } } | undefined)?.kubernetes;
-  return typeof k8s?.pod?.name === 'string' ? k8s.pod.name : undefined;
+interface StoredPod {
+  namespace?: unknown;
+  pod?: { name?: unknown; uid?: unknown };
+}
+
+/** Whether a stored event is a crash of this pod: its namespace, pod name and pod uid all match. */
+function isCrashOf(event: unknown, namespace: string, pod: string, uid: string): boolean {
+  const k8s = (event as { kubernetes?: StoredPod } | undefined)?.kubernetes;
+  return k8s?.namespace === namespace && k8s.pod?.name === pod && k8s.pod.uid === uid;
 }
 
 export const podArchiveRoutes: FastifyPluginCallbackTypebox<RouteDeps> = (app, deps, done) => {
@@ -91,9 +97,9 @@ export const podArchiveRoutes: FastifyPluginCallbackTypebox<RouteDeps> = (app, d
           const event = f.event
             ? await readEventJson(deps, f.event.relPath).catch(() => undefined)
             : undefined;
-          // A uid folder holds one pod's files; an event naming another pod is not this pod's.
-          const name = podNameOf(event);
-          if (name !== undefined && name !== pod) continue;
+          // Selected by what the stored event says, not by where the file lies: a core without
+          // its event, or an event of another namespace, pod or uid, is not this pod's.
+          if (!isCrashOf(event, namespace, pod, u)) continue;
           kept.push(f);
         }
         if (kept.length > 0) incarnations.push({ uid: u, files: kept });

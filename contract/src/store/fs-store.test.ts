@@ -65,35 +65,65 @@ t.test('temporary and foreign names are no keys: never listed nor counted', asyn
   t.equal(await store.usage('ns'), 10);
 });
 
-t.test('symlinks: followed inside the root, refused when they lead out of it', async (t) => {
-  const { dir, root, store } = setup(t);
-  await store.putBytes('ns/pod/c/a.core.zst', Buffer.from('inside'));
-  symlinkSync(join(root, 'ns/pod/c/a.core.zst'), join(root, 'ns/pod/c/in.core.zst'));
-  symlinkSync(join(dir, 'secret'), join(root, 'ns/pod/c/out.core.zst'));
-  mkdirSync(join(dir, 'elsewhere/c'), { recursive: true });
-  writeFileSync(join(dir, 'elsewhere/c/x.json'), 'TOP-SECRET');
-  symlinkSync(join(dir, 'elsewhere'), join(root, 'ns/linked'));
+t.test(
+  'symlinks are never followed: not within a namespace, not across namespaces, not out of the root',
+  async (t) => {
+    const { dir, root, store } = setup(t);
+    await store.putBytes('ns/pod/c/a.core.zst', Buffer.from('inside'));
+    await store.putBytes('team-b/uid-b/c/b.core.zst', Buffer.from('team-b secret'));
+    await store.putBytes('team-b/uid-b/c/b.json', Buffer.from('{"team":"b"}'));
+    symlinkSync(join(root, 'ns/pod/c/a.core.zst'), join(root, 'ns/pod/c/in.core.zst'));
+    symlinkSync(join(dir, 'secret'), join(root, 'ns/pod/c/out.core.zst'));
+    mkdirSync(join(dir, 'elsewhere/c'), { recursive: true });
+    writeFileSync(join(dir, 'elsewhere/c/x.json'), 'TOP-SECRET');
+    symlinkSync(join(dir, 'elsewhere'), join(root, 'ns/linked'));
+    // The attack of the audit: a pod folder of one namespace linked to another namespace's, by a
+    // relative link and by an absolute one; and one core linked to another namespace's core.
+    symlinkSync('../team-b/uid-b', join(root, 'ns/uid-b'));
+    symlinkSync(join(root, 'team-b/uid-b'), join(root, 'ns/uid-abs'));
+    symlinkSync(join(root, 'team-b/uid-b/c/b.core.zst'), join(root, 'ns/pod/c/across.core.zst'));
 
-  t.equal((await readBytes(store, 'ns/pod/c/in.core.zst'))?.toString(), 'inside');
-  await t.rejects(store.get('ns/pod/c/out.core.zst'), notA);
-  await t.rejects(store.stat('ns/pod/c/out.core.zst'), notA);
-  await t.rejects(store.get('ns/linked/c/x.json'), notA);
-  await t.rejects(store.list('ns/linked'), notA, 'a folder leading out is not listed');
-  t.same(
-    (await store.list('ns')).map((o) => o.key),
-    ['ns/pod/c/a.core.zst', 'ns/pod/c/in.core.zst'],
-    'the listing skips what leads out, and does not descend into linked folders',
-  );
-  await t.rejects(store.delete('ns/linked/c/x.json'), notA);
-  t.equal(readFileSync(join(dir, 'elsewhere/c/x.json'), 'utf8'), 'TOP-SECRET', 'nothing removed outside');
-  await t.rejects(store.putBytes('ns/linked/c/y.json', Buffer.from('x')), notA, 'nothing written outside');
-  await store.delete('ns/pod/c/in.core.zst');
-  t.equal(
-    (await readBytes(store, 'ns/pod/c/a.core.zst'))?.toString(),
-    'inside',
-    'a link removed, not its target',
-  );
-});
+    for (const key of [
+      'ns/pod/c/in.core.zst',
+      'ns/pod/c/out.core.zst',
+      'ns/pod/c/across.core.zst',
+      'ns/linked/c/x.json',
+      'ns/uid-b/c/b.core.zst',
+      'ns/uid-abs/c/b.json',
+    ]) {
+      await t.rejects(store.get(key), notA, `get ${key}`);
+      await t.rejects(store.stat(key), notA, `stat ${key}`);
+    }
+    await t.rejects(store.list('ns/linked'), notA, 'a linked folder is not listed');
+    await t.rejects(store.list('ns/uid-b'), notA, 'a folder linked to another namespace is not listed');
+    t.same(
+      (await store.list('ns')).map((o) => o.key),
+      ['ns/pod/c/a.core.zst'],
+      'the listing holds only real files, and does not descend into linked folders',
+    );
+    t.equal(await store.usage('ns'), 6, "another namespace's files do not count for this one");
+    await t.rejects(store.delete('ns/linked/c/x.json'), notA);
+    await t.rejects(store.delete('ns/uid-b/c/b.core.zst'), notA);
+    t.equal(readFileSync(join(dir, 'elsewhere/c/x.json'), 'utf8'), 'TOP-SECRET', 'nothing removed outside');
+    t.equal(
+      (await readBytes(store, 'team-b/uid-b/c/b.core.zst'))?.toString(),
+      'team-b secret',
+      'nothing removed in the other namespace',
+    );
+    await t.rejects(store.putBytes('ns/linked/c/y.json', Buffer.from('x')), notA, 'nothing written outside');
+    await t.rejects(
+      store.putBytes('ns/uid-b/c/y.json', Buffer.from('x')),
+      notA,
+      'nothing written into another namespace',
+    );
+    await store.delete('ns/pod/c/in.core.zst');
+    t.equal(
+      (await readBytes(store, 'ns/pod/c/a.core.zst'))?.toString(),
+      'inside',
+      'a link removed, not its target',
+    );
+  },
+);
 
 t.test('only regular files are read: a FIFO is refused at once, a folder too', async (t) => {
   const { root, store } = setup(t);

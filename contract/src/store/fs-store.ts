@@ -1,6 +1,6 @@
 import { constants, createWriteStream, type Dirent, type Stats } from 'node:fs';
 import { lstat, open, readdir, realpath, stat, statfs, unlink, type FileHandle } from 'node:fs/promises';
-import { join, sep } from 'node:path';
+import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { makeDirDurably, writeFileAtomically, writeStreamAtomically } from '../runtime/durable-write.ts';
 import { keySegments } from '../storage-layout.ts';
@@ -17,10 +17,14 @@ import {
 
 // The store on a folder (the NFS volume the collectors share): a key is a path under the root.
 // Objects are published by durable-write (temporary name, fsync, rename, fsync of the folder),
-// so a reader sees a whole file or none. Every path read is resolved with realpath and must stay
-// under the root's own real path, and only regular files are read, so neither a key, a symlink
-// planted inside the root nor a FIFO can make a reader read anything else or hang. Temporary
-// and foreign names are not keys (they are not safe segments), so they are never listed.
+// so a reader sees a whole file or none. No symlink below the root is ever followed: a key's
+// path, resolved with realpath, must be exactly the root's real path joined with the key's
+// segments, so a link planted anywhere (to another pod of the same namespace, to another
+// namespace, out of the root) is refused rather than read, and a key always names the file of its
+// own namespace's subtree. Only regular files are read, opened with O_NOFOLLOW and O_NONBLOCK and
+// checked with fstat before the first read, so a FIFO is refused at once instead of holding a
+// thread of the file pool. Temporary and foreign names are not keys (they are not safe segments),
+// so they are never listed.
 
 /** Dumps hold secrets: readable by the owner's group (the query API), by no one else. */
 const FILE_MODE = 0o640;
@@ -179,7 +183,7 @@ export class FsStore implements Store {
     return this.realRoot;
   }
 
-  /** The real absolute path of a key or folder, checked to lie under the root's real path. */
+  /** The real absolute path of a key or folder, checked to be reached through no symlink. */
   private async resolve(key: string): Promise<string> {
     const segments = checkedSegments(key);
     const root = await this.rootReal();
@@ -193,8 +197,9 @@ export class FsStore implements Store {
       if (code === 'ELOOP') throw new StoreError('PM_ERR_STORE_NOT_A_FILE', key, 'symlink loop', err);
       throw err;
     }
-    if (!real.startsWith(root + sep))
-      throw new StoreError('PM_ERR_STORE_NOT_A_FILE', key, 'resolves outside the storage root');
+    // Anything else means a symlink on the way: refused wherever it leads, even inside the root.
+    if (real !== join(root, ...segments))
+      throw new StoreError('PM_ERR_STORE_NOT_A_FILE', key, 'passes through a symlink');
     return real;
   }
 
@@ -216,7 +221,7 @@ export class FsStore implements Store {
     return join(dir, name);
   }
 
-  /** Regular files below `dir` (real and confined), through real folders only; symlinks are resolved. */
+  /** Regular files below `dir`, through real folders only; symlinks are not listed. */
   private async walk(folder: string, dir: string, found: StoredObject[]): Promise<void> {
     let entries: Dirent[];
     try {
@@ -233,12 +238,6 @@ export class FsStore implements Store {
       else if (e.isFile()) {
         const st = await lstat(join(dir, e.name)).catch(() => undefined);
         if (st?.isFile()) found.push(factsOf(key, st));
-      } else if (e.isSymbolicLink()) {
-        const linked = await this.stat(key).catch((err: unknown) => {
-          if (isStoreError(err)) return undefined;
-          throw err;
-        });
-        if (linked) found.push(linked);
       }
     }
   }
