@@ -15,6 +15,11 @@ export const DLQ_HEADERS = {
   sourceTopic: 'podmortem-source-topic',
   sourcePartition: 'podmortem-source-partition',
   sourceOffset: 'podmortem-source-offset',
+  /** On a letter cut to fit the dead-letter topic: why, and what was cut (value, headers). */
+  truncated: 'podmortem-truncated',
+  /** On a cut letter: sha256 (hex) and size in bytes of the original record value. */
+  originalSha256: 'podmortem-original-sha256',
+  originalBytes: 'podmortem-original-bytes',
 } as const;
 
 /** What a Kafka key is made of: a crash event and an analysis record both have it. */

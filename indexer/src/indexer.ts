@@ -18,6 +18,7 @@ import { BulkWriter } from './bulk-writer.ts';
 import type { IndexerConfig } from './config.ts';
 import { DeadLetterWriter } from './dead-letter.ts';
 import type { IndexerTelemetry } from './telemetry.ts';
+import { checkTopicSettings } from './topic-settings.ts';
 import { installCrashTemplatesWithRetry, waitForElasticsearch } from './template-installer.ts';
 
 // The indexer component: waits for Elasticsearch, installs or upgrades the index templates, waits
@@ -118,6 +119,14 @@ export class Indexer implements Component {
     const kafkaRetry = kafkaWaitOut(this.retry, signal, logger);
     const topics = [config.topic, config.analysisTopic];
     await retry('kafka topics', () => checkTopicsExist(kafka, [...topics, config.dlqTopic]), kafkaRetry);
+    const settings = await checkTopicSettings({
+      kafka,
+      sources: topics,
+      dlq: config.dlqTopic,
+      logger,
+      telemetry,
+    });
+    this.deadLetter.setMaxMessageBytes(settings.dlqMaxMessageBytes);
     await retry('dead-letter producer', () => this.deadLetter.start(), kafkaRetry);
     signal.throwIfAborted();
 

@@ -9,6 +9,9 @@ export interface IndexerTelemetry {
   indexed: Counter<'result'>;
   analysesMerged: Counter<'result'>;
   deadLettered: Counter<'code'>;
+  deadLettersTruncated: Counter<'reason'>;
+  deadLettersLost: Counter<'reason'>;
+  topicMaxMessageBytes: Gauge<'topic'>;
   retried: Counter<'operation'>;
   committed: Counter<'topic'>;
   bulkDuration: Histogram<'status'>;
@@ -50,6 +53,24 @@ export function createTelemetry(
       name: 'podmortem_indexer_records_dead_lettered_total',
       help: 'Records written to the dead-letter topic, by error code',
       labelNames: ['code'],
+      registers,
+    }),
+    deadLettersTruncated: new Counter({
+      name: 'podmortem_indexer_dead_letters_truncated_total',
+      help: "Dead letters written cut to fit the dead-letter topic (value head, sha256 of the original), by reason (over-limit: over the topic's max.message.bytes; else the Kafka error that refused it whole)",
+      labelNames: ['reason'],
+      registers,
+    }),
+    deadLettersLost: new Counter({
+      name: 'podmortem_indexer_dead_letters_lost_total',
+      help: 'Records the dead-letter topic refused even cut and bare, logged with their partition and offset and skipped, by the Kafka error',
+      labelNames: ['reason'],
+      registers,
+    }),
+    topicMaxMessageBytes: new Gauge({
+      name: 'podmortem_indexer_topic_max_message_bytes',
+      help: 'max.message.bytes of the crash, analysis and dead-letter topics, read at start-up',
+      labelNames: ['topic'],
       registers,
     }),
     retried: new Counter({
