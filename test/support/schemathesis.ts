@@ -20,9 +20,9 @@ interface Ran {
   output: string;
 }
 
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Ran> {
+function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, cwd?: string): Promise<Ran> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     const chunks: Buffer[] = [];
     child.stdout.on('data', (c: Buffer) => chunks.push(c));
     child.stderr.on('data', (c: Buffer) => chunks.push(c));
@@ -153,7 +153,14 @@ export async function fuzz(schema: string, o: FuzzOptions): Promise<FuzzRun> {
     '--report-dir',
     reportDir,
   ];
-  const r = await run(await ensureSchemathesis(), args, { ...process.env, SCHEMATHESIS_TELEMETRY: 'false' });
+  // Run in the work folder: schemathesis keeps a cache of what failed in .schemathesis/ there,
+  // never in the repository, and each run starts without one.
+  const r = await run(
+    await ensureSchemathesis(),
+    args,
+    { ...process.env, SCHEMATHESIS_TELEMETRY: 'false' },
+    o.workDir,
+  );
   const result: FuzzRun = {
     code: r.code,
     output: r.output,
