@@ -264,7 +264,8 @@ async function main(): Promise<void> {
   say(`OTLP/HTTP receiver on ${otlp.url}`);
 
   step('podmortem: indexer, analyzer, query API, collector agent');
-  const [indexerPort, analyzerPort, apiPort, agentPort] = [
+  const [indexerPort, analyzerPort, apiPort, apiOpsPort, agentPort] = [
+    await freePort(),
     await freePort(),
     await freePort(),
     await freePort(),
@@ -296,6 +297,8 @@ async function main(): Promise<void> {
     PODMORTEM_API_PROMETHEUS_URL: stack.prometheusUrl,
     PODMORTEM_API_STORAGE_ROOT: join(workDir, 'storage'),
     PODMORTEM_API_KUBECONFIG: kubeconfig,
+    PODMORTEM_API_OPS_HOST: '127.0.0.1',
+    PODMORTEM_API_OPS_PORT: String(apiOpsPort),
   });
   await waitReady('query-api', `${api}/readyz`);
   say(`query API ready on ${api} (OpenAPI ${api}/docs)`);

@@ -10,6 +10,7 @@ import { PodResolver } from '../collector/src/agent/pod-resolver.ts';
 import { routesOf } from '../query-api/src/app.ts';
 import { Access } from '../query-api/src/auth.ts';
 import { createKubeReviews, type Caller } from '../query-api/src/kube-reviews.ts';
+import { LoginLimiter } from '../query-api/src/login-limiter.ts';
 import { documentApp } from '../query-api/src/openapi-app.ts';
 import { createTelemetry } from '../query-api/src/telemetry.ts';
 import { FakeKubeApi } from './support/fake-kube-api.ts';
@@ -111,7 +112,7 @@ async function queryApiRequests(
     serviceAccountGrants(r, inspect(r, 'query-api')),
   );
   try {
-    const reviews = createKubeReviews(proxy.kubeConfig());
+    const reviews = createKubeReviews(proxy.kubeConfig(), { timeoutMs: 5000 });
     const caller = await reviews.reviewToken('alice-token').catch(() => undefined);
     if (caller) {
       const access = new Access({
@@ -121,6 +122,7 @@ async function queryApiRequests(
         ttlMs: 1000,
         namespaceTtlMs: 1000,
         indexNamespaces: () => Promise.resolve(['team-a']),
+        logins: new LoginLimiter({ max: 1000, windowMs: 60_000 }),
       });
       // Every question the API can ask: search in one namespace and across all, read one crash and
       // download its dump, in a namespace and (host processes) cluster-wide. Refusals are expected.

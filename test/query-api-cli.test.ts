@@ -17,6 +17,7 @@ import { Client } from '@elastic/elasticsearch';
 import { dumpRelPath, moduleKey } from '@podmortem/contract';
 import t from 'tap';
 import { FakeKubeApi } from './support/fake-kube-api.ts';
+import { metricValue } from './support/metrics.ts';
 import { freePort } from './support/ports.ts';
 import { remoteWrite, type Series } from './support/prometheus.ts';
 import { repoDir, stack, uniqueName } from './support/stack.ts';
@@ -249,6 +250,7 @@ const { topic: requestTopic, published: requestsPublished } = await requestTopic
 
 // The API as its own process.
 const port = await freePort();
+const opsPort = await freePort();
 const server = `http://127.0.0.1:${port}`;
 const apiEnv = {
   PATH: process.env.PATH ?? '',
@@ -262,6 +264,8 @@ const apiEnv = {
   PODMORTEM_API_KUBECONFIG: kube.writeKubeconfig(join(work, 'api-kubeconfig')),
   PODMORTEM_API_KAFKA_BROKERS: stack.kafkaBrokers.join(','),
   PODMORTEM_API_REQUEST_TOPIC: requestTopic,
+  PODMORTEM_API_OPS_HOST: '127.0.0.1',
+  PODMORTEM_API_OPS_PORT: String(opsPort),
   LOG_LEVEL: 'warn',
 };
 const api: ChildProcess = spawn(process.execPath, [join(repoDir, 'query-api/src/main.ts')], {
@@ -306,6 +310,23 @@ function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
   });
 }
 const asAlice = { PODMORTEM_TOKEN: alice };
+
+t.test('/metrics is on the ops port alone, not on the port tenants reach', async (t) => {
+  t.equal((await cli(['list'], asAlice)).code, 0);
+  const onApi = await fetch(`${server}/metrics`);
+  t.equal(onApi.status, 404, 'the API port has no /metrics');
+  t.notMatch(await onApi.text(), 'podmortem_api_', 'and tells none of it');
+  const ops = await fetch(`http://127.0.0.1:${opsPort}/metrics`);
+  t.equal(ops.status, 200);
+  t.ok(
+    metricValue(await ops.text(), 'podmortem_api_requests_total', {
+      route: '/v1/crashes',
+      method: 'GET',
+      status: '200',
+    }) >= 1,
+    "the API's requests are counted there",
+  );
+});
 
 t.test('main.ts refuses a bad configuration, naming the variable', async (t) => {
   const r = await new Promise<Run>((resolve) =>

@@ -21,10 +21,11 @@ import { crashGetRoutes } from './crash-get.ts';
 import { crashReanalysisRoutes } from './crash-reanalysis.ts';
 import { crashesSearchRoutes } from './crashes-search.ts';
 import { debuginfodRoutes } from './debuginfod.ts';
-import { ApiError, PM_ERR_ROUTE_NOT_FOUND, errorBody } from './errors.ts';
+import { ApiError, PM_ERR_METHOD_NOT_ALLOWED, PM_ERR_ROUTE_NOT_FOUND, errorBody } from './errors.ts';
 import { groupsRoutes } from './groups.ts';
 import { healthRoutes } from './health.ts';
 import type { KubeReviews } from './kube-reviews.ts';
+import { LoginLimiter } from './login-limiter.ts';
 import { openapiOptions } from './openapi.ts';
 import { podArchiveRoutes } from './pod-archive.ts';
 import type { PrometheusClient } from './prometheus-client.ts';
@@ -91,6 +92,21 @@ export function routesOf(app: App): { method: string; url: string }[] {
   return [...(routeLists.get(app) ?? [])];
 }
 
+/** The methods some route serves `path` with (Fastify's `:param` segments match one segment). */
+function methodsServing(routes: readonly { method: string; url: string }[], path: string): string[] {
+  const segments = path.split('/');
+  const methods = new Set<string>();
+  for (const r of routes) {
+    const pattern = r.url.split('/');
+    if (
+      pattern.length === segments.length &&
+      pattern.every((p, i) => (p.startsWith(':') ? (segments[i] ?? '') !== '' : p === segments[i]))
+    )
+      methods.add(r.method);
+  }
+  return [...methods].sort();
+}
+
 /** The validator's message, with the allowed values when a parameter is not one of them. */
 function validationMessage(err: FastifyError): string {
   const allowed = err.validation?.find((v) => v.keyword === 'enum')?.params.allowedValues;
@@ -108,6 +124,7 @@ export async function buildApp(params: AppParams): Promise<App> {
     ttlMs: config.authCacheTtlMs,
     namespaceTtlMs: config.namespaceCacheTtlMs,
     indexNamespaces: () => crashes.namespaces(),
+    logins: new LoginLimiter({ max: config.authFailureMax, windowMs: config.authFailureWindowMs }),
   });
   const analysisRequests = new AnalysisRequests({
     brokers: config.kafkaBrokers,
@@ -169,7 +186,7 @@ export async function buildApp(params: AppParams): Promise<App> {
 
   app.setErrorHandler((err: FastifyError | ApiError, request, reply) => {
     if (err instanceof ApiError) {
-      if (err.statusCode >= 500) request.log.warn({ err }, 'request failed');
+      if (err.statusCode >= 500) request.log.warn({ err, detail: err.detail }, 'request failed');
       return reply
         .code(err.statusCode)
         .headers(err.headers)
@@ -188,18 +205,28 @@ export async function buildApp(params: AppParams): Promise<App> {
     return reply.code(500).send(errorBody(500, 'PM_ERR_INTERNAL', 'internal error (logged)'));
   });
   app.setNotFoundHandler((request, reply) => {
-    const err = PM_ERR_ROUTE_NOT_FOUND(request.method, request.url.split('?')[0] ?? '');
+    const path = request.url.split('?')[0] ?? '';
+    const allowed = methodsServing(routes, path);
+    if (allowed.length > 0) {
+      const err = PM_ERR_METHOD_NOT_ALLOWED(request.method, path, allowed);
+      return reply
+        .code(405)
+        .header('allow', allowed.join(', '))
+        .send(errorBody(405, err.code, err.message));
+    }
+    const err = PM_ERR_ROUTE_NOT_FOUND(request.method, path);
     return reply.code(404).send(errorBody(404, err.code, err.message));
   });
 
-  await app.register(healthRoutes, { crashes, storage, registry: telemetry.registry });
+  await app.register(healthRoutes, { crashes, storage });
 
-  // Every route but health, metrics and the document: authenticated, then rate limited. The /v1
+  // Every route but health and the document: authenticated, then rate limited. The /v1
   // routes, and the debuginfod paths at the root (clients append /buildid/... to the address).
   await app.register(async (authenticated) => {
-    // Authentication first; the rate limit then counts per authenticated user.
+    // Authentication first (its TokenReviews limited per client address); the rate limit then
+    // counts per authenticated user.
     authenticated.addHook('onRequest', async (request) => {
-      request.caller = await access.authenticate(request.headers.authorization);
+      request.caller = await access.authenticate(request.headers.authorization, request.ip);
     });
     await authenticated.register(fastifyRateLimit, {
       max: config.rateLimitMax,

@@ -4,6 +4,7 @@ import type { Counter } from 'prom-client';
 import t, { type Test } from 'tap';
 import { Access, tokenHash, type AccessParams } from './auth.ts';
 import { ApiError } from './errors.ts';
+import { LoginLimiter } from './login-limiter.ts';
 import {
   KubeUnavailableError,
   type AccessAttributes,
@@ -49,6 +50,8 @@ class FakeReviews implements KubeReviews {
   }
 }
 
+const ADDRESS = '192.0.2.1';
+
 interface Setup {
   access: Access;
   reviews: FakeReviews;
@@ -71,6 +74,7 @@ function setup(options: Partial<AccessParams> & { index?: string[] } = {}): Setu
       lookups++;
       return Promise.resolve(index);
     },
+    logins: new LoginLimiter({ max: 1000, windowMs: 60_000 }),
     ...overrides,
   });
   return { access, reviews, telemetry, indexLookups: () => lookups };
@@ -104,7 +108,7 @@ t.test('tokens are held as their sha256', async (t) => {
 t.test('no Authorization header is a 401 that asks for a bearer token', async (t) => {
   const { access, reviews, telemetry } = setup();
   for (const header of [undefined, '']) {
-    const err = await apiError(t, access.authenticate(header));
+    const err = await apiError(t, access.authenticate(header, ADDRESS));
     t.match(err, {
       statusCode: 401,
       code: 'PM_ERR_UNAUTHENTICATED',
@@ -128,7 +132,7 @@ t.test('a header that is not "Bearer <token>" is a 401 without a review', async 
     `Bearer ${'a'.repeat(8193)}`,
   ];
   for (const header of headers) {
-    const err = await apiError(t, access.authenticate(header));
+    const err = await apiError(t, access.authenticate(header, ADDRESS));
     t.match(
       err,
       {
@@ -145,13 +149,17 @@ t.test('a header that is not "Bearer <token>" is a 401 without a review', async 
 
 t.test('a token TokenReview knows is its caller; one it does not know is a 401', async (t) => {
   const { access, reviews, telemetry } = setup();
-  t.same(await access.authenticate(`Bearer ${TOKEN}`), alice);
+  t.same(await access.authenticate(`Bearer ${TOKEN}`, ADDRESS), alice);
   const longest = `${'a'.repeat(8191)}=`;
   reviews.tokens.set(longest, { username: 'bob', groups: [] });
-  t.same(await access.authenticate(`Bearer ${longest}`), { username: 'bob', groups: [] }, '8192 characters');
+  t.same(
+    await access.authenticate(`Bearer ${longest}`, ADDRESS),
+    { username: 'bob', groups: [] },
+    '8192 characters',
+  );
   t.same(reviews.tokenReviews, [TOKEN, longest], 'the token itself is reviewed');
 
-  const err = await apiError(t, access.authenticate('Bearer not-a-token'));
+  const err = await apiError(t, access.authenticate('Bearer not-a-token', ADDRESS));
   t.match(err, { statusCode: 401, code: 'PM_ERR_UNAUTHENTICATED', message: 'the bearer token is not valid' });
   t.equal(await count(telemetry.authentications, { result: 'authenticated' }), 2);
   t.equal(await count(telemetry.authentications, { result: 'rejected' }), 1);
@@ -159,39 +167,42 @@ t.test('a token TokenReview knows is its caller; one it does not know is a 401',
 
 t.test('TokenReview answers are cached per token, the unknown ones too', async (t) => {
   const { access, reviews } = setup();
-  await Promise.all([access.authenticate(`Bearer ${TOKEN}`), access.authenticate(`Bearer ${TOKEN}`)]);
-  await access.authenticate(`Bearer ${TOKEN}`);
-  for (let i = 0; i < 2; i++) await apiError(t, access.authenticate('Bearer unknown'));
+  await Promise.all([
+    access.authenticate(`Bearer ${TOKEN}`, ADDRESS),
+    access.authenticate(`Bearer ${TOKEN}`, ADDRESS),
+  ]);
+  await access.authenticate(`Bearer ${TOKEN}`, ADDRESS);
+  for (let i = 0; i < 2; i++) await apiError(t, access.authenticate('Bearer unknown', ADDRESS));
   t.same(reviews.tokenReviews, [TOKEN, 'unknown'], 'one review per token');
 });
 
 t.test('TokenReview answers expire after ttlMs; with 0 nothing is kept', async (t) => {
   const short = setup({ ttlMs: 20 });
-  await short.access.authenticate(`Bearer ${TOKEN}`);
+  await short.access.authenticate(`Bearer ${TOKEN}`, ADDRESS);
   await sleep(40);
-  await short.access.authenticate(`Bearer ${TOKEN}`);
+  await short.access.authenticate(`Bearer ${TOKEN}`, ADDRESS);
   t.equal(short.reviews.tokenReviews.length, 2, 'reviewed again once expired');
 
   const none = setup({ ttlMs: 0 });
-  await none.access.authenticate(`Bearer ${TOKEN}`);
-  await none.access.authenticate(`Bearer ${TOKEN}`);
+  await none.access.authenticate(`Bearer ${TOKEN}`, ADDRESS);
+  await none.access.authenticate(`Bearer ${TOKEN}`, ADDRESS);
   t.equal(none.reviews.tokenReviews.length, 2);
 });
 
 t.test('an unreachable Kubernetes API is a 503, and the failure is not cached', async (t) => {
   const { access, reviews, telemetry } = setup();
   reviews.failure = new KubeUnavailableError('TokenReview', new Error('connect ECONNREFUSED'));
-  const err = await apiError(t, access.authenticate(`Bearer ${TOKEN}`));
+  const err = await apiError(t, access.authenticate(`Bearer ${TOKEN}`, ADDRESS));
   t.match(err, {
     statusCode: 503,
     code: 'PM_ERR_AUTH_UNAVAILABLE',
-    message: 'the Kubernetes API could not check the caller: TokenReview: connect ECONNREFUSED',
+    message: 'the Kubernetes API did not answer the TokenReview that checks the caller; retry later',
   });
   t.equal(await count(telemetry.authentications, { result: 'unavailable' }), 1);
   t.equal(await count(telemetry.backendErrors, { backend: 'kubernetes' }), 1);
 
   reviews.failure = undefined;
-  t.same(await access.authenticate(`Bearer ${TOKEN}`), alice, 'reviewed again once it is back');
+  t.same(await access.authenticate(`Bearer ${TOKEN}`, ADDRESS), alice, 'reviewed again once it is back');
   t.equal(reviews.tokenReviews.length, 2);
 });
 
@@ -199,7 +210,7 @@ t.test('other review failures pass through unchanged', async (t) => {
   const { access, reviews, telemetry } = setup();
   const bug = new TypeError('a bug');
   reviews.failure = bug;
-  await t.rejects(access.authenticate(`Bearer ${TOKEN}`), bug);
+  await t.rejects(access.authenticate(`Bearer ${TOKEN}`, ADDRESS), bug);
   await t.rejects(access.mayRead(alice, 'team-a'), bug);
   t.equal(await count(telemetry.backendErrors, { backend: 'kubernetes' }), 2, 'still a backend error');
 });
@@ -317,4 +328,29 @@ t.test('the namespaces of the index expire after namespaceTtlMs', async (t) => {
   await sleep(40);
   await access.listScope(alice);
   t.equal(indexLookups(), 2);
+});
+
+t.test('an address guessing tokens, in parallel too, causes at most `max` TokenReviews', async (t) => {
+  const { access, reviews, telemetry } = setup({ logins: new LoginLimiter({ max: 5, windowMs: 60_000 }) });
+  const answers = await Promise.all(
+    Array.from({ length: 40 }, (_, i) =>
+      access.authenticate(`Bearer guess-${i}`, ADDRESS).then(
+        () => 200,
+        (err: unknown) => (err instanceof ApiError ? err.statusCode : 500),
+      ),
+    ),
+  );
+  t.equal(reviews.tokenReviews.length, 5, 'five reviews');
+  t.same(
+    [answers.filter((s) => s === 401).length, answers.filter((s) => s === 429).length],
+    [5, 35],
+    'five 401s, the rest 429 before any review',
+  );
+  t.equal(await count(telemetry.authentications, { result: 'limited' }), 35);
+  const limited = await apiError(t, access.authenticate(`Bearer ${TOKEN}`, ADDRESS));
+  t.match(limited, { statusCode: 429, code: 'PM_ERR_RATE_LIMITED' });
+  t.ok(Number(limited.headers['retry-after']) > 0, 'Retry-After in seconds');
+  t.same(await access.authenticate(`Bearer ${TOKEN}`, '192.0.2.2'), alice, 'another address is not limited');
+  await apiError(t, access.authenticate('Bearer guess-0', ADDRESS));
+  t.equal(reviews.tokenReviews.length, 6, 'a refused token already known is answered from the cache');
 });

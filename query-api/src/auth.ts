@@ -1,6 +1,12 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import { PM_ERR_AUTH_UNAVAILABLE, PM_ERR_FORBIDDEN, PM_ERR_UNAUTHENTICATED } from './errors.ts';
+import {
+  ApiError,
+  PM_ERR_AUTH_UNAVAILABLE,
+  PM_ERR_FORBIDDEN,
+  PM_ERR_RATE_LIMITED,
+  PM_ERR_UNAUTHENTICATED,
+} from './errors.ts';
 import {
   KubeUnavailableError,
   type AccessAttributes,
@@ -8,6 +14,7 @@ import {
   type KubeReviews,
 } from './kube-reviews.ts';
 import type { NamespaceScope } from './search-query.ts';
+import type { LoginLimiter } from './login-limiter.ts';
 import type { Telemetry } from './telemetry.ts';
 import { TtlCache } from './ttl-cache.ts';
 
@@ -25,14 +32,21 @@ export interface AccessParams {
   namespaceTtlMs: number;
   /** The namespaces present in the crash index (cached here). */
   indexNamespaces: () => Promise<string[]>;
+  /** The TokenReviews each client address may cause. */
+  logins: LoginLimiter;
 }
 
 export function tokenHash(token: string): string {
   return createHash('sha256').update(token).digest('hex');
 }
 
-function unavailable(err: unknown): never {
-  if (err instanceof KubeUnavailableError) throw PM_ERR_AUTH_UNAVAILABLE(err.message);
+// The client is told which review failed, never why: the reason names the Kubernetes API's
+// address. It goes to the log instead (no token is in it: the reviews carry tokens in bodies).
+function unavailable(err: unknown, logger: Logger): never {
+  if (err instanceof KubeUnavailableError) {
+    logger.warn({ err }, 'the Kubernetes API did not answer a review');
+    throw PM_ERR_AUTH_UNAVAILABLE(err.review);
+  }
   throw err;
 }
 
@@ -49,8 +63,11 @@ export class Access {
     this.namespaces = new TtlCache({ ttlMs: params.namespaceTtlMs, maxEntries: 1 });
   }
 
-  /** The caller of a request from its Authorization header; 401 when absent or not valid. */
-  async authenticate(authorization: string | undefined): Promise<Caller> {
+  /**
+   * The caller of a request from its Authorization header; 401 when absent or not valid, 429 when
+   * `address` has caused all the TokenReviews it may in this window.
+   */
+  async authenticate(authorization: string | undefined, address: string): Promise<Caller> {
     const { telemetry } = this.params;
     if (authorization === undefined || authorization === '') {
       telemetry.authentications.inc({ result: 'missing' });
@@ -63,11 +80,12 @@ export class Access {
     }
     let caller: Caller | undefined;
     try {
-      caller = await this.tokens.get(tokenHash(token), () => this.params.reviews.reviewToken(token));
+      caller = await this.tokens.get(tokenHash(token), () => this.reviewToken(token, address));
     } catch (err) {
+      if (err instanceof ApiError) throw err;
       telemetry.authentications.inc({ result: 'unavailable' });
       this.params.telemetry.backendErrors.inc({ backend: 'kubernetes' });
-      unavailable(err);
+      unavailable(err, this.params.logger);
     }
     if (caller === undefined) {
       telemetry.authentications.inc({ result: 'rejected' });
@@ -75,6 +93,26 @@ export class Access {
     }
     telemetry.authentications.inc({ result: 'authenticated' });
     return caller;
+  }
+
+  /** One TokenReview, if the address may still cause one (a refusal is no answer: not cached). */
+  private async reviewToken(token: string, address: string): Promise<Caller | undefined> {
+    const { logins, reviews, telemetry } = this.params;
+    const waitMs = logins.reserve(address);
+    if (waitMs > 0) {
+      telemetry.authentications.inc({ result: 'limited' });
+      const seconds = Math.ceil(waitMs / 1000);
+      const err = PM_ERR_RATE_LIMITED(`${seconds} s: too many failed authentications from this address`);
+      err.headers['retry-after'] = String(seconds);
+      throw err;
+    }
+    try {
+      const caller = await reviews.reviewToken(token);
+      if (caller === undefined) logins.failed(address);
+      return caller;
+    } finally {
+      logins.release(address);
+    }
   }
 
   async can(caller: Caller, attrs: AccessAttributes): Promise<boolean> {
@@ -94,7 +132,7 @@ export class Access {
       });
     } catch (err) {
       this.params.telemetry.backendErrors.inc({ backend: 'kubernetes' });
-      return unavailable(err);
+      return unavailable(err, this.params.logger);
     }
   }
 

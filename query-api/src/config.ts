@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { ANALYSIS_REQUEST_TOPIC, CRASH_ALIAS, POD_METRIC_QUERIES } from '@podmortem/contract';
-import { loadConfig } from '@podmortem/contract/runtime';
+import { loadConfig, opsServerSettings } from '@podmortem/contract/runtime';
 
 // The query API's configuration: one schema, every key with its default and meaning, read from
 // PODMORTEM_API_* variables and validated before anything is served.
@@ -31,7 +31,27 @@ export const ConfigSchema = Type.Object({
     '',
     'Kubeconfig file for TokenReview/SubjectAccessReview; empty = in-cluster or the default kubeconfig',
   ),
-  authCacheTtlMs: int(10_000, 0, 600_000, 'How long a TokenReview or SubjectAccessReview answer is reused'),
+  authCacheTtlMs: int(
+    10_000,
+    0,
+    600_000,
+    'How long a TokenReview or SubjectAccessReview answer (a refused token too) is reused',
+  ),
+  kubeTimeoutMs: int(
+    5000,
+    100,
+    120_000,
+    'How long one TokenReview or SubjectAccessReview may take; then the request gets a 503',
+  ),
+  authFailureMax: int(
+    20,
+    1,
+    1_000_000,
+    'TokenReviews a client address may cause per window (in flight or refused); then 429 before any review',
+  ),
+  authFailureWindowMs: int(60_000, 1000, 3_600_000, 'The window of that limit'),
+  elasticsearchTimeoutMs: int(15_000, 100, 300_000, 'Timeout of one Elasticsearch request'),
+  prometheusTimeoutMs: int(10_000, 100, 300_000, 'Timeout of one Prometheus query'),
   namespaceCacheTtlMs: int(30_000, 0, 600_000, 'How long the namespaces present in the index are reused'),
   rateLimitMax: int(600, 1, 1_000_000, 'Requests per caller per rate-limit window'),
   rateLimitWindowMs: int(60_000, 1000, 3_600_000, 'The rate-limit window'),
@@ -92,6 +112,8 @@ export const ConfigSchema = Type.Object({
   otlpTracesEndpoint: str('', 'OTLP/HTTP traces endpoint (…/v1/traces); empty = no traces exported'),
   docs: Type.Boolean({ default: true, description: 'Serve the OpenAPI UI at /docs' }),
   shutdownGraceMs: int(10_000, 0, 300_000, 'How long in-flight requests get on SIGTERM'),
+  // /metrics lists namespaces and download counts: on a port of its own, like every service's.
+  ...opsServerSettings(9467),
 });
 
 export type Config = Static<typeof ConfigSchema>;

@@ -14,8 +14,8 @@ import type { Telemetry } from './telemetry.ts';
  * The Elasticsearch client of the API: one retry only, so that a caller hears of an unreachable
  * cluster (503) in a moment rather than after the client's long default backoff.
  */
-export function createElasticsearchClient(url: string): Client {
-  return new Client({ node: url, maxRetries: 1, requestTimeout: 15_000 });
+export function createElasticsearchClient(url: string, timeoutMs = 15_000): Client {
+  return new Client({ node: url, maxRetries: 1, requestTimeout: timeoutMs });
 }
 
 export interface CrashHit {

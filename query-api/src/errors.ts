@@ -24,6 +24,11 @@ export const API_ERRORS = defineErrors({
     message: 'the stored crash is not a valid crash event',
   },
   PM_ERR_ROUTE_NOT_FOUND: { status: 404, retriable: false, message: 'no such route' },
+  PM_ERR_METHOD_NOT_ALLOWED: {
+    status: 405,
+    retriable: false,
+    message: 'the route does not take that method',
+  },
   PM_ERR_RANGE_NOT_SATISFIABLE: { status: 416, retriable: false, message: 'the range is outside the dump' },
   PM_ERR_RATE_LIMITED: { status: 429, retriable: false, message: 'too many requests' },
   PM_ERR_AUTH_UNAVAILABLE: { status: 503, retriable: true, message: 'the caller could not be checked' },
@@ -41,16 +46,24 @@ export class ApiError extends PodmortemError {
   declare readonly status: number;
   /** Response headers the error needs (Content-Range on 416, Retry-After on 429/503). */
   readonly headers: Record<string, string>;
+  /** What only the log is told (a backend's own error names internal addresses). */
+  readonly detail: string | undefined;
 
   constructor(
     code: string,
     message: string,
     statusCode: number,
-    options: { retriable?: boolean; cause?: unknown; headers?: Record<string, string> } = {},
+    options: {
+      retriable?: boolean;
+      cause?: unknown;
+      headers?: Record<string, string>;
+      detail?: string | undefined;
+    } = {},
   ) {
     super(code, message, { status: statusCode, retriable: options.retriable ?? false, cause: options.cause });
     this.name = 'ApiError';
-    this.headers = options.headers ?? {};
+    this.headers = { ...options.headers };
+    this.detail = options.detail;
   }
 
   /** The status under the name fastify reads. */
@@ -70,10 +83,12 @@ function define<A extends unknown[]>(
   code: ApiErrorCode,
   message: (...args: A) => string,
   headers: Record<string, string> = {},
+  detail?: (...args: A) => string,
 ): ErrorCode<A> {
   const { status, retriable }: ErrorDefinition = API_ERRORS[code];
   if (status === undefined) throw new RangeError(`${code} is not an HTTP error`);
-  const make = (...args: A) => new ApiError(code, message(...args), status, { retriable, headers });
+  const make = (...args: A) =>
+    new ApiError(code, message(...args), status, { retriable, headers, detail: detail?.(...args) });
   return Object.assign(make, { code, statusCode: status });
 }
 
@@ -131,6 +146,11 @@ export const PM_ERR_ROUTE_NOT_FOUND = define(
   'PM_ERR_ROUTE_NOT_FOUND',
   (method: string, url: string) => `no route ${method} ${url}`,
 );
+export const PM_ERR_METHOD_NOT_ALLOWED = define(
+  'PM_ERR_METHOD_NOT_ALLOWED',
+  (method: string, url: string, allowed: string[]) =>
+    `${url} does not take ${method} (allowed: ${allowed.join(', ')})`,
+);
 export const PM_ERR_RANGE_NOT_SATISFIABLE = define(
   'PM_ERR_RANGE_NOT_SATISFIABLE',
   (range: string, size: number) => `headers/range ${range} is outside the ${size} bytes of the dump`,
@@ -141,11 +161,14 @@ export const PM_ERR_RATE_LIMITED = define(
 );
 export const PM_ERR_AUTH_UNAVAILABLE = define(
   'PM_ERR_AUTH_UNAVAILABLE',
-  (why: string) => `the Kubernetes API could not check the caller: ${why}`,
+  (review: string) => `the Kubernetes API did not answer the ${review} that checks the caller; retry later`,
 );
-export const PM_ERR_BACKEND_UNAVAILABLE = define(
+// The backend is named, its own error only logged: it carries the address the API reaches it at.
+export const PM_ERR_BACKEND_UNAVAILABLE = define<[what: string, why: string]>(
   'PM_ERR_BACKEND_UNAVAILABLE',
-  (what: string, why: string) => `${what} is unavailable: ${why}`,
+  (what) => `${what} is unavailable; retry later`,
+  {},
+  (_what, why) => why,
 );
 export const PM_ERR_INTERNAL = define('PM_ERR_INTERNAL', () => 'internal error (logged)');
 

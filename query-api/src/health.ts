@@ -1,15 +1,14 @@
 import { Type, type FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
-import type { Registry } from 'prom-client';
 import type { CrashStore } from './crash-store.ts';
 import type { StorageReader } from './storage-reader.ts';
 
-// /healthz (the process answers), /readyz (Elasticsearch and the storage root are there) and
-// /metrics (Prometheus text format). No authentication and no rate limit: probes and scrapers.
+// /healthz (the process answers) and /readyz (Elasticsearch and the storage root are there): no
+// authentication and no rate limit, for the kubelet's probes. /metrics is not on this port: it
+// names namespaces, so it is served by the ops server on a port of its own (main.ts).
 
 export interface HealthDeps {
   crashes: CrashStore;
   storage: StorageReader;
-  registry: Registry;
 }
 
 const open = { security: [], tags: ['ops'] };
@@ -48,24 +47,5 @@ export const healthRoutes: FastifyPluginCallbackTypebox<HealthDeps> = (app, deps
     },
   );
 
-  app.get(
-    '/metrics',
-    {
-      schema: {
-        ...open,
-        summary: 'Self-telemetry in the Prometheus text format',
-        response: {
-          200: {
-            description: 'Prometheus exposition format',
-            content: { 'text/plain': { schema: Type.String() } },
-          },
-        },
-      },
-    },
-    async (_request, reply) => {
-      const text = await deps.registry.metrics();
-      return reply.type(deps.registry.contentType).send(text);
-    },
-  );
   done();
 };

@@ -1,4 +1,4 @@
-import { beforeDeadline, closing, runService, type Component } from '@podmortem/contract/runtime';
+import { beforeDeadline, closing, OpsServer, runService, type Component } from '@podmortem/contract/runtime';
 import { kubeConfigFrom } from '@podmortem/contract/runtime/kube-config';
 import { FsStore } from '@podmortem/contract/store';
 import type { FastifyInstance } from 'fastify';
@@ -21,6 +21,10 @@ class HttpServer implements Component {
     this.params = params;
   }
 
+  get listening(): boolean {
+    return this.app !== undefined;
+  }
+
   async start(): Promise<void> {
     if (this.app) return;
     const { config, logger } = this.params;
@@ -41,7 +45,7 @@ await runService({
   loadConfig: () => readConfig(),
   startFailedMessage: 'the query API could not start',
   build: ({ config, logger }) => {
-    const es = createElasticsearchClient(config.elasticsearchUrl);
+    const es = createElasticsearchClient(config.elasticsearchUrl, config.elasticsearchTimeoutMs);
     const tracerProvider = createTracerProvider({
       otlpEndpoint: config.otlpTracesEndpoint,
       version: VERSION,
@@ -50,18 +54,26 @@ await runService({
     const http = new HttpServer({
       config,
       es,
-      kube: createKubeReviews(kubeConfigFrom(config.kubeconfig)),
-      prometheus: new PrometheusClient({ url: config.prometheusUrl }),
+      kube: createKubeReviews(kubeConfigFrom(config.kubeconfig), { timeoutMs: config.kubeTimeoutMs }),
+      prometheus: new PrometheusClient({ url: config.prometheusUrl, timeoutMs: config.prometheusTimeoutMs }),
       storage: new StorageReader({ store: new FsStore({ root: config.storageRoot }) }),
       logger,
       telemetry,
       tracerProvider,
+    });
+    // /metrics on a port of its own: it names namespaces, and the API port is the tenants'.
+    const ops = new OpsServer({
+      host: config.opsHost,
+      port: config.opsPort,
+      registry: telemetry.registry,
+      ready: () => http.listening,
     });
     return {
       // Shut down in reverse: the server first, then the clients its requests used.
       components: [
         closing('tracer-provider', () => tracerProvider.shutdown()),
         closing('elasticsearch-client', () => es.close()),
+        ops,
         http,
       ],
     };

@@ -29,7 +29,7 @@ export function openapiOptions(version: string): FastifyDynamicSwaggerOptions {
         { name: 'context', description: 'What happened around a crash' },
         { name: 'groups', description: 'Crashes grouped by signature' },
         { name: 'debuginfod', description: 'Stored modules by build id, on the debuginfod protocol paths' },
-        { name: 'ops', description: 'Health and metrics' },
+        { name: 'ops', description: 'Liveness and readiness' },
       ],
       components: {
         securitySchemes: {
@@ -42,7 +42,46 @@ export function openapiOptions(version: string): FastifyDynamicSwaggerOptions {
       buildLocalReference: (json, _baseUri, _fragment, i) =>
         typeof json.$id === 'string' ? json.$id : `def-${i}`,
     },
+    transformObject: (documentObject) =>
+      'openapiObject' in documentObject
+        ? asOpenapi31(documentObject.openapiObject)
+        : documentObject.swaggerObject,
   };
+}
+
+/**
+ * The route schemas are draft-07 (what Fastify validates and serializes with); OpenAPI 3.1 is
+ * JSON Schema 2020-12, where a tuple is `prefixItems` and `items: [...]` is not allowed. Every
+ * operation may also be answered 431 by Node's HTTP server itself, before any route runs.
+ */
+function asOpenapi31<T extends object>(document: T): T {
+  const doc = tuplesAsPrefixItems(document) as T & { paths?: Record<string, Record<string, unknown>> };
+  for (const methods of Object.values(doc.paths ?? {})) {
+    for (const op of Object.values(methods)) {
+      const responses = (op as { responses?: Record<string, unknown> }).responses;
+      if (responses && !('431' in responses))
+        responses['431'] = {
+          description: 'Request header fields too large (answered by the HTTP server, no body)',
+        };
+    }
+  }
+  return doc;
+}
+
+function tuplesAsPrefixItems(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(tuplesAsPrefixItems);
+  if (node === null || typeof node !== 'object') return node;
+  const out: Record<string, unknown> = {};
+  const record = node as Record<string, unknown>;
+  for (const [key, value] of Object.entries(record)) {
+    if (key === 'items' && Array.isArray(value)) {
+      out.prefixItems = value.map(tuplesAsPrefixItems);
+      if (record.additionalItems === false) out.items = false;
+    } else if (key !== 'additionalItems' || !Array.isArray(record.items)) {
+      out[key] = tuplesAsPrefixItems(value);
+    }
+  }
+  return out;
 }
 
 /** The document in its committed form: sorted nowhere, stamped as generated. */

@@ -128,6 +128,7 @@ export class FakeKubeApi {
   private readonly watchers = new Set<{ res: ServerResponse; nodeName: string | undefined }>();
   private readonly sockets = new Set<Socket>();
   private resourceVersion = 1;
+  private stalled = false;
   private server: Server | undefined;
   private port = 0;
 
@@ -201,6 +202,14 @@ export class FakeKubeApi {
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
+  /**
+   * A Kubernetes API that takes connections and requests and never answers them (until
+   * `stall(false)`, which leaves the stalled ones unanswered still).
+   */
+  stall(on = true): void {
+    this.stalled = on;
+  }
+
   /** Reachable again, on the same port. */
   async restart(): Promise<void> {
     await this.listen();
@@ -244,6 +253,7 @@ export class FakeKubeApi {
     const url = new URL(req.url ?? '/', this.url);
     const key = `${req.method ?? 'GET'} ${url.pathname}`;
     this.requests.set(key, (this.requests.get(key) ?? 0) + 1);
+    if (this.stalled) return;
     if (!this.authenticated(req)) {
       status(res, 401, 'Unauthorized', 'Unauthorized');
       return;

@@ -60,8 +60,10 @@ export interface HostPathNeed {
 /** What the manifests must agree with, from the service's configuration as its loader reads it. */
 export interface ServiceFacts {
   opsHost: string;
-  /** The port of /metrics, /healthz and /readyz. */
+  /** The port of /healthz and /readyz (and of /metrics unless metricsPort says otherwise). */
   opsPort: number;
+  /** The port of /metrics when it has one of its own (the query API's: its port is the tenants'). */
+  metricsPort?: number;
   shutdownGraceMs: number;
   storage?: { root: string; readOnly: boolean };
   hostPaths: HostPathNeed[];
@@ -151,6 +153,7 @@ export const SERVICES: ServiceSpec[] = [
       return {
         opsHost: c.host,
         opsPort: c.port,
+        metricsPort: c.opsPort,
         shutdownGraceMs: c.shutdownGraceMs,
         storage: { root: c.storageRoot, readOnly: true },
         hostPaths: [],
@@ -396,10 +399,15 @@ export function checkProbesAndPorts(r: Rendering, s: ServiceInRendering): string
         `${at}: ${kind} probe port ${String(p.port)} is ${String(port)}, not ${String(facts.opsPort)}`,
       );
   }
+  const metricsPort = facts.metricsPort ?? facts.opsPort;
+  if (!w.container.ports?.some((p) => p.containerPort === metricsPort))
+    problems.push(`${at}: no containerPort ${String(metricsPort)}, the port /metrics is served on`);
   const annotations = w.template.metadata?.annotations ?? {};
   const scrapePort = annotations['prometheus.io/port'];
-  if (scrapePort !== undefined && scrapePort !== String(facts.opsPort))
-    problems.push(`${at}: prometheus.io/port ${scrapePort} is not the metrics port ${String(facts.opsPort)}`);
+  if (scrapePort !== String(metricsPort))
+    problems.push(
+      `${at}: prometheus.io/port ${scrapePort ?? 'missing'} is not the metrics port ${String(metricsPort)}`,
+    );
   const scrapePath = annotations['prometheus.io/path'];
   if (scrapePath !== undefined && scrapePath !== '/metrics')
     problems.push(`${at}: prometheus.io/path ${scrapePath} is not /metrics`);

@@ -277,12 +277,12 @@ export async function harness(
       ...overrides,
     },
   );
-  const es = createElasticsearchClient(config.elasticsearchUrl);
+  const es = createElasticsearchClient(config.elasticsearchUrl, config.elasticsearchTimeoutMs);
   const app = await buildApp({
     config,
     es,
-    kube: createKubeReviews(kube.kubeConfig()),
-    prometheus: new PrometheusClient({ url: config.prometheusUrl }),
+    kube: createKubeReviews(kube.kubeConfig(), { timeoutMs: config.kubeTimeoutMs }),
+    prometheus: new PrometheusClient({ url: config.prometheusUrl, timeoutMs: config.prometheusTimeoutMs }),
     storage: new StorageReader({ store: new FsStore({ root: config.storageRoot }) }),
     logger: createLogger('query-api-test', { level: 'info' }, logs),
     telemetry,
