@@ -9,6 +9,14 @@ import type { Sink } from './sink.ts';
 // an idempotent producer with acks=all, so an acknowledged record is on every in-sync replica and
 // a retried send does not write it twice within a producer session (across sessions the crash id
 // makes the duplicate harmless).
+//
+// One send at a time, and a new producer session after any failed send. kafkajs hands back a
+// partition's sequence numbers when a send fails, even when the broker may have written the batch
+// (a timeout waiting for the in-sync replicas, a leader lost mid-request); the next batch of that
+// session then reuses them, and the broker drops it as a duplicate while acknowledging it: a
+// crash lost, seen when a broker of a three-broker cluster was killed. Sends that overlap make it
+// worse (one's rollback hands its numbers to the other). A new session (a new producer id) starts
+// its sequences afresh, so a failed send costs at most one duplicate record, never a lost one.
 
 export interface KafkaEmitterParams {
   brokers: string[];
@@ -23,6 +31,8 @@ export class KafkaEmitter implements Sink {
   private readonly params: KafkaEmitterParams;
   private producer: Producer | undefined;
   private connecting: Promise<Producer> | undefined;
+  /** The send in flight (settled or not): the next one starts after it. */
+  private sending: Promise<unknown> = Promise.resolve();
 
   constructor(params: KafkaEmitterParams) {
     this.params = params;
@@ -59,9 +69,16 @@ export class KafkaEmitter implements Sink {
   }
 
   /** Resolves once the brokers acknowledged the record (acks=all). */
-  async announce(event: CrashEvent): Promise<void> {
+  announce(event: CrashEvent): Promise<void> {
+    const sent = this.sending.then(() => this.send(event));
+    this.sending = sent.catch(() => undefined);
+    return sent;
+  }
+
+  private async send(event: CrashEvent): Promise<void> {
+    let producer: Producer | undefined;
     try {
-      const producer = await this.connect();
+      producer = await this.connect();
       await producer.send({
         topic: this.params.topic,
         acks: ACKS_ALL,
@@ -75,10 +92,19 @@ export class KafkaEmitter implements Sink {
         ],
       });
     } catch (err) {
+      if (producer) this.abandon(producer);
       throw new AgentError('PM_ERR_KAFKA', `topic ${this.params.topic}: ${(err as Error).message}`, {
         cause: err,
       });
     }
+  }
+
+  /** Ends the producer's session: the next send connects a new producer (a new producer id). */
+  private abandon(producer: Producer): void {
+    if (this.producer !== producer) return;
+    this.producer = undefined;
+    this.connecting = undefined;
+    producer.disconnect().catch(() => undefined);
   }
 
   async shutdown(): Promise<void> {
