@@ -8,6 +8,8 @@ import type { TracerProvider } from '@opentelemetry/api';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
+  type FastifyReply,
+  type FastifyRequest,
   type FastifySchemaValidationError,
 } from 'fastify';
 import type { Logger } from 'pino';
@@ -185,6 +187,9 @@ export async function buildApp(params: AppParams): Promise<App> {
   });
 
   app.setErrorHandler((err: FastifyError | ApiError, request, reply) => {
+    // A method with a body (QUERY, PROPFIND…) on no route fails on its content type before the
+    // not-found handler runs: it is still a method the path does not take.
+    if (request.is404) return unrouted(request, reply);
     if (err instanceof ApiError) {
       if (err.statusCode >= 500) request.log.warn({ err, detail: err.detail }, 'request failed');
       return reply
@@ -204,7 +209,8 @@ export async function buildApp(params: AppParams): Promise<App> {
     request.log.error({ err }, 'request failed');
     return reply.code(500).send(errorBody(500, 'PM_ERR_INTERNAL', 'internal error (logged)'));
   });
-  app.setNotFoundHandler((request, reply) => {
+  // No route for this method and path: 405 with Allow when the path takes other methods, else 404.
+  const unrouted = (request: FastifyRequest, reply: FastifyReply) => {
     const path = request.url.split('?')[0] ?? '';
     const allowed = methodsServing(routes, path);
     if (allowed.length > 0) {
@@ -216,7 +222,8 @@ export async function buildApp(params: AppParams): Promise<App> {
     }
     const err = PM_ERR_ROUTE_NOT_FOUND(request.method, path);
     return reply.code(404).send(errorBody(404, err.code, err.message));
-  });
+  };
+  app.setNotFoundHandler(unrouted);
 
   await app.register(healthRoutes, { crashes, storage });
 
