@@ -224,7 +224,13 @@ async function main(): Promise<void> {
   step('A Kubernetes API stand-in that knows the pod, and an OTLP receiver');
   const kube = await FakeKubeApi.start();
   cleanups.push(() => kube.close());
-  const node = hostname();
+  // The node as Kubernetes names nodes (a DNS-1123 subdomain), whatever this host is called.
+  const node =
+    hostname()
+      .toLowerCase()
+      .replace(/[^a-z0-9.-]+/g, '-')
+      .replace(/\.{2,}/g, '.')
+      .replace(/^[-.]+|[-.]+$/g, '') || 'node';
   const podUid = randomUUID();
   const containerId = randomBytes(32).toString('hex');
   const pod = {

@@ -38,6 +38,9 @@ t.test('defaults, and values read from PODMORTEM_COLLECTOR_* variables', async (
 t.test('bad values exit non-zero before anything starts, naming the variable', async (t) => {
   const cases: [Record<string, string>, RegExp][] = [
     [{}, /PODMORTEM_COLLECTOR_NODE_NAME/],
+    // Not a name Kubernetes gives a node: every event would name it, and be refused.
+    [{ PODMORTEM_COLLECTOR_NODE_NAME: 'Node_A' }, /PODMORTEM_COLLECTOR_NODE_NAME/],
+    [{ PODMORTEM_COLLECTOR_NODE_NAME: '../etc' }, /PODMORTEM_COLLECTOR_NODE_NAME/],
     [
       { PODMORTEM_COLLECTOR_NODE_NAME: 'n', PODMORTEM_COLLECTOR_CONCURRENCY: 'many' },
       /PODMORTEM_COLLECTOR_CONCURRENCY: must be a number/,

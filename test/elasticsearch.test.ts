@@ -121,7 +121,7 @@ t.test('a filtered search finds exactly the matching crashes', async (t) => {
   });
   t.same(
     text.hits.hits.map((h) => h._id),
-    ['0193a1b2-0000-7000-8000-000000000001'],
+    ['01a10142-fe4b-7000-8000-000000000001'],
     'free text over the title',
   );
 });

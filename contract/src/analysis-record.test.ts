@@ -92,3 +92,21 @@ t.test("a crash event may carry the analyzer's fields too (the indexed document 
   const merged = { ...pod, analysis: { ...pod.analysis, ...result } };
   t.same(validateCrashEvent(merged), { ok: true, value: merged });
 });
+
+t.test('an analysis record names its namespace and node as Kubernetes does', async (t) => {
+  const record = analysisRecordOf(pod, {
+    status: 'ok',
+    analyzed_at: '2026-10-03T10:16:00.000Z',
+    analyzer: '1',
+  });
+  t.equal(validateAnalysisRecord(record).ok, true, 'the example is valid');
+  for (const [what, bad] of [
+    [
+      'namespace "../team-b"',
+      { ...record, kubernetes: { namespace: '../team-b', pod: { uid: pod.kubernetes?.pod.uid ?? '' } } },
+    ],
+    ['node "a/b"', { ...record, collector: { node: 'a/b' } }],
+  ] as const) {
+    t.equal(validateAnalysisRecord(bad).ok, false, `${what} is refused`);
+  }
+});

@@ -1,5 +1,13 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { analyzerProperties, ANALYZER_FIELDS, CRASH_ID_PATTERN, type CrashEvent } from './crash-event.ts';
+import {
+  analyzerProperties,
+  ANALYZER_FIELDS,
+  CRASH_ID_PATTERN,
+  DnsLabel,
+  DnsSubdomain,
+  PodUid,
+  type CrashEvent,
+} from './crash-event.ts';
 import { validatorOf, type Validation } from './validate.ts';
 
 // The analysis record, version 1: what the analyzer publishes on the analysis topic for one crash
@@ -32,13 +40,13 @@ export const AnalysisRecordSchema = Type.Object(
     kubernetes: Type.Optional(
       Type.Object(
         {
-          namespace: Type.String({ minLength: 1, maxLength: 63 }),
-          pod: Type.Object({ uid: Type.String({ format: 'uuid' }) }, strict),
+          namespace: DnsLabel('Namespace of the pod (DNS-1123 label)'),
+          pod: Type.Object({ uid: PodUid() }, strict),
         },
         strict,
       ),
     ),
-    collector: Type.Object({ node: Type.String({ minLength: 1, maxLength: 253 }) }, strict),
+    collector: Type.Object({ node: DnsSubdomain('Node the collector runs on (DNS-1123 subdomain)') }, strict),
     analysis: AnalysisResultSchema,
   },
   {

@@ -1,5 +1,11 @@
 import { Type, type Static, type TUnsafe } from '@sinclair/typebox';
 import { CRASH_ID_PATTERN } from './crash-id.ts';
+import {
+  DNS_LABEL_MAX,
+  DNS_LABEL_PATTERN,
+  DNS_SUBDOMAIN_MAX,
+  DNS_SUBDOMAIN_PATTERN,
+} from './kubernetes-names.ts';
 
 // The crash event, version 1 (docs/architecture.md §3). This TypeBox definition is the one source of truth:
 // the TypeScript type is derived from it and crash-event.schema.json is generated from it.
@@ -11,6 +17,18 @@ function StringEnum<const T extends readonly string[]>(values: T, description: s
 const strict = { additionalProperties: false } as const;
 const Name = (description: string, maxLength = 253) => Type.String({ minLength: 1, maxLength, description });
 const Count = (description: string) => Type.Integer({ minimum: 0, description });
+// Names Kubernetes gives (kubernetes-names.ts): they are storage path segments, keys and tenants.
+export const DnsLabel = (description: string) =>
+  Type.String({ minLength: 1, maxLength: DNS_LABEL_MAX, pattern: DNS_LABEL_PATTERN, description });
+export const DnsSubdomain = (description: string) =>
+  Type.String({ minLength: 1, maxLength: DNS_SUBDOMAIN_MAX, pattern: DNS_SUBDOMAIN_PATTERN, description });
+/** A pod's uid as Kubernetes writes it: a canonical lower-case UUID (a storage path segment). */
+export const PodUid = () =>
+  Type.String({
+    format: 'uuid',
+    pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$',
+    description: 'Pod uid (lower-case UUID)',
+  });
 
 export const DUMP_STATUSES = ['stored', 'pending', 'skipped', 'truncated', 'failed'] as const;
 export type DumpStatus = (typeof DUMP_STATUSES)[number];
@@ -122,10 +140,10 @@ export const CrashEventSchema = Type.Object(
     kubernetes: Type.Optional(
       Type.Object(
         {
-          namespace: Name('Namespace of the pod', 63),
-          pod: Type.Object({ name: Name('Pod name'), uid: Type.String({ format: 'uuid' }) }, strict),
-          container: Type.Object({ name: Name('Container name', 63) }, strict),
-          node: Type.Object({ name: Name('Node name') }, strict),
+          namespace: DnsLabel('Namespace of the pod (DNS-1123 label)'),
+          pod: Type.Object({ name: DnsSubdomain('Pod name (DNS-1123 subdomain)'), uid: PodUid() }, strict),
+          container: Type.Object({ name: DnsLabel('Container name (DNS-1123 label)') }, strict),
+          node: Type.Object({ name: DnsSubdomain('Node name (DNS-1123 subdomain)') }, strict),
           labels: Type.Optional(Type.Record(Type.String(), Type.String({ maxLength: 63 }))),
           owner: Type.Optional(Type.Object({ kind: Name('Owner kind'), name: Name('Owner name') }, strict)),
         },
@@ -212,7 +230,7 @@ export const CrashEventSchema = Type.Object(
     collector: Type.Object(
       {
         version: Name('Collector version', 64),
-        node: Name('Node the collector runs on'),
+        node: DnsSubdomain('Node the collector runs on (DNS-1123 subdomain)'),
         handler_ms: Type.Optional(Type.Number({ minimum: 0 })),
       },
       strict,

@@ -3,6 +3,7 @@ export * from './validate.ts';
 export * from './analysis-record.ts';
 export * from './cloudevent.ts';
 export * from './crash-id.ts';
+export * from './kubernetes-names.ts';
 export * from './topics.ts';
 export * from './storage-layout.ts';
 export * from './index-template.ts';

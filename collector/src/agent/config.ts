@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { CRASH_TOPIC } from '@podmortem/contract';
+import { CRASH_TOPIC, DNS_SUBDOMAIN_MAX, DNS_SUBDOMAIN_PATTERN } from '@podmortem/contract';
 import { loadConfig } from '@podmortem/contract/runtime';
 import { HANDLER_CONFIG_KEYS } from '../handler-config.ts';
 
@@ -34,7 +34,8 @@ export const CollectorConfigSchema = Type.Object(
   {
     nodeName: Type.String({
       minLength: 1,
-      maxLength: 253,
+      maxLength: DNS_SUBDOMAIN_MAX,
+      pattern: DNS_SUBDOMAIN_PATTERN,
       description: 'Name of this node (the downward API spec.nodeName); pods are looked up on it only',
     }),
     spoolDir: Path('/var/lib/podmortem/spool', 'Node spool the handler writes crashes into'),

@@ -212,3 +212,30 @@ t.test(
     t.equal(e.fault, undefined);
   },
 );
+
+t.test('a pod whose names Kubernetes would refuse: the crash is kept, without its pod', async (t) => {
+  const cases: [string, PodInfo, typeof apiContainer, RegExp][] = [
+    [
+      'a namespace climbing out',
+      { ...pod, namespace: '../team-b' },
+      apiContainer,
+      /namespace "\.\.\/team-b"/,
+    ],
+    ['a pod name with a slash', { ...pod, name: 'api/0' }, apiContainer, /pod name "api\/0"/],
+    ['a container name with NUL', pod, { ...apiContainer, name: 'api\u0000' }, /container name "api\\u0000"/],
+    ['a pod uid in upper case', { ...pod, uid: UID.toUpperCase() }, apiContainer, /pod uid/],
+  ];
+  for (const [what, p, container, named] of cases) {
+    const e = buildCrashEvent({
+      meta: meta(),
+      owner: { kind: 'pod', identity, pod: p, container },
+      notes,
+      nodeName: 'node-a',
+    });
+    t.ok(validateCrashEvent(e).ok, `${what}: a valid event`);
+    t.equal(e.kubernetes, undefined, `${what}: no pod named`);
+    t.same(e.container, { id: ID, runtime: 'containerd' }, `${what}: the container from the cgroup`);
+    t.match(e.dump.reason, /recorded without its pod: not valid Kubernetes names/, `${what}: says why`);
+    t.match(e.dump.reason, named, `${what}: names the bad name`);
+  }
+});

@@ -1,4 +1,4 @@
-import { validateCrashEvent, type CrashEvent } from '@podmortem/contract';
+import { isDnsLabel, isDnsSubdomain, validateCrashEvent, type CrashEvent } from '@podmortem/contract';
 import type { CgroupIdentity } from './cgroup.ts';
 import type { CoreNotes } from './elf-notes.ts';
 import type { PodContainer, PodInfo } from './pod-info.ts';
@@ -74,8 +74,25 @@ function labelsOf(labels: Record<string, string>): Record<string, string> | unde
   return Object.keys(out).length > 0 ? out : undefined;
 }
 
-function reasonOf(meta: SpoolMeta, notesError: string | undefined): string | undefined {
-  const parts = [meta.dump.reason, notesError && `core notes unreadable: ${notesError}`].filter(
+const POD_UID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * The pod's names that Kubernetes itself would refuse (a forged or corrupt answer of the API, a
+ * damaged state file). The event schema refuses them (they are storage path segments and
+ * tenants), so such a crash is recorded as a container of no known pod instead of being lost.
+ */
+function badPodNames(pod: PodInfo, container: PodContainer): string[] {
+  const checks: [string, string, boolean][] = [
+    ['namespace', pod.namespace, isDnsLabel(pod.namespace)],
+    ['pod name', pod.name, isDnsSubdomain(pod.name)],
+    ['pod uid', pod.uid, POD_UID.test(pod.uid)],
+    ['container name', container.name, isDnsLabel(container.name)],
+  ];
+  return checks.filter(([, , ok]) => !ok).map(([what, value]) => `${what} ${JSON.stringify(cut(value, 80))}`);
+}
+
+function reasonOf(meta: SpoolMeta, notesError: string | undefined, podless?: string): string | undefined {
+  const parts = [meta.dump.reason, notesError && `core notes unreadable: ${notesError}`, podless].filter(
     (p): p is string => typeof p === 'string' && p !== '',
   );
   return parts.length > 0 ? cut(parts.join('; '), 1024) : undefined;
@@ -86,7 +103,16 @@ function reasonOf(meta: SpoolMeta, notesError: string | undefined): string | und
  * Throws PM_ERR_EVENT_INVALID when the facts cannot make a valid event (no pid at all).
  */
 export function buildCrashEvent(input: BuildEventInput): CrashEvent {
-  const { meta, owner, notes } = input;
+  const { meta, notes } = input;
+  const badNames = input.owner.kind === 'pod' ? badPodNames(input.owner.pod, input.owner.container) : [];
+  const podless =
+    badNames.length > 0
+      ? `recorded without its pod: not valid Kubernetes names: ${badNames.join(', ')}`
+      : undefined;
+  const owner: Owner =
+    podless !== undefined && input.owner.kind === 'pod'
+      ? { kind: 'container', identity: input.owner.identity, why: podless }
+      : input.owner;
   const k = meta.kernel;
   const proc = meta.proc;
   const argsBad = meta.argsError !== undefined;
@@ -124,7 +150,7 @@ export function buildCrashEvent(input: BuildEventInput): CrashEvent {
     size_bytes: meta.dump.sizeBytes,
     limit_bytes: meta.dump.limitBytes,
   };
-  const reason = reasonOf(meta, input.notesError);
+  const reason = reasonOf(meta, input.notesError, podless);
   if (reason) dump.reason = reason;
   if (meta.dump.sha256) dump.sha256 = meta.dump.sha256;
 
