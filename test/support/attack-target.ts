@@ -47,9 +47,10 @@ function withModule(h: Harness, crash: SeededCrash): string {
 }
 
 export async function startAttackTarget(overrides: Partial<Config> = {}): Promise<AttackTarget> {
-  // Attacks send thousands of requests from one address: the per-caller rate limit stays out of
-  // the way unless a test sets it (a 429 would hide the answer the route itself gives).
-  const h = await harness({ rateLimitMax: 1_000_000, ...overrides });
+  // Attacks send thousands of requests from one address, bad tokens among them: the per-caller
+  // rate limit and the failed-login limit per address stay out of the way unless a test sets
+  // them (a 429 would hide the answer the route itself gives).
+  const h = await harness({ rateLimitMax: 1_000_000, authFailureMax: 1_000_000, ...overrides });
   const now = Date.now();
   const a = makeCrash({ namespace: 'team-a', pod: 'api-0', uid: UID_A, at: now - 3_600_000 });
   const b = makeCrash({ namespace: 'team-b', pod: 'web-0', uid: UID_B, at: now - 1_800_000 });
