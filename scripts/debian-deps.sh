@@ -4,7 +4,9 @@
 # stack's readiness checks, Maven and a JDK for the Kafka and Elasticsearch jars, elfutils'
 # eu-stack for the analyzer's unwinding, the debuginfod server its tests serve separate debug info
 # from and the client library elfutils loads to ask one (libdebuginfod1, dlopened by libdw, so
-# checked by its file), gdb for `podmortem debug`. Installed with apt-get when a command or the
+# checked by its file), gdb for `podmortem debug`, Python 3 with venv for the schema fuzzer's
+# virtual environment (test/support/schemathesis.ts; checked by ensurepip, which Debian's python3
+# lacks without python3-venv). Installed with apt-get when a command or the
 # library is missing (needs root); a machine that has them all is left alone.
 # Prometheus is installed by deploy/local/prometheus.sh, nginx by bench/api.ts, where they are used.
 set -euo pipefail
@@ -17,6 +19,8 @@ for cmd in "${!packages[@]}"; do
   command -v "$cmd" >/dev/null || missing+=("${packages[$cmd]}")
 done
 compgen -G '/usr/lib/*/libdebuginfod.so.1' >/dev/null || missing+=(libdebuginfod1)
+command -v python3 >/dev/null || missing+=(python3)
+python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 [ ${#missing[@]} -gt 0 ] || exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "debian-deps: missing ${missing[*]}; installing them needs root (apt-get install ${missing[*]})" >&2
