@@ -181,6 +181,32 @@ t.test('garbage in every header the routes read', async (t) => {
   }
 });
 
+t.test('oversized and malformed bodies and headers', async (t) => {
+  const id = a.event.crash.id;
+  const alice = target.identities.find((i) => i.name === 'alice')?.token ?? '';
+  const post = (body: Buffer | string, contentType?: string) =>
+    c.send(`${target.url}/v1/crashes/${id}/analysis`, {
+      method: 'POST',
+      headers: { ...bearer(alice), ...(contentType ? { 'content-type': contentType } : {}) },
+      body,
+    });
+  t.equal(
+    (await post(Buffer.alloc(2 * 1024 * 1024, 0x7b), 'application/json'))?.status,
+    413,
+    '2 MiB body → 413',
+  );
+  t.equal((await post('{"a":', 'application/json'))?.status, 400, 'broken JSON → 400');
+  t.equal((await post(randomBytes(64), 'application/x-evil'))?.status, 415, 'unknown content type → 415');
+  const many: Record<string, string> = { ...bearer(alice) };
+  for (let i = 0; i < 400; i++) many[`x-flood-${i}`] = 'y'.repeat(100);
+  const flood = await c.send(`${target.url}/v1/crashes/${id}`, { headers: many });
+  t.equal(flood?.status, 431, '40 kB of headers → 431');
+  const longUrl = await c.send(`${target.url}/v1/crashes?q=${'a'.repeat(70_000)}`, {
+    headers: bearer(alice),
+  });
+  t.ok(longUrl && [400, 414, 431].includes(longUrl.status), `a 70 kB query string → ${longUrl?.status}`);
+});
+
 t.test('summary', async (t) => {
   c.report(t);
 });
