@@ -190,11 +190,15 @@ async function main(): Promise<void> {
     (r) => r.stdout,
     (e: unknown) => (e as { stdout: string }).stdout,
   );
-  const wasRunning = ['kafka', 'elasticsearch', 'prometheus'].filter((c) => before.includes(`${c}: running`));
+  const wasRunning = ['kafka', 'elasticsearch', 'prometheus', 'seaweedfs'].filter((c) =>
+    before.includes(`${c}: running`),
+  );
   const stackUp = spawn('bash', [join(repoDir, 'deploy/local/stack.sh'), 'up'], { stdio: 'inherit' });
   const [code] = (await once(stackUp, 'exit')) as [number | null];
   if (code !== 0) throw new Error('the local stack did not come up');
-  const startedByUs = ['kafka', 'elasticsearch', 'prometheus'].filter((c) => !wasRunning.includes(c));
+  const startedByUs = ['kafka', 'elasticsearch', 'prometheus', 'seaweedfs'].filter(
+    (c) => !wasRunning.includes(c),
+  );
   if (!options.keep && startedByUs.length > 0) {
     cleanups.push(async () => {
       await run('bash', [join(repoDir, 'deploy/local/stack.sh'), 'down', ...startedByUs]);

@@ -24,7 +24,7 @@ prettier --check . >/dev/null || { prettier --check .; exit 1; }
 step "Debian packages, the local stack"
 bash scripts/debian-deps.sh
 started=()
-for c in kafka elasticsearch prometheus; do
+for c in kafka elasticsearch prometheus seaweedfs; do
   bash deploy/local/stack.sh status "$c" >/dev/null 2>&1 || started+=("$c")
 done
 stop_started() {

@@ -34,6 +34,9 @@ t.test('up twice: the second does nothing and says so; down leaves no process', 
     mkdirSync(join(dir, c));
     symlinkSync(join(stack.stackDir, c, 'lib'), join(dir, c, 'lib'));
   }
+  // The weed binary the main stack built (minutes of Go), with its marker of the version built.
+  mkdirSync(join(dir, 'seaweedfs'));
+  symlinkSync(join(stack.stackDir, 'seaweedfs', 'bin'), join(dir, 'seaweedfs', 'bin'));
   const env = {
     ...process.env,
     PODMORTEM_STACK_DIR: dir,
@@ -43,6 +46,14 @@ t.test('up twice: the second does nothing and says so; down leaves no process', 
     PODMORTEM_ES_TRANSPORT_PORT: String(await freePort()),
     PODMORTEM_ES_HEAP: '512m',
     PODMORTEM_PROMETHEUS_PORT: String(await freePort()),
+    PODMORTEM_S3_PORT: String(await freePort()),
+    PODMORTEM_S3_GRPC_PORT: String(await freePort()),
+    PODMORTEM_SEAWEEDFS_MASTER_PORT: String(await freePort()),
+    PODMORTEM_SEAWEEDFS_MASTER_GRPC_PORT: String(await freePort()),
+    PODMORTEM_SEAWEEDFS_VOLUME_PORT: String(await freePort()),
+    PODMORTEM_SEAWEEDFS_VOLUME_GRPC_PORT: String(await freePort()),
+    PODMORTEM_SEAWEEDFS_FILER_PORT: String(await freePort()),
+    PODMORTEM_SEAWEEDFS_FILER_GRPC_PORT: String(await freePort()),
   };
   const stackCmd = (...args: string[]) => run('bash', [script, ...args], { env, timeout: 300_000 });
   t.teardown(async () => {
@@ -54,9 +65,11 @@ t.test('up twice: the second does nothing and says so; down leaves no process', 
   t.match(first.stdout, /kafka: .*ready/, 'kafka started');
   t.match(first.stdout, /elasticsearch: .*ready/, 'elasticsearch started');
   t.match(first.stdout, /prometheus: .*ready/, 'prometheus started');
+  t.match(first.stdout, /seaweedfs: .*ready/, 'seaweedfs started');
+  t.notMatch(first.stdout, /building weed/, 'weed not built again');
 
   const second = await stackCmd('up');
-  for (const c of ['kafka', 'elasticsearch', 'prometheus']) {
+  for (const c of ['kafka', 'elasticsearch', 'prometheus', 'seaweedfs']) {
     t.match(
       second.stdout,
       new RegExp(`${c}: already running \\(pid \\d+\\), nothing to do`),
@@ -69,7 +82,8 @@ t.test('up twice: the second does nothing and says so; down leaves no process', 
   t.match(status.stdout, /kafka: running .*version 4\.\d+\.\d+/);
   t.match(status.stdout, /elasticsearch: running .*version 9\.\d+\.\d+/);
   t.match(status.stdout, /prometheus: running .*version 2\.\d+\.\d+/);
-  t.ok(processesNaming(dir).length >= 3, 'the three servers run from the private folder');
+  t.match(status.stdout, /seaweedfs: running .*\(S3\), version \d+\.\d+/);
+  t.ok(processesNaming(dir).length >= 4, 'the four servers run from the private folder');
 
   await stackCmd('down');
   t.same(processesNaming(dir), [], 'no process of the stack is left');

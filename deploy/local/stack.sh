@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The local stack: real Kafka, Elasticsearch and Prometheus on 127.0.0.1.
-#   stack.sh up|down|status|logs [kafka|elasticsearch|prometheus]...
+# The local stack: real Kafka, Elasticsearch, Prometheus and SeaweedFS (S3) on 127.0.0.1.
+#   stack.sh up|down|status|logs [kafka|elasticsearch|prometheus|seaweedfs]...
 # Defaults (ports, heaps) are in stack.env; data, jars and logs live in $PODMORTEM_STACK_DIR
 # (default .stack/ in the repository).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-all=(kafka elasticsearch prometheus)
+all=(kafka elasticsearch prometheus seaweedfs)
 
 usage() {
   cat <<USAGE

@@ -24,6 +24,13 @@ export const stack = {
   kafkaBrokers: [`${host}:${stackSetting('PODMORTEM_KAFKA_PORT')}`],
   elasticsearchUrl: `http://${host}:${stackSetting('PODMORTEM_ES_PORT')}`,
   prometheusUrl: `http://${host}:${stackSetting('PODMORTEM_PROMETHEUS_PORT')}`,
+  /** SeaweedFS's S3 endpoint and the one access key of the local stack (deploy/local/seaweedfs.sh). */
+  s3: {
+    url: `http://${host}:${stackSetting('PODMORTEM_S3_PORT')}`,
+    region: stackSetting('PODMORTEM_S3_REGION'),
+    accessKeyId: stackSetting('PODMORTEM_S3_ACCESS_KEY'),
+    secretAccessKey: stackSetting('PODMORTEM_S3_SECRET_KEY'),
+  },
   stackDir: process.env.PODMORTEM_STACK_DIR ?? `${repoDir}.stack`,
 };
 

@@ -3,14 +3,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import t, { type Test } from 'tap';
+import { freshBucket, type TestBucket } from '../../../test/support/s3.ts';
 import { FsStore } from './fs-store.ts';
 import { MemoryStore } from './memory-store.ts';
 import { readBytes, type Store, type StoreErrorCode } from './store.ts';
 
 // What every Store does, run against each implementation: what the callers (the collector's
-// writer, the query API's reader) may rely on whatever the backend.
+// writer, the query API's reader) may rely on whatever the backend. S3Store runs on the local
+// stack's real S3 server (SeaweedFS): one bucket for this run, each test below a prefix of its own.
 
-const implementations: [string, (t: Test) => Store][] = [
+let bucket: Promise<TestBucket> | undefined;
+let prefixes = 0;
+
+const implementations: [string, (t: Test) => Store | Promise<Store>][] = [
   [
     'FsStore',
     (t) => {
@@ -21,6 +26,14 @@ const implementations: [string, (t: Test) => Store][] = [
     },
   ],
   ['MemoryStore', () => new MemoryStore()],
+  [
+    'S3Store',
+    async () => {
+      bucket ??= freshBucket(t, 'pm-conformance');
+      prefixes += 1;
+      return (await bucket).store({ prefix: `run/${prefixes}` });
+    },
+  ],
 ];
 
 const text = async (body: AsyncIterable<unknown>) => {
@@ -41,7 +54,7 @@ async function* failingHalfway() {
 for (const [name, make] of implementations) {
   t.test(name, async (t) => {
     t.test('put a stream, then read it whole or by range, with the same facts as stat', async (t) => {
-      const store = make(t);
+      const store = await make(t);
       const put = await store.put(
         'ns/pod/c/a.core.zst',
         Readable.from([Buffer.from('0123'), Buffer.from('456789')]),
@@ -62,7 +75,7 @@ for (const [name, make] of implementations) {
     });
 
     t.test('putBytes replaces an object whole, with a new etag', async (t) => {
-      const store = make(t);
+      const store = await make(t);
       const first = await store.putBytes('ns/pod/c/e.json', Buffer.from('{}'));
       const second = await store.putBytes('ns/pod/c/e.json', Buffer.from('{"a":1}'));
       t.not(second.etag, first.etag);
@@ -70,7 +83,7 @@ for (const [name, make] of implementations) {
     });
 
     t.test('a put whose stream fails leaves nothing, and an object it replaced intact', async (t) => {
-      const store = make(t);
+      const store = await make(t);
       await t.rejects(store.put('ns/pod/c/new.core.zst', failingHalfway()), /the source broke/);
       await t.rejects(store.stat('ns/pod/c/new.core.zst'), code('PM_ERR_STORE_NOT_FOUND'));
       await store.putBytes('ns/pod/c/old.core.zst', Buffer.from('whole'));
@@ -84,7 +97,7 @@ for (const [name, make] of implementations) {
     });
 
     t.test('missing objects, folders and keys outside the layout are told apart', async (t) => {
-      const store = make(t);
+      const store = await make(t);
       await store.putBytes('ns/pod/c/x.json', Buffer.from('x'));
       await t.rejects(store.get('ns/pod/c/y.json'), code('PM_ERR_STORE_NOT_FOUND'));
       await t.rejects(store.stat('ns/pod/c/x.json/deeper'), code('PM_ERR_STORE_NOT_FOUND'));
@@ -113,7 +126,7 @@ for (const [name, make] of implementations) {
     });
 
     t.test('list: the objects under a folder of whole segments, by key', async (t) => {
-      const store = make(t);
+      const store = await make(t);
       for (const key of [
         'ns/b/c/2.json',
         'ns/a/c/1.json',
@@ -138,7 +151,7 @@ for (const [name, make] of implementations) {
     });
 
     t.test('usage counts the dumps of a namespace; delete removes, twice harmlessly', async (t) => {
-      const store = make(t);
+      const store = await make(t);
       await store.putBytes('ns/p/c/1.core.zst', Buffer.alloc(100));
       await store.putBytes('ns/p/c/1.json', Buffer.alloc(7));
       await store.putBytes('ns/q/c/2.core.zst', Buffer.alloc(50));
@@ -154,7 +167,7 @@ for (const [name, make] of implementations) {
     });
 
     t.test('ready, and free bytes a number when the backend bounds them', async (t) => {
-      const store = make(t);
+      const store = await make(t);
       t.equal(await store.ready(), true);
       const free = await store.freeBytes();
       t.ok(free === undefined || (Number.isFinite(free) && free >= 0));

@@ -56,7 +56,11 @@ export type StoreErrorCode =
   /** The key is not made of the layout's safe segments. */
   | 'PM_ERR_STORE_BAD_KEY'
   /** The backend has no room (or quota) for the object. */
-  | 'PM_ERR_STORE_FULL';
+  | 'PM_ERR_STORE_FULL'
+  /** The backend cannot be reached or does not answer in time (down, overloaded): may pass. */
+  | 'PM_ERR_STORE_UNAVAILABLE'
+  /** The backend refuses the request itself (no such bucket, credentials or rights refused). */
+  | 'PM_ERR_STORE_REFUSED';
 
 export class StoreError extends Error {
   readonly code: StoreErrorCode;
