@@ -13,8 +13,9 @@ import { validatorOf, type Validation } from './validate.ts';
 // The analysis record, version 1: what the analyzer publishes on the analysis topic for one crash
 // (docs/architecture.md §3). It carries only what the indexer needs to merge the analysis into the
 // crash's document without reading the crash first: the crash id (the document's `_id`), the
-// crash's `@timestamp` (its monthly index), the namespace (the query API's tenancy filter, for a
-// document the analysis reaches before the crash does) and what the Kafka key is made of.
+// crash's `@timestamp`, the namespace and pod uid (the query API's tenancy filter, for a document
+// the analysis reaches before the crash does, and what tells another crash of the same id apart)
+// and what the Kafka key is made of. The crash id's time names the monthly index.
 
 const strict = { additionalProperties: false } as const;
 const { status, analyzed_at, analyzer, ...optional } = analyzerProperties;
@@ -35,7 +36,7 @@ export type AnalysisResult = Static<typeof AnalysisResultSchema>;
 export const AnalysisRecordSchema = Type.Object(
   {
     schema_version: Type.Literal(1),
-    '@timestamp': Type.String({ format: 'date-time', description: "The crash's: it names the index" }),
+    '@timestamp': Type.String({ format: 'date-time', description: "The crash's" }),
     crash: Type.Object({ id: Type.String({ pattern: CRASH_ID_PATTERN }) }, strict),
     kubernetes: Type.Optional(
       Type.Object(

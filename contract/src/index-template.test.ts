@@ -1,9 +1,11 @@
 import t from 'tap';
+import { newCrashId } from './crash-id.ts';
 import {
   CRASH_ALIAS,
   CRASH_INDEX_TEMPLATE,
   CRASH_TEMPLATE_VERSION,
   crashIndexFor,
+  crashIndexForId,
   crashIndexMonth,
   crashIndexTemplates,
 } from './index-template.ts';
@@ -53,4 +55,11 @@ t.test('crashIndexMonth recognises only <alias>-YYYY.MM', async (t) => {
   }
   t.equal(crashIndexMonth('x-crashes-2026.03'), undefined, 'another alias is not ours by default');
   t.equal(crashIndexMonth('podmortem-crashes-2026.03', 'x-crashes'), undefined);
+});
+
+t.test("crashIndexForId names the index of the id's month, and none beyond the year 9999", async (t) => {
+  t.equal(crashIndexForId(newCrashId(Date.UTC(2026, 2, 31, 23, 59, 59, 999)), 'x'), 'x-2026.03');
+  t.equal(crashIndexForId(newCrashId(Date.UTC(2026, 3, 1)), 'x'), 'x-2026.04');
+  t.equal(crashIndexForId(newCrashId(2 ** 48 - 1), 'x'), undefined, 'the year 10889');
+  t.equal(crashIndexForId('not-an-id', 'x'), undefined);
 });

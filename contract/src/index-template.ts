@@ -1,3 +1,5 @@
+import { crashIdTime, isCrashId } from './crash-id.ts';
+
 // Elasticsearch index template for crash events: composable, built from two component templates,
 // for time-based indices podmortem-crashes-YYYY.MM behind the read alias podmortem-crashes.
 // Only core features: no ingest pipelines, ILM or data streams (the local server has none, and the
@@ -165,6 +167,17 @@ export function crashIndexFor(timestamp: string | Date, alias: string = CRASH_AL
   if (Number.isNaN(d.getTime())) throw new Error(`not a time: ${String(timestamp)}`);
   const month = String(d.getUTCMonth() + 1).padStart(2, '0');
   return `${alias}-${d.getUTCFullYear()}.${month}`;
+}
+
+/**
+ * The monthly index that holds a crash: the month of its id's time (a UUIDv7's first 48 bits,
+ * when the handler made it), so every writer and reader of one id addresses one index whatever
+ * time its records carry. Undefined when that time is outside the years an index name can hold.
+ */
+export function crashIndexForId(id: string, alias: string = CRASH_ALIAS): string | undefined {
+  if (!isCrashId(id)) return undefined;
+  const index = crashIndexFor(new Date(crashIdTime(id)), alias);
+  return crashIndexMonth(index, alias) === undefined ? undefined : index;
 }
 
 /** The month an index holds, or undefined for names that are not ours (not `<alias>-YYYY.MM`). */

@@ -2,8 +2,9 @@ import type { Client } from '@elastic/elasticsearch';
 import type { AnalysisRecord } from '@podmortem/contract';
 import { isRetriable, retry, type Logger, type RetryPolicy } from '@podmortem/contract/runtime';
 import type { BulkWriter, WriteOptions } from './bulk-writer.ts';
-import { newestPerDocument, planAnalysis, type BulkOperation, type ExistingDocument } from './crash-merge.ts';
-import { fromElasticsearchError, IndexerError } from './errors.ts';
+import { newestPerDocument, planAnalysis, type BulkOperation } from './crash-merge.ts';
+import { readDocuments } from './document-reader.ts';
+import { IndexerError, type IndexerErrorCode } from './errors.ts';
 import type { IndexerTelemetry } from './telemetry.ts';
 
 // Merges a chunk of analysis records into their crashes' documents (the rule: crash-merge.ts):
@@ -19,7 +20,8 @@ export interface AnalysisItem<R> {
 }
 
 export interface AnalysisMergeResult<R> {
-  rejected: { item: AnalysisItem<R>; error: string }[];
+  /** Rejected by Elasticsearch for good, or (code PM_ERR_DUPLICATE_ID) of another crash of the id. */
+  rejected: { item: AnalysisItem<R>; error: string; code?: IndexerErrorCode }[];
 }
 
 export interface AnalysisMergerParams {
@@ -52,12 +54,23 @@ export class AnalysisMerger {
       'analysis merge',
       async () => {
         if (pending.length === 0) return;
-        const existing = await this.read(pending, options.signal);
+        const existing = await readDocuments(
+          this.params.es,
+          pending.map((i) => ({ index: i.index, id: i.record.crash.id })),
+          options.signal,
+        );
         const writes: PlannedWrite<R>[] = [];
         pending.forEach((item, i) => {
           const plan = planAnalysis(item.record, item.index, existing[i]);
           if (plan.kind === 'skip') telemetry.analysesMerged.inc({ result: plan.result });
-          else writes.push({ item, operation: plan.operation });
+          else if (plan.kind === 'duplicate') {
+            telemetry.duplicateIds.inc({ record: 'analysis' });
+            logger.warn(
+              { index: item.index, id: item.record.crash.id, reason: plan.reason },
+              'analysis of another crash with the same id: dead-lettered',
+            );
+            result.rejected.push({ item, error: plan.reason, code: 'PM_ERR_DUPLICATE_ID' });
+          } else writes.push({ item, operation: plan.operation });
         });
         const written = await this.params.bulk.writeOperations(writes, (w) => w.operation, options, 'return');
         for (const { result: r } of written.indexed) telemetry.analysesMerged.inc({ result: r });
@@ -86,46 +99,5 @@ export class AnalysisMerger {
       },
     );
     return result;
-  }
-
-  /** The documents of `items` as they are now, in their order; undefined where there is none. */
-  private async read<R>(
-    items: AnalysisItem<R>[],
-    signal: AbortSignal,
-  ): Promise<(ExistingDocument | undefined)[]> {
-    let res: Awaited<ReturnType<Client['mget']>>;
-    try {
-      res = await this.params.es.mget(
-        { docs: items.map((i) => ({ _index: i.index, _id: i.record.crash.id })) },
-        { signal },
-      );
-    } catch (err) {
-      throw fromElasticsearchError('analysis read', err);
-    }
-    return items.map((item, i) => {
-      const doc = res.docs[i];
-      if (!doc)
-        throw new IndexerError('PM_ERR_ES_UNAVAILABLE', `mget answered no document for ${item.index}`);
-      if ('error' in doc) {
-        // A month whose first crash is still to come has no index yet: nothing to merge with.
-        if (doc.error.type === 'index_not_found_exception') return undefined;
-        throw new IndexerError(
-          'PM_ERR_ES_UNAVAILABLE',
-          `analysis read: ${doc.error.type}: ${doc.error.reason ?? ''}`,
-        );
-      }
-      if (!doc.found) return undefined;
-      if (doc._seq_no === undefined || doc._primary_term === undefined || !doc._source) {
-        throw new IndexerError(
-          'PM_ERR_ES_UNAVAILABLE',
-          'analysis read: a document without its sequence number',
-        );
-      }
-      return {
-        seqNo: doc._seq_no,
-        primaryTerm: doc._primary_term,
-        source: doc._source as Record<string, unknown>,
-      };
-    });
   }
 }

@@ -3,6 +3,7 @@ import type { Batch, EachBatchPayload, KafkaMessage } from 'kafkajs';
 import type { AnalysisItem, AnalysisMerger } from './analysis-merger.ts';
 import type { BulkItem, BulkWriter } from './bulk-writer.ts';
 import type { DeadLetter, DeadLetterWriter } from './dead-letter.ts';
+import type { IndexerErrorCode } from './errors.ts';
 import { decodeAnalysis, decodeRecord } from './record-decoder.ts';
 import type { IndexerTelemetry } from './telemetry.ts';
 
@@ -121,13 +122,13 @@ export function splitAnalyses(
 
 /** The dead letters of the items Elasticsearch rejected for good. */
 function rejectedLetters(
-  rejected: { item: { ref: KafkaMessage }; error: string }[],
+  rejected: { item: { ref: KafkaMessage }; error: string; code?: IndexerErrorCode }[],
   source: Source,
 ): DeadLetter[] {
   return rejected.map((r) => ({
     ...source,
     message: r.item.ref,
-    code: 'PM_ERR_ES_REJECTED',
+    code: r.code ?? 'PM_ERR_ES_REJECTED',
     error: r.error,
   }));
 }

@@ -1,13 +1,21 @@
 import type { Client } from '@elastic/elasticsearch';
 import type { CrashEvent } from '@podmortem/contract';
 import { isRetriable, retry, type Logger, type RetryPolicy } from '@podmortem/contract/runtime';
-import { crashOperation, type BulkOperation } from './crash-merge.ts';
-import { elasticsearchStatus, fromElasticsearchError, IndexerError, retriableStatus } from './errors.ts';
+import { crashCreateOperation, planCrash, type BulkOperation } from './crash-merge.ts';
+import { readDocuments } from './document-reader.ts';
+import {
+  elasticsearchStatus,
+  fromElasticsearchError,
+  IndexerError,
+  retriableStatus,
+  type IndexerErrorCode,
+} from './errors.ts';
 import type { IndexerTelemetry } from './telemetry.ts';
 
-// Bulk-writes crash events by id (an `update` with upsert, crash-merge.ts: a re-delivered event
-// merges into itself, never doubles, and keeps an analysis already merged) and sorts every item's
-// answer: acknowledged, to try again (429, 5xx, blocks), rejected for good (mapping errors), or in
+// Bulk-writes crash events by id (a `create`, and for an id already there a conditional `update`
+// of the same crash or nothing for another crash of the id, crash-merge.ts: a re-delivered event
+// merges into itself, never doubles, keeps an analysis already merged, and a duplicate id is
+// refused) and sorts every item's answer: acknowledged, to try again (429, 5xx, blocks), rejected for good (mapping errors), or in
 // conflict with a concurrent write (a conditional write's 409, handed back to be planned again). A
 // write returns only when each item has an answer; until then the items still wanted are retried
 // with backoff, whatever the cause.
@@ -22,7 +30,8 @@ export interface BulkItem<R> {
 
 export interface BulkWriteResult<R> {
   indexed: { item: BulkItem<R>; result: string }[];
-  rejected: { item: BulkItem<R>; error: string }[];
+  /** Rejected by Elasticsearch for good, or (code PM_ERR_DUPLICATE_ID) held by another crash. */
+  rejected: { item: BulkItem<R>; error: string; code?: IndexerErrorCode }[];
 }
 
 /** What Elasticsearch said about one item of a bulk request. */
@@ -101,10 +110,79 @@ export class BulkWriter {
   }
 
   async write<R>(items: BulkItem<R>[], options: WriteOptions): Promise<BulkWriteResult<R>> {
-    // A crash's update conflicts only after Elasticsearch's own retries: written again as it is.
-    const { indexed, rejected } = await this.writeOperations(items, crashOperation, options, 'retry');
-    for (const { result } of indexed) this.params.telemetry.indexed.inc({ result });
-    return { indexed, rejected };
+    const { telemetry, logger } = this.params;
+    const result: BulkWriteResult<R> = { indexed: [], rejected: [] };
+    const collect = (written: OperationsResult<{ item: BulkItem<R> }>) => {
+      for (const { item, result: r } of written.indexed) {
+        result.indexed.push({ item: item.item, result: r });
+        telemetry.indexed.inc({ result: r });
+      }
+      result.rejected.push(...written.rejected.map((r) => ({ item: r.item.item, error: r.error })));
+      return written.conflicted.map((c) => c.item);
+    };
+    // Most crashes are new: one create each. Those that met a document are read and planned.
+    let toCreate = items.map((item) => ({ item, operation: crashCreateOperation(item) }));
+    let toPlan: BulkItem<R>[] = [];
+    await retry(
+      'crash write',
+      async () => {
+        if (toCreate.length > 0) {
+          toPlan.push(
+            ...collect(await this.writeOperations(toCreate, (w) => w.operation, options, 'return')),
+          );
+          toCreate = [];
+        }
+        if (toPlan.length === 0) return;
+        const existing = await readDocuments(
+          this.params.es,
+          toPlan.map((i) => ({ index: i.index, id: i.id })),
+          options.signal,
+        );
+        const writes: { item: BulkItem<R>; operation: BulkOperation }[] = [];
+        toPlan.forEach((item, i) => {
+          const plan = planCrash(item, existing[i]);
+          if (plan.kind === 'duplicate') {
+            telemetry.duplicateIds.inc({ record: 'crash' });
+            logger.warn(
+              { index: item.index, id: item.id, reason: plan.reason },
+              'duplicate crash id: dead-lettered',
+            );
+            result.rejected.push({ item, error: plan.reason, code: 'PM_ERR_DUPLICATE_ID' });
+            return;
+          }
+          if (plan.replaces !== undefined) {
+            telemetry.duplicateIds.inc({ record: 'analysis' });
+            logger.warn(
+              { index: item.index, id: item.id, reason: plan.replaces },
+              "a placeholder of another crash's analysis replaced by the crash of the id",
+            );
+          }
+          writes.push({ item, operation: plan.operation });
+        });
+        toPlan = collect(await this.writeOperations(writes, (w) => w.operation, options, 'return'));
+        if (toPlan.length > 0) {
+          throw new IndexerError(
+            'PM_ERR_ES_RETRY',
+            `${toPlan.length} crashes met a concurrent write of their document: read again`,
+          );
+        }
+      },
+      {
+        ...this.params.retry,
+        signal: options.signal,
+        // As for the bulk requests themselves: the records stay in Kafka and the consumer waits.
+        retriable: (err) => err instanceof IndexerError || isRetriable(err),
+        onRetry: (err, attempt, delayMs) => {
+          telemetry.retried.inc({ operation: 'bulk' });
+          logger.warn(
+            { err: err instanceof Error ? err.message : err, attempt, delayMs, records: toPlan.length },
+            'crash write failed, retrying',
+          );
+          options.onRetry?.();
+        },
+      },
+    );
+    return result;
   }
 
   /** Writes one operation per item; conflicts are retried (`retry`) or handed back (`return`). */

@@ -1,22 +1,30 @@
 import { ANALYZER_FIELDS, type AnalysisRecord, type CrashEvent } from '@podmortem/contract';
 
 // How a crash record and its analysis records meet in one Elasticsearch document (`_id` = crash
-// id) without scripts (docs/architecture.md §3), whichever arrives first and however often:
+// id, in the monthly index its id's time names) without scripts (docs/architecture.md §3),
+// whichever arrives first and however often:
 //
 // - the analyzer owns the fields of `analysis` named by ANALYZER_FIELDS, the collector all others;
-// - a crash record is an `update` whose `upsert` is the whole event (the crash came first) and
-//   whose partial `doc` is the event without the analyzer's fields (the document exists: its
-//   analysis, if any, is kept; Elasticsearch merges objects deeply, so `analysis.modules` and
-//   `build_id` still arrive);
+// - a crash record is first a `create` of the whole event (the crash came first); when a document
+//   is there already it is read (one mget per chunk) and, when it is this very crash (same time,
+//   namespace, pod uid and node: crashIdentityMismatch), an `update` whose partial `doc` is the
+//   event without the analyzer's fields, conditional on the sequence number read (its analysis,
+//   if any, is kept; Elasticsearch merges objects deeply, so `analysis.modules` and `build_id`
+//   still arrive);
+// - a crash record whose id is held by another crash is a duplicate: never written (the first
+//   crash of an id keeps it), dead-lettered and counted; a placeholder of another crash (made by
+//   an analysis ahead of its crash) is replaced by the crash, its analysis counted as a duplicate;
 // - an analysis record is written after reading the document (one mget per chunk): a `create`
 //   of a document holding only the crash id, time, namespace and analysis when there is none, else
 //   an `index` of the document read with the analyzer's fields replaced, conditional on its
-//   sequence number, and nothing when the document's analysis is as new or newer (`analyzed_at`).
+//   sequence number, and nothing when the document's analysis is as new or newer (`analyzed_at`)
+//   or when the document is another crash of the same id (a duplicate, dead-lettered).
 //   A concurrent write (a crash record, another member after a rebalance) fails the condition with
-//   409 and the analysis is read and planned again.
+//   409 and the record is read and planned again.
 //
 // So the document ends as the crash event's collector fields plus the newest analysis's fields,
-// in any order of arrival; before any analysis it is the crash event as the collector sent it.
+// in any order of arrival; before any analysis it is the crash event as the collector sent it; and
+// no record of another crash (another namespace, another time) ever reaches it.
 
 export type BulkAction = 'update' | 'create' | 'index';
 
@@ -49,17 +57,90 @@ export function crashPartOf(event: CrashEvent): Fields {
   return Object.keys(kept).length > 0 ? { ...rest, analysis: kept } : rest;
 }
 
-/**
- * Conflicts of a crash's update with a concurrent write are retried by Elasticsearch itself: the
- * update is read-merge-write on the shard, and a repeat merges the same partial doc again.
- */
-const CRASH_UPDATE_RETRIES = 3;
+/** What a record says of the crash it belongs to: enough to tell two crashes of one id apart. */
+export interface CrashIdentity {
+  '@timestamp': string;
+  kubernetes?: { namespace: string; pod: { uid: string } };
+  collector?: { node: string };
+}
 
-export function crashOperation(item: { id: string; index: string; document: CrashEvent }): BulkOperation {
+function pathOf(source: Fields, path: string[]): unknown {
+  let v: unknown = source;
+  for (const key of path) {
+    if (typeof v !== 'object' || v === null) return undefined;
+    v = (v as Fields)[key];
+  }
+  return v;
+}
+
+/**
+ * How a stored document (crash or placeholder) and a record of the same id differ as crashes,
+ * or undefined when they are one crash: the same time, namespace and pod uid, and the same node
+ * where both name one (a placeholder names none).
+ */
+export function crashIdentityMismatch(existing: Fields, incoming: CrashIdentity): string | undefined {
+  const differences: string[] = [];
+  const text = (v: unknown) => (v === undefined ? '(none)' : typeof v === 'string' ? v : JSON.stringify(v));
+  const storedAt = pathOf(existing, ['@timestamp']);
+  if (typeof storedAt !== 'string' || Date.parse(storedAt) !== Date.parse(incoming['@timestamp']))
+    differences.push(`@timestamp ${text(storedAt)} stored, ${incoming['@timestamp']} sent`);
+  const pairs: [string, unknown, unknown][] = [
+    ['namespace', pathOf(existing, ['kubernetes', 'namespace']), incoming.kubernetes?.namespace],
+    ['pod uid', pathOf(existing, ['kubernetes', 'pod', 'uid']), incoming.kubernetes?.pod.uid],
+  ];
+  const storedNode = pathOf(existing, ['collector', 'node']);
+  if (storedNode !== undefined && incoming.collector !== undefined)
+    pairs.push(['node', storedNode, incoming.collector.node]);
+  for (const [what, stored, sent] of pairs) {
+    if (stored !== sent) differences.push(`${what} ${text(stored)} stored, ${text(sent)} sent`);
+  }
+  return differences.length > 0 ? differences.join('; ') : undefined;
+}
+
+/** A placeholder (an analysis ahead of its crash) has no schema_version: it is no crash yet. */
+function isPlaceholder(source: Fields): boolean {
+  return source.schema_version === undefined;
+}
+
+export type CrashPlan =
+  | {
+      kind: 'write';
+      operation: BulkOperation;
+      /** A placeholder of another crash is replaced. */ replaces?: string;
+    }
+  | { kind: 'duplicate'; reason: string };
+
+/** A crash's first write: the whole event, only if no document has the id yet. */
+export function crashCreateOperation(item: CrashItem): BulkOperation {
+  return { action: 'create', meta: { _index: item.index, _id: item.id }, body: item.document };
+}
+
+interface CrashItem {
+  id: string;
+  index: string;
+  document: CrashEvent;
+}
+
+/** A crash record against the document its create found (or none: created again). */
+export function planCrash(item: CrashItem, existing: ExistingDocument | undefined): CrashPlan {
+  if (!existing) return { kind: 'write', operation: crashCreateOperation(item) };
+  const meta = {
+    _index: item.index,
+    _id: item.id,
+    if_seq_no: existing.seqNo,
+    if_primary_term: existing.primaryTerm,
+  };
+  const mismatch = crashIdentityMismatch(existing.source, item.document);
+  if (mismatch === undefined)
+    return {
+      kind: 'write',
+      operation: { action: 'update', meta, body: { doc: crashPartOf(item.document) } },
+    };
+  if (isPlaceholder(existing.source))
+    return { kind: 'write', operation: { action: 'index', meta, body: item.document }, replaces: mismatch };
   return {
-    action: 'update',
-    meta: { _index: item.index, _id: item.id, retry_on_conflict: CRASH_UPDATE_RETRIES },
-    body: { doc: crashPartOf(item.document), upsert: item.document },
+    kind: 'duplicate',
+    reason: `crash id ${item.id} is held in ${item.index} by another crash: ${mismatch}`,
   };
 }
 
@@ -72,6 +153,8 @@ export interface ExistingDocument {
 
 export type AnalysisPlan =
   | { kind: 'write'; operation: BulkOperation }
+  /** The document is another crash of the same id: the analysis is not merged. */
+  | { kind: 'duplicate'; reason: string }
   /** `stale`: the document's analysis is newer; `noop`: it is this very analysis (re-delivery). */
   | { kind: 'skip'; result: 'stale' | 'noop' };
 
@@ -96,6 +179,12 @@ export function planAnalysis(
     };
     return { kind: 'write', operation: { action: 'create', meta, body: placeholder } };
   }
+  const mismatch = crashIdentityMismatch(existing.source, record);
+  if (mismatch !== undefined)
+    return {
+      kind: 'duplicate',
+      reason: `crash id ${record.crash.id} is held in ${index} by another crash: ${mismatch}`,
+    };
   const current = analyzedAt(existing.source.analysis);
   const incoming = Date.parse(record.analysis.analyzed_at);
   if (incoming < current) return { kind: 'skip', result: 'stale' };

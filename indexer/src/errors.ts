@@ -8,6 +8,10 @@ export const INDEXER_ERRORS = defineErrors({
   PM_ERR_RECORD_NOT_JSON: { retriable: false, message: 'the record value is empty or not a JSON object' },
   PM_ERR_RECORD_INVALID: { retriable: false, message: 'the record is not a valid crash event v1 message' },
   PM_ERR_ES_REJECTED: { retriable: false, message: 'Elasticsearch rejected the document for good' },
+  PM_ERR_DUPLICATE_ID: {
+    retriable: false,
+    message: 'the crash id is held by another crash (another time, namespace, pod or node)',
+  },
   PM_ERR_ES_RETRY: { retriable: true, message: 'Elasticsearch could not take some documents now' },
   PM_ERR_ES_UNAVAILABLE: { retriable: true, message: 'Elasticsearch did not answer or failed' },
   PM_ERR_ES_REQUEST: { retriable: false, message: 'Elasticsearch refused the request' },

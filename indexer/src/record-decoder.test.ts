@@ -1,18 +1,39 @@
 import t from 'tap';
 import type { CrashEvent } from '@podmortem/contract';
-import { encodeCrashMessage, invalidExamples, toCloudEvent, validExamples } from '@podmortem/contract';
+import {
+  encodeCrashMessage,
+  invalidExamples,
+  newCrashId,
+  toCloudEvent,
+  validExamples,
+} from '@podmortem/contract';
 import { decodeRecord, MAX_ERROR_TEXT, truncateError } from './record-decoder.ts';
 
-t.test('valid examples decode into their monthly index under the alias', async (t) => {
+t.test("valid examples decode into their monthly index under the alias (their ids' months)", async (t) => {
   for (const { name, event } of validExamples()) {
     const d = decodeRecord(encodeCrashMessage(event), 'crashes-x');
     t.ok(d.ok, name);
     if (!d.ok) continue;
     t.same(d.event, event, `${name}: the event as sent`);
+    // The examples' ids are made at their @timestamp.
     const ts = new Date(event['@timestamp']);
     const month = String(ts.getUTCMonth() + 1).padStart(2, '0');
     t.equal(d.index, `crashes-x-${ts.getUTCFullYear()}.${month}`, `${name}: index by its UTC month`);
   }
+});
+
+t.test("the index is the month of the crash id's time, not of @timestamp", async (t) => {
+  const event = structuredClone(validExamples()[0]?.event);
+  if (!event) throw new Error('the contract ships valid examples');
+  event.crash.id = newCrashId(Date.UTC(2025, 0, 31, 23, 59, 59, 999));
+  event['@timestamp'] = '2025-02-01T00:00:00.000Z';
+  const d = decodeRecord(encodeCrashMessage(event), 'crashes-x');
+  t.ok(d.ok && d.index === 'crashes-x-2025.01', 'January, by the id');
+
+  event.crash.id = newCrashId(2 ** 48 - 1);
+  const far = decodeRecord(encodeCrashMessage(event), 'crashes-x');
+  t.ok(!far.ok && far.code === 'PM_ERR_RECORD_INVALID', 'an id of the year 10889: invalid');
+  t.match(!far.ok && far.error, /^data\.crash\.id: its time \(/);
 });
 
 const firstValid = (): CrashEvent => {

@@ -1,5 +1,6 @@
 import {
-  crashIndexFor,
+  crashIdTime,
+  crashIndexForId,
   decodeAnalysisMessage,
   decodeCrashMessage,
   type AnalysisRecord,
@@ -10,7 +11,7 @@ import {
 import type { IndexerErrorCode } from './errors.ts';
 
 // One Kafka record value → a crash event (or an analysis record) and the monthly index of the
-// crash, or the reason it can never be indexed (for the dead-letter headers). Pure: no I/O, never throws on bad input.
+// crash (by its id's time), or the reason it can never be indexed (for the dead-letter headers). Pure: no I/O, never throws on bad input.
 
 export type DecodedRecord =
   { ok: true; event: CrashEvent; index: string } | { ok: false; code: RecordErrorCode; error: string };
@@ -31,8 +32,11 @@ export function truncateError(text: string): string {
   return text.length <= MAX_ERROR_TEXT ? text : `${text.slice(0, MAX_ERROR_TEXT - 1)}…`;
 }
 
-/** A decoded message and the monthly index its `@timestamp` names, or why it has none. */
-function withIndex<T extends { '@timestamp': string }>(
+/**
+ * A decoded message and the monthly index its crash id's time names (the one index of that id,
+ * whatever time the record carries: docs/architecture.md §3), or why it has none.
+ */
+function withIndex<T extends { crash: { id: string }; '@timestamp': string }>(
   decoded: MessageDecoding<T>,
   alias: string,
 ): { ok: true; value: T; index: string } | { ok: false; code: RecordErrorCode; error: string } {
@@ -43,12 +47,18 @@ function withIndex<T extends { '@timestamp': string }>(
       error: truncateError(decoded.errors.join('; ')),
     };
   }
-  try {
-    return { ok: true, value: decoded.value, index: crashIndexFor(decoded.value['@timestamp'], alias) };
-  } catch (err) {
-    // The schema's date-time format and Date's parser disagree on a few exotic forms.
-    return { ok: false, code: 'PM_ERR_RECORD_INVALID', error: `data.@timestamp: ${(err as Error).message}` };
+  // The schema's date-time format and Date's parser disagree on a few exotic forms.
+  if (Number.isNaN(Date.parse(decoded.value['@timestamp'])))
+    return { ok: false, code: 'PM_ERR_RECORD_INVALID', error: 'data.@timestamp: not a time' };
+  const index = crashIndexForId(decoded.value.crash.id, alias);
+  if (index === undefined) {
+    return {
+      ok: false,
+      code: 'PM_ERR_RECORD_INVALID',
+      error: `data.crash.id: its time (${new Date(crashIdTime(decoded.value.crash.id)).toISOString()}) names no monthly index`,
+    };
   }
+  return { ok: true, value: decoded.value, index };
 }
 
 export function decodeRecord(value: Buffer | null, alias: string): DecodedRecord {
@@ -56,7 +66,7 @@ export function decodeRecord(value: Buffer | null, alias: string): DecodedRecord
   return decoded.ok ? { ok: true, event: decoded.value, index: decoded.index } : decoded;
 }
 
-/** An analysis record, in the index of its crash's month (the record carries the crash's time). */
+/** An analysis record, in the index of its crash (by the crash id's time, as the crash's). */
 export function decodeAnalysis(value: Buffer | null, alias: string): DecodedAnalysis {
   const decoded = withIndex(decodeAnalysisMessage(value), alias);
   return decoded.ok ? { ok: true, record: decoded.value, index: decoded.index } : decoded;

@@ -9,6 +9,7 @@ export interface IndexerTelemetry {
   indexed: Counter<'result'>;
   analysesMerged: Counter<'result'>;
   deadLettered: Counter<'code'>;
+  duplicateIds: Counter<'record'>;
   deadLettersTruncated: Counter<'reason'>;
   deadLettersLost: Counter<'reason'>;
   topicMaxMessageBytes: Gauge<'topic'>;
@@ -53,6 +54,12 @@ export function createTelemetry(
       name: 'podmortem_indexer_records_dead_lettered_total',
       help: 'Records written to the dead-letter topic, by error code',
       labelNames: ['code'],
+      registers,
+    }),
+    duplicateIds: new Counter({
+      name: 'podmortem_indexer_duplicate_ids_total',
+      help: 'Records of a crash id already held by another crash (another time, namespace, pod or node), by record (crash, analysis): never merged, dead-lettered',
+      labelNames: ['record'],
       registers,
     }),
     deadLettersTruncated: new Counter({

@@ -6,7 +6,14 @@ import { gunzipSync, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
 import { pino } from 'pino';
 import t from 'tap';
 import tar from 'tar-stream';
-import { dumpRelPath, eventRelPath, newCrashId, validExamples, type CrashEvent } from '@podmortem/contract';
+import {
+  crashIndexForId,
+  dumpRelPath,
+  eventRelPath,
+  newCrashId,
+  validExamples,
+  type CrashEvent,
+} from '@podmortem/contract';
 import { MemoryStore } from '@podmortem/contract/store';
 import { buildApp } from './app.ts';
 import { readConfig } from './config.ts';
@@ -67,8 +74,23 @@ function idsIn(node: unknown): string[] {
   return [];
 }
 
-/** Elasticsearch as far as the routes use it: a search by crash id, and empty aggregations. */
+/**
+ * Elasticsearch as far as the routes use it: a crash read by id from its monthly index, a search
+ * by crash id, and empty aggregations.
+ */
 const es = createServer((req, res) => {
+  const byId = /^\/(crashes-\d{4}\.\d{2})\/_doc\/([^/?]+)/.exec(req.url ?? '');
+  if (byId) {
+    const [, index, id = ''] = byId;
+    const event = events.get(decodeURIComponent(id));
+    const found = event !== undefined && crashIndexForId(event.crash.id, 'crashes') === index;
+    res.writeHead(found ? 200 : 404, {
+      'content-type': 'application/json',
+      'x-elastic-product': 'Elasticsearch',
+    });
+    res.end(JSON.stringify({ _index: index, _id: id, found, ...(found ? { _source: event } : {}) }));
+    return;
+  }
   void bodyOf(req).then((body) => {
     // The store wraps every query (crashesOnly): find its ids clause wherever it sits.
     const ids = idsIn(body);

@@ -1,14 +1,15 @@
 import { Client, errors as esErrors, type estypes } from '@elastic/elasticsearch';
-import type { CrashEvent } from '@podmortem/contract';
+import { crashIndexForId, type CrashEvent } from '@podmortem/contract';
 import { messageOf } from '@podmortem/contract/runtime';
 import { PM_ERR_BACKEND_UNAVAILABLE } from './errors.ts';
 import { sortValuesOf, type SortValues } from './cursor.ts';
 import { searchBody, SORT, type SearchRequest } from './search-query.ts';
 import type { Telemetry } from './telemetry.ts';
 
-// The crash index as the routes need it. The index is an alias over monthly indices, so a crash
-// is found by an ids query (GET by id does not work on an alias of several indices). Missing
-// indices read as empty; an unreachable cluster is a 503.
+// The crash index as the routes need it. The index is an alias over monthly indices: searches go
+// through the alias, and a crash by id is read from the monthly index its id's time names (GET by
+// id does not work on an alias of several indices). Missing indices read as empty; an unreachable
+// cluster is a 503.
 
 /**
  * The Elasticsearch client of the API: one retry only, so that a caller hears of an unreachable
@@ -30,6 +31,11 @@ export interface CrashHit {
  */
 export function crashesOnly(query: estypes.QueryDslQueryContainer): estypes.QueryDslQueryContainer {
   return { bool: { filter: [{ exists: { field: 'schema_version' } }, query] } };
+}
+
+/** A crash document, not a placeholder (see crashesOnly). */
+function isCrash(source: CrashEvent): boolean {
+  return (source as Partial<CrashEvent>).schema_version !== undefined;
 }
 
 /** Options that make a missing index (or alias) an empty result rather than an error. */
@@ -77,16 +83,31 @@ export class CrashStore {
     );
   }
 
+  /**
+   * The crash of an id, read from the one monthly index that holds it: the month of the id's time,
+   * where the indexer writes it (docs/architecture.md §3). Another crash claiming the id is never
+   * stored, and a copy of the id in another month is never read. A placeholder is no crash yet.
+   */
   async get(id: string): Promise<CrashEvent | undefined> {
+    const index = crashIndexForId(id, this.index);
+    if (index === undefined) return undefined;
+    if (/[*?,]/.test(this.index)) return this.getByPattern(id, index.slice(this.index.length));
+    const res = await this.call(() => this.es.get<CrashEvent>({ index, id }, { ignore: [404] }));
+    const source = res.found ? res._source : undefined;
+    return source && isCrash(source) ? source : undefined;
+  }
+
+  /** With an index pattern configured: the hit of the id whose index is of the id's month. */
+  private async getByPattern(id: string, monthSuffix: string): Promise<CrashEvent | undefined> {
     const res = await this.call(() =>
       this.es.search<CrashEvent>({
         index: this.index,
         ...lenientIndex,
         query: crashesOnly({ ids: { values: [id] } }),
-        size: 1,
+        size: 10,
       }),
     );
-    return res.hits.hits[0]?._source;
+    return res.hits.hits.find((h) => h._index.endsWith(monthSuffix))?._source;
   }
 
   /** Crashes matching a query, newest first, up to `size`. */

@@ -9,6 +9,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import type { Test } from 'tap';
 import {
   crashIndexFor,
+  crashIndexForId,
   crashIndexTemplates,
   dumpRelPath,
   eventRelPath,
@@ -139,7 +140,13 @@ export class CrashIndex {
   async add(events: CrashEvent[]): Promise<void> {
     if (events.length === 0) return;
     const operations = events.flatMap((e) => [
-      { index: { _index: crashIndexFor(e['@timestamp'], this.alias), _id: e.crash.id } },
+      // Where the indexer puts a crash: the month of its id's time.
+      {
+        index: {
+          _index: crashIndexForId(e.crash.id, this.alias) ?? crashIndexFor(e['@timestamp'], this.alias),
+          _id: e.crash.id,
+        },
+      },
       e,
     ]);
     const res = await this.es.bulk({ operations, refresh: 'wait_for' });
