@@ -6,6 +6,7 @@ import {
   opsServerSettings,
   loadConfig,
 } from '@podmortem/contract/runtime';
+import { checkStoreSettings, storeSettings } from '@podmortem/contract/store';
 import { badDebuginfodUrls } from './debuginfod.ts';
 import { UNWINDER_DEFAULTS } from './unwinder.ts';
 
@@ -60,6 +61,7 @@ export const AnalyzerConfigSchema = Type.Object({
     default: '/var/lib/podmortem/storage',
     description: 'Storage root (the NFS volume) the dumps and the captured modules are read from',
   }),
+  ...storeSettings(),
   workDir: Type.String({
     minLength: 1,
     default: '/tmp',
@@ -119,6 +121,7 @@ export function loadAnalyzerConfig(
 ): AnalyzerConfig {
   const config = loadConfig(AnalyzerConfigSchema, CONFIG_PREFIX, env, overrides);
   checkConsumerGroupTimings(config, CONFIG_PREFIX);
+  checkStoreSettings(config, CONFIG_PREFIX);
   const must = configRule(CONFIG_PREFIX);
   must(
     config.analysisTopic !== config.topic,

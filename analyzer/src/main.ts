@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createKafka, OpsServer, runService } from '@podmortem/contract/runtime';
-import { FsStore } from '@podmortem/contract/store';
+import { storeFrom } from '@podmortem/contract/store';
 import { Analyzer } from './analyzer.ts';
 import { loadAnalyzerConfig } from './config.ts';
 import { createTelemetry } from './telemetry.ts';
@@ -24,7 +24,7 @@ await runService({
       logger,
       telemetry,
       kafka,
-      store: new FsStore({ root: config.storageRoot }),
+      store: storeFrom(config),
       version,
       onFatal: () => fatal('consumer stopped for good'),
     });

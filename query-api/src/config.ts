@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { ANALYSIS_REQUEST_TOPIC, CRASH_ALIAS, POD_METRIC_QUERIES } from '@podmortem/contract';
 import { loadConfig, opsServerSettings } from '@podmortem/contract/runtime';
+import { checkStoreSettings, storeSettings } from '@podmortem/contract/store';
 
 // The query API's configuration: one schema, every key with its default and meaning, read from
 // PODMORTEM_API_* variables and validated before anything is served.
@@ -19,6 +20,7 @@ export const ConfigSchema = Type.Object({
     minLength: 1,
     description: 'The storage root (NFS volume) the collector stores dumps under',
   }),
+  ...storeSettings(),
   elasticsearchUrl: str('http://elasticsearch:9200', 'Elasticsearch URL'),
   crashIndex: Type.String({
     default: CRASH_ALIAS,
@@ -122,7 +124,9 @@ export function readConfig(
   env: Record<string, string | undefined> = process.env,
   overrides: Partial<Config> = {},
 ): Config {
-  return loadConfig(ConfigSchema, CONFIG_PREFIX, env, overrides);
+  const config = loadConfig(ConfigSchema, CONFIG_PREFIX, env, overrides);
+  checkStoreSettings(config, CONFIG_PREFIX);
+  return config;
 }
 
 export interface LogsFields {

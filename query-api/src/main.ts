@@ -1,6 +1,6 @@
 import { beforeDeadline, closing, OpsServer, runService, type Component } from '@podmortem/contract/runtime';
 import { kubeConfigFrom } from '@podmortem/contract/runtime/kube-config';
-import { FsStore } from '@podmortem/contract/store';
+import { storeFrom } from '@podmortem/contract/store';
 import type { FastifyInstance } from 'fastify';
 import { buildApp, VERSION, type AppParams } from './app.ts';
 import { readConfig } from './config.ts';
@@ -56,7 +56,7 @@ await runService({
       es,
       kube: createKubeReviews(kubeConfigFrom(config.kubeconfig), { timeoutMs: config.kubeTimeoutMs }),
       prometheus: new PrometheusClient({ url: config.prometheusUrl, timeoutMs: config.prometheusTimeoutMs }),
-      storage: new StorageReader({ store: new FsStore({ root: config.storageRoot }) }),
+      storage: new StorageReader({ store: storeFrom(config) }),
       logger,
       telemetry,
       tracerProvider,

@@ -7,12 +7,30 @@ import {
   ListObjectsV2Command,
   S3Client,
 } from '@aws-sdk/client-s3';
-import { S3Store, type S3StoreParams } from '@podmortem/contract/store';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { envName } from '@podmortem/contract/runtime';
+import { S3Store, type S3StoreParams, type StoreSettings } from '@podmortem/contract/store';
 import type { Test } from 'tap';
 import { stack, uniqueName } from './stack.ts';
 
 // A bucket of its own on the local stack's S3 server (SeaweedFS, deploy/local/seaweedfs.sh) for
-// one test, removed with everything in it when the test ends; and the settings that reach it.
+// one test, removed with everything in it when the test ends; and the settings that reach it:
+// S3Store parameters, a service's configuration overrides, or its PODMORTEM_<SERVICE>_* variables.
+
+/** The store settings of a service's configuration (storeSettings() keys) that are not defaults. */
+export type S3Settings = Pick<
+  StoreSettings,
+  | 'storageBackend'
+  | 'storageS3Endpoint'
+  | 'storageS3Region'
+  | 'storageS3Bucket'
+  | 'storageS3Prefix'
+  | 'storageS3PathStyle'
+  | 'storageS3AccessKeyIdFile'
+  | 'storageS3SecretAccessKeyFile'
+>;
 
 /** An S3 client of the local stack's server, with its one access key. */
 export function stackS3Client(): S3Client {
@@ -47,6 +65,13 @@ export interface TestBucket {
   objectKeys(): Promise<string[]>;
   /** Multipart uploads begun and neither completed nor aborted. */
   openUploads(): Promise<string[]>;
+  /**
+   * A service's settings for the bucket (below `prefix` when given), for loadConfig's overrides:
+   * the stack's key in two files, as a mounted Secret would hold it.
+   */
+  settings(prefix?: string): Promise<S3Settings>;
+  /** The same as the variables of a service: `env('PODMORTEM_COLLECTOR_')`. */
+  env(servicePrefix: string, prefix?: string): Promise<Record<string, string>>;
 }
 
 /** Creates a bucket named for no other run, removed with its objects and uploads when `t` ends. */
@@ -84,6 +109,28 @@ export async function freshBucket(t: Test, prefix = 'pm-test'): Promise<TestBuck
     client.destroy();
   });
   const params = stackS3Params(bucket);
+  let secretDir: Promise<string> | undefined;
+  const credentialFiles = () =>
+    (secretDir ??= (async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'pm-s3-secret-'));
+      t.teardown(() => rm(dir, { recursive: true, force: true }));
+      await writeFile(join(dir, 'access-key-id'), stack.s3.accessKeyId, { mode: 0o600 });
+      await writeFile(join(dir, 'secret-access-key'), stack.s3.secretAccessKey, { mode: 0o600 });
+      return dir;
+    })());
+  const settings = async (prefix = ''): Promise<S3Settings> => {
+    const dir = await credentialFiles();
+    return {
+      storageBackend: 's3',
+      storageS3Endpoint: stack.s3.url,
+      storageS3Region: stack.s3.region,
+      storageS3Bucket: bucket,
+      storageS3Prefix: prefix,
+      storageS3PathStyle: true,
+      storageS3AccessKeyIdFile: join(dir, 'access-key-id'),
+      storageS3SecretAccessKeyFile: join(dir, 'secret-access-key'),
+    };
+  };
   return {
     bucket,
     params,
@@ -94,5 +141,13 @@ export async function freshBucket(t: Test, prefix = 'pm-test'): Promise<TestBuck
     },
     objectKeys,
     openUploads: async () => (await uploads()).map((u) => u.Key ?? ''),
+    settings,
+    env: async (servicePrefix, prefix) =>
+      Object.fromEntries(
+        Object.entries(await settings(prefix)).map(([key, value]) => [
+          envName(servicePrefix, key),
+          String(value),
+        ]),
+      ),
   };
 }

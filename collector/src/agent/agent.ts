@@ -4,7 +4,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { OpsServer, type Component } from '@podmortem/contract/runtime';
 import { kubeConfigFrom } from '@podmortem/contract/runtime/kube-config';
-import { FsStore } from '@podmortem/contract/store';
+import { storeFrom } from '@podmortem/contract/store';
 import type { CollectorConfig } from './config.ts';
 import { Delivery } from './delivery.ts';
 import { HandlerLogTail } from './handler-log-tail.ts';
@@ -99,7 +99,7 @@ export function createAgent(params: AgentParams): Agent {
     stateFile: join(config.stateDir, POD_STATE_FILE),
     onStateFileError: (op) => telemetry.podCacheFileErrors.inc({ op }),
   });
-  const store = new FsStore({ root: config.storageRoot });
+  const store = storeFrom(config);
   const modules = new ModuleWriter({
     store,
     minFreeBytes: config.storageMinFreeBytes,

@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { CRASH_TOPIC, DNS_SUBDOMAIN_MAX, DNS_SUBDOMAIN_PATTERN } from '@podmortem/contract';
 import { loadConfig } from '@podmortem/contract/runtime';
+import { checkStoreSettings, storeSettings } from '@podmortem/contract/store';
 import { HANDLER_CONFIG_KEYS } from '../handler-config.ts';
 
 // The agent's whole configuration: one schema, every key documented, read from
@@ -43,6 +44,7 @@ export const CollectorConfigSchema = Type.Object(
       '/var/lib/podmortem/storage',
       'Storage root (the NFS volume) dumps and events are kept on',
     ),
+    ...storeSettings(),
     storageMinFreeBytes: Type.Integer({
       minimum: 0,
       default: 256 * 1024 * 1024,
@@ -164,5 +166,7 @@ export function loadCollectorConfig(
   env: Record<string, string | undefined> = process.env,
   overrides: Partial<CollectorConfig> = {},
 ): CollectorConfig {
-  return loadConfig(CollectorConfigSchema, ENV_PREFIX, env, overrides);
+  const config = loadConfig(CollectorConfigSchema, ENV_PREFIX, env, overrides);
+  checkStoreSettings(config, ENV_PREFIX);
+  return config;
 }

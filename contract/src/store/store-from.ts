@@ -24,7 +24,7 @@ export function storeSettings() {
     storageS3Region: Type.String({ minLength: 1, default: S3_DEFAULTS.region, description: 'S3: region' }),
     storageS3Bucket: Type.String({
       default: '',
-      description: 'S3: bucket (required with storageBackend s3)',
+      description: 'S3: bucket (required with the s3 backend; it must exist)',
     }),
     storageS3Prefix: Type.String({
       default: '',
@@ -43,7 +43,7 @@ export function storeSettings() {
     }),
     storageS3SecretAccessKeyFile: Type.String({
       default: '',
-      description: 'S3: file holding the secret access key; set together with storageS3AccessKeyIdFile',
+      description: 'S3: file holding the secret access key; set together with the key id file',
     }),
     storageS3TimeoutMs: Type.Integer({
       minimum: 1,
