@@ -27,6 +27,12 @@ export const AnalyzerConfigSchema = Type.Object({
     description: 'Kafka bootstrap brokers, comma-separated host:port',
   }),
   kafkaClientId: Type.String({ minLength: 1, default: 'podmortem-analyzer', description: 'Kafka client id' }),
+  kafkaTimeoutMs: Type.Integer({
+    minimum: 100,
+    maximum: 300_000,
+    default: 30_000,
+    description: 'Timeout of one Kafka request (metadata and admin calls too); then it is retried',
+  }),
   groupId: Type.String({
     minLength: 1,
     default: 'podmortem-analyzer',

@@ -18,7 +18,12 @@ await runService({
   startFailedMessage: 'start-up failed',
   build: ({ config, logger, fatal }) => {
     const telemetry = createTelemetry();
-    const kafka = createKafka({ brokers: config.kafkaBrokers, clientId: config.kafkaClientId, logger });
+    const kafka = createKafka({
+      brokers: config.kafkaBrokers,
+      clientId: config.kafkaClientId,
+      requestTimeoutMs: config.kafkaTimeoutMs,
+      logger,
+    });
     const analyzer = new Analyzer({
       config,
       logger,

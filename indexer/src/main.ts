@@ -20,7 +20,12 @@ await runService({
       maxRetries: 0,
       requestTimeout: config.elasticsearchRequestTimeoutMs,
     });
-    const kafka = createKafka({ brokers: config.kafkaBrokers, clientId: config.kafkaClientId, logger });
+    const kafka = createKafka({
+      brokers: config.kafkaBrokers,
+      clientId: config.kafkaClientId,
+      requestTimeoutMs: config.kafkaTimeoutMs,
+      logger,
+    });
     const indexer = new Indexer({
       config,
       logger,
