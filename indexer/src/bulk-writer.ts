@@ -176,7 +176,7 @@ export class BulkWriter {
           telemetry.retried.inc({ operation: 'bulk' });
           logger.warn(
             { err: err instanceof Error ? err.message : err, attempt, delayMs, records: toPlan.length },
-            'crash write failed, retrying',
+            'bulk index failed, retrying',
           );
           options.onRetry?.();
         },
