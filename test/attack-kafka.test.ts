@@ -29,7 +29,7 @@ import { until } from './support/poll.ts';
 // Bad records on the crash topic, against the real Kafka, Elasticsearch and indexer process:
 // garbage, an empty value, a tombstone, JSON that is no CloudEvent, a CloudEvent of another type,
 // invalid data, an unknown schema_version, 1 MiB and 5 MiB records, the same crash id twice with
-// different content, null keys, events naming a namespace, pod, container or node a real cluster
+// different content (and again in another month and namespace), null keys, events naming a namespace, pod, container or node a real cluster
 // could not have named ('..', '../team-b', a '/', a NUL) — each bad one between valid ones, in one partition so that a bad
 // record that stalled the partition would hold back every valid one behind it. Nothing lost:
 // every valid record indexed (a crash id once), every bad one in the DLQ (by its source offset),
@@ -168,6 +168,17 @@ function validRecords(): Sent[] {
     value: encodeCrashMessage(second),
     event: second,
   });
+  // The same id again, but another month and another namespace: a crash id names one crash, so
+  // this one is refused (dead-lettered) rather than made a second document in another index.
+  for (const [what, shift, namespace] of [
+    ['dup-month-before', -31 * 86_400_000, 'team-x'],
+    ['dup-month-after', 31 * 86_400_000, 'team-y'],
+  ] as const) {
+    const dup = structuredClone(second);
+    dup['@timestamp'] = new Date(Date.parse(second['@timestamp']) + shift).toISOString();
+    if (dup.kubernetes) dup.kubernetes.namespace = namespace;
+    out.push({ what, key: crashKey(dup), value: encodeCrashMessage(dup) });
+  }
   return out;
 }
 
@@ -233,7 +244,11 @@ t.test('bad records between valid ones, one partition: nothing lost, nothing sta
     const l = byOffset.get(r.offset);
     if (!l) continue;
     t.equal(l.headers[DLQ_HEADERS.sourceTopic], names.topic, `${r.what}: source topic`);
-    t.match(l.headers[DLQ_HEADERS.errorCode] ?? '', /^PM_ERR_RECORD_/, `${r.what}: a record error`);
+    t.match(
+      l.headers[DLQ_HEADERS.errorCode] ?? '',
+      r.what.startsWith('dup-') ? /^PM_ERR_DUPLICATE_ID$/ : /^PM_ERR_RECORD_/,
+      `${r.what}: ${l.headers[DLQ_HEADERS.errorCode] ?? 'no error code'}`,
+    );
     const cut = l.headers[DLQ_HEADERS.truncated] !== undefined;
     if (!cut)
       t.ok((l.value ?? Buffer.alloc(0)).equals(r.value ?? Buffer.alloc(0)), `${r.what}: its very bytes`);
