@@ -36,6 +36,17 @@ pid_alive() {
   tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$STACK_DIR"
 }
 
+# While `up` waits for the server it has just started: right after the start, the pid may still be
+# the forked shell that has not exec'd the server yet, whose command line does not name the stack
+# folder (pid_alive would call it stale, and the server would be left running unwatched, as seen
+# with two Elasticsearch nodes starting at once). A pid is not reused before its process is reaped,
+# so asking the kernel is enough here.
+started_alive() {
+  local pid
+  pid=$(cat "$1" 2>/dev/null) || return 1
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+}
+
 # Stops exactly the process in the pid file (and its process group), never by name.
 stop_pidfile() {
   local pidfile=$1 deadline_s=${2:-30}

@@ -25,6 +25,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 # found in JAVA_HOME or /usr/lib/jvm), PODMORTEM_ES_START_TIMEOUT (seconds, default 120) and
 # PODMORTEM_ES_JAVA_OPTS (extra JVM options) and PODMORTEM_ES_SETTINGS (extra node settings,
 # space-separated key=value, e.g. http.max_content_length=64kb).
+#
+# One member of a multi-node cluster (each member with its own PODMORTEM_STACK_DIR and ports):
+# PODMORTEM_ES_DISCOVERY_TYPE=multi-node (default single-node), and the member's node.name,
+# cluster.name, discovery.seed_hosts (and cluster.initial_master_nodes, node.roles) in
+# PODMORTEM_ES_SETTINGS.
 
 # Elasticsearch 9 needs Java 21+. Its major must match the @elastic/elasticsearch client's.
 ES_VERSION=9.5.3
@@ -151,7 +156,7 @@ reported_version() {
 # died is reported at once instead of at the timeout (fd 4 is the real stderr, fd 5 the real
 # stdout, since wait_until silences the command it polls).
 server_ready() {
-  if ! pid_alive "$PIDFILE"; then
+  if ! started_alive "$PIDFILE"; then
     rm -f "$PIDFILE"
     { tail -n 30 "$SERVER_LOG" "$CONSOLE_LOG" 2>/dev/null || true; } >&4
     die "the server exited during startup; see $SERVER_LOG and $CONSOLE_LOG" 2>&4
@@ -217,7 +222,8 @@ up() {
     -cp "$LIB_DIR/*" podmortem.es.Launcher \
     -Epath.home="$HOME_DIR" -Epath.data="$DATA_DIR" -Epath.logs="$LOG_DIR" \
     -Enetwork.host="$HOST" -Ehttp.port="$PORT" -Etransport.port="$TRANSPORT_PORT" \
-    -Ediscovery.type=single-node -Ecluster.routing.allocation.disk.threshold_enabled=false \
+    -Ediscovery.type="${PODMORTEM_ES_DISCOVERY_TYPE:-single-node}" \
+    -Ecluster.routing.allocation.disk.threshold_enabled=false \
     "${settings[@]}" </dev/null >"$CONSOLE_LOG" 2>&1 &
   echo $! >"$PIDFILE"
   log "waiting for cluster health yellow (pid $(cat "$PIDFILE"), timeout ${START_TIMEOUT}s, log $SERVER_LOG)…"

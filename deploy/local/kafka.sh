@@ -14,6 +14,14 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 # Environment (defaults in stack.env): PODMORTEM_KAFKA_PORT, PODMORTEM_KAFKA_CONTROLLER_PORT,
 # PODMORTEM_KAFKA_HEAP; also PODMORTEM_KAFKA_VERSION (default: kafka.version of kafka/pom.xml),
 # PODMORTEM_KAFKA_START_TIMEOUT (seconds, default 120) and JAVA_HOME (default: java on PATH).
+#
+# One member of a multi-node cluster (each member with its own PODMORTEM_STACK_DIR and ports;
+# every member broker and controller): PODMORTEM_KAFKA_NODE_ID (default 1),
+# PODMORTEM_KAFKA_QUORUM_VOTERS (id@host:controller-port,... of every member; default this node
+# alone), PODMORTEM_KAFKA_CLUSTER_ID (the same on every member, used when the storage is formatted;
+# default a new one), PODMORTEM_KAFKA_REPLICATION_FACTOR (default and internal topics' replicas,
+# default 1) and PODMORTEM_KAFKA_MIN_INSYNC_REPLICAS (default 1). The defaults are the one-node
+# broker of the local stack.
 
 POM="$LOCAL_DIR/kafka/pom.xml"
 KAFKA_DIR="$STACK_DIR/kafka"
@@ -33,6 +41,10 @@ PORT=$PODMORTEM_KAFKA_PORT
 CONTROLLER_PORT=$PODMORTEM_KAFKA_CONTROLLER_PORT
 HEAP=$PODMORTEM_KAFKA_HEAP
 START_TIMEOUT=${PODMORTEM_KAFKA_START_TIMEOUT:-120}
+NODE_ID=${PODMORTEM_KAFKA_NODE_ID:-1}
+QUORUM_VOTERS=${PODMORTEM_KAFKA_QUORUM_VOTERS:-$NODE_ID@$HOST:$CONTROLLER_PORT}
+REPLICATION_FACTOR=${PODMORTEM_KAFKA_REPLICATION_FACTOR:-1}
+MIN_INSYNC=${PODMORTEM_KAFKA_MIN_INSYNC_REPLICAS:-1}
 JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 VERSION=${PODMORTEM_KAFKA_VERSION:-$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM")}
 [ -n "$VERSION" ] || die "no kafka.version in $POM"
@@ -67,8 +79,8 @@ write_config() {
   cat >"$SERVER_PROPS" <<EOF
 # Written by deploy/local/kafka.sh on every start; edit that script, not this file.
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@$HOST:$CONTROLLER_PORT
+node.id=$NODE_ID
+controller.quorum.voters=$QUORUM_VOTERS
 controller.listener.names=CONTROLLER
 listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
 advertised.listeners=PLAINTEXT://$HOST:$PORT
@@ -76,15 +88,16 @@ listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$DATA_DIR
 
-# One node: every internal topic has one replica, and clients create their topics themselves.
+# One node (the default): every internal topic has one replica; a cluster member gets the
+# cluster's replication factor and minimum in-sync replicas. Clients create their topics themselves.
 num.partitions=1
-default.replication.factor=1
-min.insync.replicas=1
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+default.replication.factor=$REPLICATION_FACTOR
+min.insync.replicas=$MIN_INSYNC
+offsets.topic.replication.factor=$REPLICATION_FACTOR
+transaction.state.log.replication.factor=$REPLICATION_FACTOR
+transaction.state.log.min.isr=$MIN_INSYNC
+share.coordinator.state.topic.replication.factor=$REPLICATION_FACTOR
+share.coordinator.state.topic.min.isr=$MIN_INSYNC
 auto.create.topics.enable=false
 group.initial.rebalance.delay.ms=0
 # 50 partitions each (the default) only slow a one-node dev broker down: its start loads every
@@ -130,9 +143,11 @@ EOF
 
 format_storage() {
   if [ -f "$DATA_DIR/meta.properties" ]; then return 0; fi
-  local cluster_id
-  cluster_id=$("$JAVA" -cp "$LIB_DIR/*" -Dlog4j2.configurationFile="$TOOLS_LOG4J_PROPS" \
-    kafka.tools.StorageTool random-uuid) || die "StorageTool random-uuid failed"
+  local cluster_id=${PODMORTEM_KAFKA_CLUSTER_ID:-}
+  if [ -z "$cluster_id" ]; then
+    cluster_id=$("$JAVA" -cp "$LIB_DIR/*" -Dlog4j2.configurationFile="$TOOLS_LOG4J_PROPS" \
+      kafka.tools.StorageTool random-uuid) || die "StorageTool random-uuid failed"
+  fi
   log "formatting storage in $DATA_DIR (cluster id $cluster_id)"
   "$JAVA" -cp "$LIB_DIR/*" -Dlog4j2.configurationFile="$TOOLS_LOG4J_PROPS" \
     kafka.tools.StorageTool format --cluster-id "$cluster_id" --config "$SERVER_PROPS" \
@@ -143,7 +158,7 @@ format_storage() {
 # a broker that died is reported at once instead of at the timeout (fd 4 is the real stderr,
 # since wait_until silences the command it polls).
 broker_ready() {
-  if ! pid_alive "$PIDFILE"; then
+  if ! started_alive "$PIDFILE"; then
     rm -f "$PIDFILE"
     { tail -n 20 "$SERVER_LOG" "$CONSOLE_LOG" 2>/dev/null || true; } >&4
     die "the broker exited during startup; see $SERVER_LOG and $CONSOLE_LOG" 2>&4
@@ -176,7 +191,7 @@ up() {
   done
   rm -f "$SERVER_LOG".[0-9]*
   local start=$SECONDS
-  log "starting Kafka $VERSION on $HOST:$PORT (controller $CONTROLLER_PORT, heap $HEAP)"
+  log "starting Kafka $VERSION node $NODE_ID on $HOST:$PORT (controller $CONTROLLER_PORT, heap $HEAP)"
   # setsid: own session, so the broker outlives the calling shell and its terminal. log4j's own
   # shutdown hook would stop logging halfway through the broker's shutdown, so it is off.
   setsid "$JAVA" -Xms"$HEAP" -Xmx"$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
