@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import t from 'tap';
 import { newCrashId } from './crash-id.ts';
 import {
@@ -62,4 +63,23 @@ t.test("crashIndexForId names the index of the id's month, and none beyond the y
   t.equal(crashIndexForId(newCrashId(Date.UTC(2026, 3, 1)), 'x'), 'x-2026.04');
   t.equal(crashIndexForId(newCrashId(2 ** 48 - 1), 'x'), undefined, 'the year 10889');
   t.equal(crashIndexForId('not-an-id', 'x'), undefined);
+});
+
+t.test('a change of the templates raises CRASH_TEMPLATE_VERSION', async (t) => {
+  // The indexer upgrades installed templates, and puts the new mappings on existing monthly
+  // indices, only when the version rises: a field mapped without a new version never reaches the
+  // index of the current month, which then refuses every event carrying it. Each version's
+  // templates have one digest; a change of them needs a new version and its digest here.
+  const digests: Record<number, string> = {
+    4: 'd5812c0e9a0ec6a3511e411eabb5df8555a84b9cec22b5450a01f08faae6fafa',
+  };
+  const { componentTemplates } = crashIndexTemplates();
+  const digest = createHash('sha256')
+    .update(JSON.stringify(componentTemplates.map((c) => [c.name, c.template])))
+    .digest('hex');
+  t.equal(
+    digest,
+    digests[CRASH_TEMPLATE_VERSION],
+    `the templates of version ${CRASH_TEMPLATE_VERSION} (raise it and record ${digest} when they change)`,
+  );
 });

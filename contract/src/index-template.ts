@@ -9,7 +9,7 @@ export const CRASH_INDEX_PREFIX = 'podmortem-crashes-';
 export const CRASH_ALIAS = 'podmortem-crashes';
 export const CRASH_INDEX_TEMPLATE = 'podmortem-crashes';
 /** Raised on every change of the templates below; the indexer upgrades an older installed one. */
-export const CRASH_TEMPLATE_VERSION = 3;
+export const CRASH_TEMPLATE_VERSION = 4;
 
 const keyword = { type: 'keyword', ignore_above: 1024 } as const;
 const long = { type: 'long' } as const;
