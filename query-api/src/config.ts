@@ -26,7 +26,8 @@ export const ConfigSchema = Type.Object({
     default: CRASH_ALIAS,
     minLength: 1,
     pattern: '^[a-z0-9][a-z0-9._*-]*$',
-    description: 'Index or alias holding the crash events',
+    description:
+      'The alias the indexer writes under: searches go through it, a crash by id is read from <alias>-YYYY.MM of its id’s month',
   }),
   prometheusUrl: str('http://prometheus:9090', 'Prometheus URL (query_range API)'),
   kubeconfig: str(
