@@ -50,12 +50,15 @@ export function openapiOptions(version: string): FastifyDynamicSwaggerOptions {
 }
 
 /**
- * The route schemas are draft-07 (what Fastify validates and serializes with); OpenAPI 3.1 is
- * JSON Schema 2020-12, where a tuple is `prefixItems` and `items: [...]` is not allowed. Every
- * operation may also be answered 431 by Node's HTTP server itself, before any route runs.
+ * The route schemas are draft-07 (what Fastify validates and serializes with), where a tuple is
+ * `items: [...]`; OpenAPI 3.1 (JSON Schema 2020-12) does not allow that form. The document gives a
+ * tuple as an array of its positions' types (`items: { anyOf }`) of exactly its length: valid in
+ * 3.1 and understood by tools that do not know `prefixItems` (schemathesis converts 3.1 schemas
+ * to an older draft and refused the `prefixItems` form). Every operation may also be answered 431
+ * by Node's HTTP server itself, before any route runs.
  */
 function asOpenapi31<T extends object>(document: T): T {
-  const doc = tuplesAsPrefixItems(document) as T & { paths?: Record<string, Record<string, unknown>> };
+  const doc = tuplesAsArrays(document) as T & { paths?: Record<string, Record<string, unknown>> };
   for (const methods of Object.values(doc.paths ?? {})) {
     for (const op of Object.values(methods)) {
       const responses = (op as { responses?: Record<string, unknown> }).responses;
@@ -68,17 +71,18 @@ function asOpenapi31<T extends object>(document: T): T {
   return doc;
 }
 
-function tuplesAsPrefixItems(node: unknown): unknown {
-  if (Array.isArray(node)) return node.map(tuplesAsPrefixItems);
+function tuplesAsArrays(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(tuplesAsArrays);
   if (node === null || typeof node !== 'object') return node;
   const out: Record<string, unknown> = {};
   const record = node as Record<string, unknown>;
   for (const [key, value] of Object.entries(record)) {
     if (key === 'items' && Array.isArray(value)) {
-      out.prefixItems = value.map(tuplesAsPrefixItems);
-      if (record.additionalItems === false) out.items = false;
+      out.items = { anyOf: value.map(tuplesAsArrays) };
+      out.minItems ??= value.length;
+      out.maxItems ??= value.length;
     } else if (key !== 'additionalItems' || !Array.isArray(record.items)) {
-      out[key] = tuplesAsPrefixItems(value);
+      out[key] = tuplesAsArrays(value);
     }
   }
   return out;
