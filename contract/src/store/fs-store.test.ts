@@ -145,7 +145,11 @@ t.test('the root: ready when it is a folder; writes make it', async (t) => {
   writeFileSync(join(dir, 'a-file'), 'not a folder');
   const onFile = new FsStore({ root: join(dir, 'a-file') });
   t.equal(await onFile.ready(), false);
-  await t.rejects(onFile.putBytes('ns/p/c/e.json', Buffer.from('{}')), { code: 'ENOTDIR' });
+  await t.rejects(
+    onFile.putBytes('ns/p/c/e.json', Buffer.from('{}')),
+    { code: 'EEXIST' },
+    'the root is a file: refused, naming it',
+  );
 });
 
 t.test(

@@ -45,6 +45,15 @@ function factsOf(key: string, st: Stats): StoredObject {
   };
 }
 
+async function lstatOrGone(path: string): Promise<Stats | undefined> {
+  try {
+    return await lstat(path);
+  } catch (err) {
+    if (codeOf(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
 /** Runs a write; a volume out of space or quota becomes the store's own error. */
 async function orFull<T>(key: string, write: () => Promise<T>): Promise<T> {
   try {
@@ -212,12 +221,25 @@ export class FsStore implements Store {
     }
   }
 
-  /** Where a new object goes: its folder made (durably) and confined to the root. */
+  /**
+   * Where a new object goes: its folders made (durably) one at a time below the root, each one
+   * that exists checked to be a real folder before anything is made inside it, so a write through
+   * a planted link is refused before it creates a folder where the link leads.
+   */
   private async writablePath(key: string): Promise<string> {
     const segments = checkedSegments(key);
     const name = segments.pop() ?? '';
-    await makeDirDurably(join(this.location, ...segments), DIR_MODE);
-    const dir = segments.length === 0 ? await this.rootReal() : await this.resolve(segments.join('/'));
+    await makeDirDurably(this.location, DIR_MODE);
+    let dir = await this.rootReal();
+    for (const segment of segments) {
+      const next = join(dir, segment);
+      if ((await lstatOrGone(next)) === undefined) await makeDirDurably(next, DIR_MODE);
+      // Checked after the mkdir too: a link put there meanwhile is found, not written through.
+      const st = await lstatOrGone(next);
+      if (!st?.isDirectory())
+        throw new StoreError('PM_ERR_STORE_NOT_A_FILE', key, 'passes through a symlink or a file');
+      dir = next;
+    }
     return join(dir, name);
   }
 
