@@ -1,6 +1,12 @@
 import type { Client } from '@elastic/elasticsearch';
 import type { CrashEvent } from '@podmortem/contract';
-import { isRetriable, retry, type Logger, type RetryPolicy } from '@podmortem/contract/runtime';
+import {
+  isRetriable,
+  retry,
+  type Logger,
+  type RetryOptions,
+  type RetryPolicy,
+} from '@podmortem/contract/runtime';
 import { crashCreateOperation, planCrash, type BulkOperation } from './crash-merge.ts';
 import { readDocuments } from './document-reader.ts';
 import {
@@ -167,20 +173,7 @@ export class BulkWriter {
           );
         }
       },
-      {
-        ...this.params.retry,
-        signal: options.signal,
-        // As for the bulk requests themselves: the records stay in Kafka and the consumer waits.
-        retriable: (err) => err instanceof IndexerError || isRetriable(err),
-        onRetry: (err, attempt, delayMs) => {
-          telemetry.retried.inc({ operation: 'bulk' });
-          logger.warn(
-            { err: err instanceof Error ? err.message : err, attempt, delayMs, records: toPlan.length },
-            'bulk index failed, retrying',
-          );
-          options.onRetry?.();
-        },
-      },
+      this.bulkRetry(options, () => toPlan.length),
     );
     return result;
   }
@@ -194,7 +187,6 @@ export class BulkWriter {
   ): Promise<OperationsResult<T>> {
     const result: OperationsResult<T> = { indexed: [], rejected: [], conflicted: [] };
     if (items.length === 0) return result;
-    const { telemetry, logger } = this.params;
     let pending = items;
     await retry(
       'bulk index',
@@ -220,24 +212,31 @@ export class BulkWriter {
           );
         }
       },
-      {
-        ...this.params.retry,
-        signal: options.signal,
-        // Whatever the request failed with (network, 5xx, even 401/403 while credentials are fixed),
-        // the records stay in Kafka and the consumer waits: nothing is dropped for a request-level
-        // failure. Programmer errors are not retried.
-        retriable: (err) => err instanceof IndexerError || isRetriable(err),
-        onRetry: (err, attempt, delayMs) => {
-          telemetry.retried.inc({ operation: 'bulk' });
-          logger.warn(
-            { err: err instanceof Error ? err.message : err, attempt, delayMs, records: pending.length },
-            'bulk index failed, retrying',
-          );
-          options.onRetry?.();
-        },
-      },
+      this.bulkRetry(options, () => pending.length),
     );
     return result;
+  }
+
+  /**
+   * The retry of every bulk write: whatever the request failed with (network, 5xx, even 401/403
+   * while credentials are fixed), the records stay in Kafka and the consumer waits; nothing is
+   * dropped for a request-level failure. Programmer errors are not retried.
+   */
+  private bulkRetry(options: WriteOptions, records: () => number): Partial<RetryOptions> {
+    const { telemetry, logger } = this.params;
+    return {
+      ...this.params.retry,
+      signal: options.signal,
+      retriable: (err) => err instanceof IndexerError || isRetriable(err),
+      onRetry: (err, attempt, delayMs) => {
+        telemetry.retried.inc({ operation: 'bulk' });
+        logger.warn(
+          { err: err instanceof Error ? err.message : err, attempt, delayMs, records: records() },
+          'bulk index failed, retrying',
+        );
+        options.onRetry?.();
+      },
+    };
   }
 
   /** One bulk request; its answers in the order of `items`, or a request-level error. */
