@@ -1,7 +1,6 @@
 import {
-  ACKS_ALL,
+  SessionProducer,
   beforeDeadline,
-  createIdempotentProducer,
   isProgrammerError,
   messageOf,
   checkTopicsExist,
@@ -15,7 +14,7 @@ import {
 } from '@podmortem/contract/runtime';
 import { crashKey, encodeAnalysisMessage } from '@podmortem/contract';
 import type { Store } from '@podmortem/contract/store';
-import type { EachBatchPayload, Kafka, KafkaMessage, Producer } from 'kafkajs';
+import type { EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import type { AnalyzerConfig } from './config.ts';
 import { removeStaleCrashFiles } from './crash-files.ts';
 import {
@@ -65,7 +64,7 @@ export class Analyzer implements Component {
   /** Aborted at shutdown: cancels the unwinds and store reads in flight. */
   private readonly work = new AbortController();
   private readonly retry: RetryPolicy;
-  private readonly producer: Producer;
+  private readonly producer: SessionProducer;
   private member: GroupMember | undefined;
   private readonly inFlight = new Set<Promise<void>>();
   private stopping = false;
@@ -90,7 +89,7 @@ export class Analyzer implements Component {
       initialMs: config.retryInitialMs,
       maxMs: config.retryMaxMs,
     });
-    this.producer = createIdempotentProducer(params.kafka);
+    this.producer = new SessionProducer(params.kafka);
   }
 
   /** Consuming in the group. */
@@ -245,7 +244,6 @@ export class Analyzer implements Component {
   private async publish(analysis: PublishedAnalysis): Promise<void> {
     await this.producer.send({
       topic: this.params.config.analysisTopic,
-      acks: ACKS_ALL,
       messages: [
         { key: crashKey(analysis.event), value: encodeAnalysisMessage(analysis.event, analysis.analysis) },
       ],
@@ -258,7 +256,6 @@ export class Analyzer implements Component {
   }
 
   private async stop(deadline: number): Promise<void> {
-    const { logger } = this.params;
     this.stopping = true;
     this.startAbort.abort(new Error('shutting down'));
     // An unwind may take its whole deadline: cancel it (its offset stays uncommitted, so the crash
@@ -267,12 +264,6 @@ export class Analyzer implements Component {
     await beforeDeadline(Promise.allSettled([...this.inFlight]), deadline, undefined);
     await this.member?.leave(deadline);
     this.running = false;
-    await beforeDeadline(
-      this.producer
-        .disconnect()
-        .catch((err: unknown) => logger.warn({ err: messageOf(err) }, 'producer disconnect failed')),
-      deadline,
-      undefined,
-    );
+    await beforeDeadline(this.producer.disconnect(), deadline, undefined);
   }
 }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { DLQ_HEADERS } from '@podmortem/contract';
 import {
-  ACKS_ALL,
+  SessionProducer,
   beforeDeadline,
   messageOf,
   retry,
@@ -9,7 +9,7 @@ import {
   type Logger,
   type RetryPolicy,
 } from '@podmortem/contract/runtime';
-import type { IHeaders, KafkaMessage, Message, Producer } from 'kafkajs';
+import type { IHeaders, KafkaMessage, Message } from 'kafkajs';
 import { IndexerError, type IndexerErrorCode } from './errors.ts';
 import { truncateError } from './record-decoder.ts';
 import type { IndexerTelemetry } from './telemetry.ts';
@@ -156,7 +156,7 @@ interface Attempt {
 }
 
 export interface DeadLetterWriterParams {
-  producer: Producer;
+  producer: SessionProducer;
   topic: string;
   telemetry: IndexerTelemetry;
   logger: Logger;
@@ -239,7 +239,7 @@ export class DeadLetterWriter implements Component {
       'dead-letter send',
       async () => {
         try {
-          await producer.send({ topic, acks: ACKS_ALL, messages: group.map((a) => a.message) });
+          await producer.send({ topic, messages: group.map((a) => a.message) });
           return undefined;
         } catch (err) {
           const refused = refusalOf(err);

@@ -2,11 +2,11 @@ import type { Client } from '@elastic/elasticsearch';
 import {
   beforeDeadline,
   checkTopicsExist,
-  createIdempotentProducer,
   GroupMember,
   kafkaWaitOut,
   retry,
   retryPolicy,
+  SessionProducer,
   type Component,
   type Logger,
   type RetryPolicy,
@@ -63,7 +63,7 @@ export class Indexer implements Component {
       maxMs: config.retryMaxMs,
     });
     this.deadLetter = new DeadLetterWriter({
-      producer: createIdempotentProducer(kafka),
+      producer: new SessionProducer(kafka),
       topic: config.dlqTopic,
       telemetry,
       logger,

@@ -5,14 +5,7 @@ import {
   validateCrashEvent,
   type CrashEvent,
 } from '@podmortem/contract';
-import {
-  ACKS_ALL,
-  createIdempotentProducer,
-  createKafka,
-  messageOf,
-  type Logger,
-} from '@podmortem/contract/runtime';
-import type { Producer } from 'kafkajs';
+import { createKafka, messageOf, SessionProducer, type Logger } from '@podmortem/contract/runtime';
 import { PM_ERR_BACKEND_UNAVAILABLE, PM_ERR_CRASH_INVALID } from './errors.ts';
 import type { Telemetry } from './telemetry.ts';
 
@@ -42,28 +35,21 @@ export function requestEventOf(stored: CrashEvent): CrashEvent {
 
 export class AnalysisRequests {
   private readonly params: AnalysisRequestsParams;
-  private producer: Promise<Producer> | undefined;
+  private readonly producer: SessionProducer;
 
   constructor(params: AnalysisRequestsParams) {
     this.params = params;
-  }
-
-  private connected(): Promise<Producer> {
-    if (!this.producer) {
-      const { brokers, clientId, timeoutMs, logger } = this.params;
-      const kafka = createKafka({
-        brokers,
-        clientId,
-        logger,
-        connectionTimeoutMs: timeoutMs,
-        requestTimeoutMs: timeoutMs,
-        // One quick retry of kafkajs's own; the caller hears of an outage as a 503 and retries.
-        retry: { retries: 1, initialRetryTime: 100, maxRetryTime: 1000 },
-      });
-      const producer = createIdempotentProducer(kafka);
-      this.producer = producer.connect().then(() => producer);
-    }
-    return this.producer;
+    const { brokers, clientId, timeoutMs, logger } = params;
+    const kafka = createKafka({
+      brokers,
+      clientId,
+      logger,
+      connectionTimeoutMs: timeoutMs,
+      requestTimeoutMs: timeoutMs,
+      // One quick retry of kafkajs's own; the caller hears of an outage as a 503 and retries.
+      retry: { retries: 1, initialRetryTime: 100, maxRetryTime: 1000 },
+    });
+    this.producer = new SessionProducer(kafka);
   }
 
   /** Publishes the request; resolves once every in-sync replica has it, else a 503. */
@@ -71,27 +57,19 @@ export class AnalysisRequests {
     const event = requestEventOf(stored);
     const valid = validateCrashEvent(event);
     if (!valid.ok) throw PM_ERR_CRASH_INVALID(stored.crash.id, valid.errors);
-    const pending = this.connected();
     try {
-      const producer = await pending;
-      await producer.send({
+      await this.producer.send({
         topic: this.params.topic,
-        acks: ACKS_ALL,
         timeout: this.params.timeoutMs,
         messages: [{ key: crashKey(valid.value), value: encodeCrashMessage(valid.value) }],
       });
     } catch (err) {
-      // A fresh producer for the next request: this one may be half-connected or fenced.
-      if (this.producer === pending) this.producer = undefined;
-      void pending.then((p) => p.disconnect()).catch(() => undefined);
       this.params.telemetry.backendErrors.inc({ backend: 'kafka' });
       throw PM_ERR_BACKEND_UNAVAILABLE('Kafka', messageOf(err));
     }
   }
 
-  async close(): Promise<void> {
-    const pending = this.producer;
-    this.producer = undefined;
-    if (pending) await pending.then((p) => p.disconnect()).catch(() => undefined);
+  close(): Promise<void> {
+    return this.producer.disconnect();
   }
 }

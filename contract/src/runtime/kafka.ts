@@ -6,6 +6,8 @@ import {
   type logCreator,
   type Producer,
   type ProducerConfig,
+  type ProducerRecord,
+  type RecordMetadata,
   type RetryOptions as KafkaRetryOptions,
 } from 'kafkajs';
 import type { Logger } from 'pino';
@@ -65,4 +67,74 @@ export function createKafka(params: KafkaParams): Kafka {
 
 export function createIdempotentProducer(kafka: Kafka): Producer {
   return kafka.producer({ ...idempotentProducerConfig });
+}
+
+/**
+ * An idempotent producer (acks=all) that sends one record batch at a time and ends its session
+ * after any failed send. kafkajs hands a partition's sequence numbers back when a send fails, even
+ * when the broker may have written the batch (a timeout waiting for the in-sync replicas, a leader
+ * lost mid-request); the session's next batch then reuses them and the broker drops it as a
+ * duplicate while acknowledging it, so a record is lost. Overlapping sends make it worse (one's
+ * rollback hands its numbers to the other). A new session (a new producer id) starts its
+ * sequences afresh: a failed send costs at most one duplicate record, never a lost one. Seen with
+ * a broker of a three-broker cluster killed under load (test/cluster-kafka-broker-loss.test.ts).
+ */
+export class SessionProducer {
+  private readonly kafka: Kafka;
+  private session: Promise<Producer> | undefined;
+  /** The send in flight (settled or not): the next one starts after it. */
+  private sending: Promise<unknown> = Promise.resolve();
+
+  constructor(kafka: Kafka) {
+    this.kafka = kafka;
+  }
+
+  /** Connects now (a send connects by itself otherwise); a failure leaves no session behind. */
+  async connect(): Promise<void> {
+    await this.connected();
+  }
+
+  /** Resolves once every in-sync replica has the batch. Sends run one after the other. */
+  send(record: Omit<ProducerRecord, 'acks'>): Promise<RecordMetadata[]> {
+    const sent = this.sending.then(() => this.sendNow(record));
+    this.sending = sent.catch(() => undefined);
+    return sent;
+  }
+
+  /** Ends the session (a send in flight fails); a send after this connects a new one. Never throws. */
+  async disconnect(): Promise<void> {
+    const session = this.session;
+    this.session = undefined;
+    if (session) await session.then((p) => p.disconnect()).catch(() => undefined);
+  }
+
+  private connected(): Promise<Producer> {
+    if (!this.session) {
+      const producer = createIdempotentProducer(this.kafka);
+      const session = producer.connect().then(
+        () => producer,
+        async (err: unknown) => {
+          await producer.disconnect().catch(() => undefined);
+          throw err;
+        },
+      );
+      this.session = session;
+      session.catch(() => {
+        if (this.session === session) this.session = undefined;
+      });
+    }
+    return this.session;
+  }
+
+  private async sendNow(record: Omit<ProducerRecord, 'acks'>): Promise<RecordMetadata[]> {
+    const session = this.connected();
+    try {
+      const producer = await session;
+      return await producer.send({ ...record, acks: ACKS_ALL });
+    } catch (err) {
+      if (this.session === session) this.session = undefined;
+      void session.then((p) => p.disconnect()).catch(() => undefined);
+      throw err;
+    }
+  }
 }
