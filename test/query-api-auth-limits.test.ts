@@ -145,3 +145,33 @@ t.test('Elasticsearch away: the 503 names Elasticsearch, not its address', async
     'the backend’s own error is logged',
   );
 });
+
+t.test(
+  'behind a trusted proxy the limit is per forwarded client; an untrusted peer cannot pick one',
+  async (t) => {
+    const proxy = '10.9.1.1';
+    const behind = await harness({ authFailureMax: 3, authFailureWindowMs: 600_000, trustProxy: [proxy] });
+    t.teardown(() => behind.close());
+    const dave = addUser(behind.kube, 'dave', ['team-a']);
+    const via = (from: string, client: string, token: string) =>
+      behind.app.inject({
+        url: '/v1/crashes?namespace=team-a',
+        headers: { ...bearer(token), 'x-forwarded-for': client },
+        remoteAddress: from,
+      });
+    const guesses = [];
+    for (let i = 0; i < 5; i++) guesses.push((await via(proxy, '192.0.2.10', `tok-${i}`)).statusCode);
+    t.same(guesses, [401, 401, 401, 429, 429], 'the guessing client is limited after 3');
+    t.equal(
+      (await via(proxy, '192.0.2.20', dave)).statusCode,
+      200,
+      'another client through the same proxy: served',
+    );
+
+    const spoofer = '10.9.1.2';
+    const spoofed = [];
+    for (let i = 0; i < 4; i++)
+      spoofed.push((await via(spoofer, `192.0.2.${30 + i}`, `tok-s${i}`)).statusCode);
+    t.same(spoofed, [401, 401, 401, 429], 'X-Forwarded-For from an untrusted peer is ignored: one limit');
+  },
+);

@@ -106,6 +106,8 @@ function methodsServing(routes: readonly { method: string; url: string }[], path
     )
       methods.add(r.method);
   }
+  // Fastify answers HEAD wherever it answers GET (exposeHeadRoutes), with no route of its own.
+  if (methods.has('GET')) methods.add('HEAD');
   return [...methods].sort();
 }
 
@@ -154,6 +156,8 @@ export async function buildApp(params: AppParams): Promise<App> {
   const app = Fastify({
     loggerInstance: fastifyLogger,
     bodyLimit: config.bodyLimitBytes,
+    // Only named proxies: a client that could set X-Forwarded-For itself would escape the limits.
+    ...(config.trustProxy.length > 0 ? { trustProxy: config.trustProxy } : {}),
     // Long enough for the longest signature a group route takes (its own schema says how long).
     routerOptions: { maxParamLength: 4096 },
     return503OnClosing: true,

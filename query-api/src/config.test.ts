@@ -54,3 +54,18 @@ t.test('every key is documented for the README table', async (t) => {
   for (const line of rows) t.match(line, /^\| `PODMORTEM_API_[A-Z0-9_]+` \| .+ \| .+ \|$/);
   t.match(rows.join('\n'), '`PODMORTEM_API_STORAGE_ROOT`', 'named as the environment spells it');
 });
+
+t.test('trustProxy takes addresses and CIDRs, and names a bad entry', async (t) => {
+  t.same(readConfig({ PODMORTEM_API_TRUST_PROXY: '10.0.0.1,10.1.0.0/16,fd00::/8' }).trustProxy, [
+    '10.0.0.1',
+    '10.1.0.0/16',
+    'fd00::/8',
+  ]);
+  t.same(readConfig({}).trustProxy, [], 'none by default');
+  for (const bad of ['ingress', '10.0.0.0/33', '10.0.0.1/8/1', 'fd00::/129'])
+    t.throws(
+      () => readConfig({ PODMORTEM_API_TRUST_PROXY: bad }),
+      { message: /PODMORTEM_API_TRUST_PROXY/ },
+      `${bad} refused, naming the variable`,
+    );
+});

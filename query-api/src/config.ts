@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { ANALYSIS_REQUEST_TOPIC, CRASH_ALIAS, POD_METRIC_QUERIES } from '@podmortem/contract';
-import { loadConfig, opsServerSettings } from '@podmortem/contract/runtime';
+import { isIP } from 'node:net';
+import { configRule, loadConfig, opsServerSettings } from '@podmortem/contract/runtime';
 import { checkStoreSettings, storeSettings } from '@podmortem/contract/store';
 
 // The query API's configuration: one schema, every key with its default and meaning, read from
@@ -53,6 +54,11 @@ export const ConfigSchema = Type.Object({
     'TokenReviews a client address may cause per window (in flight or refused); then 429 before any review',
   ),
   authFailureWindowMs: int(60_000, 1000, 3_600_000, 'The window of that limit'),
+  trustProxy: Type.Array(Type.String({ minLength: 1 }), {
+    default: [],
+    description:
+      'Proxies (addresses or CIDRs, comma-separated) whose X-Forwarded-For names the client: the address the login limit and the audit use; empty = the peer address',
+  }),
   elasticsearchTimeoutMs: int(15_000, 100, 300_000, 'Timeout of one Elasticsearch request'),
   prometheusTimeoutMs: int(10_000, 100, 300_000, 'Timeout of one Prometheus query'),
   namespaceCacheTtlMs: int(30_000, 0, 600_000, 'How long the namespaces present in the index are reused'),
@@ -127,7 +133,19 @@ export function readConfig(
 ): Config {
   const config = loadConfig(ConfigSchema, CONFIG_PREFIX, env, overrides);
   checkStoreSettings(config, CONFIG_PREFIX);
+  const must = configRule(CONFIG_PREFIX);
+  for (const proxy of config.trustProxy)
+    must(isAddressOrCidr(proxy), 'trustProxy', `${JSON.stringify(proxy)} is not an IP address or CIDR`);
   return config;
+}
+
+/** 10.0.0.1, fd00::1, 10.0.0.0/8 or fd00::/8: what Fastify's trustProxy takes. */
+function isAddressOrCidr(value: string): boolean {
+  const [address = '', bits, ...rest] = value.split('/');
+  const family = isIP(address);
+  if (family === 0 || rest.length > 0) return false;
+  if (bits === undefined) return true;
+  return /^[0-9]{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128);
 }
 
 export interface LogsFields {
