@@ -19,6 +19,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import {
   ANALYSIS_REQUEST_TOPIC,
   ANALYSIS_TOPIC,
+  DUMP_REMOVAL_TOPIC,
   CRASH_DLQ_TOPIC,
   CRASH_TOPIC,
   type CrashEvent,
@@ -218,12 +219,15 @@ async function main(): Promise<void> {
       { topic: CRASH_TOPIC, numPartitions: 3 },
       { topic: ANALYSIS_TOPIC, numPartitions: 3 },
       { topic: ANALYSIS_REQUEST_TOPIC, numPartitions: 3 },
+      { topic: DUMP_REMOVAL_TOPIC, numPartitions: 3 },
       { topic: CRASH_DLQ_TOPIC, numPartitions: 1 },
     ],
     waitForLeaders: true,
   });
   await admin.disconnect();
-  say(`topics ${CRASH_TOPIC}, ${ANALYSIS_TOPIC}, ${ANALYSIS_REQUEST_TOPIC} and ${CRASH_DLQ_TOPIC} ready`);
+  say(
+    `topics ${CRASH_TOPIC}, ${ANALYSIS_TOPIC}, ${ANALYSIS_REQUEST_TOPIC}, ${DUMP_REMOVAL_TOPIC} and ${CRASH_DLQ_TOPIC} ready`,
+  );
 
   step('A Kubernetes API stand-in that knows the pod, and an OTLP receiver');
   const kube = await FakeKubeApi.start();

@@ -202,7 +202,7 @@ t.test('a value outside an enumeration: the 400 lists the allowed values', async
   t.equal(r.status, 400);
   t.equal(
     r.body.message,
-    'querystring/status must be equal to one of the allowed values: stored, pending, skipped, truncated, failed',
+    'querystring/status must be equal to one of the allowed values: stored, pending, skipped, truncated, failed, expired, deleted',
   );
 });
 

@@ -30,8 +30,23 @@ export const PodUid = () =>
     description: 'Pod uid (lower-case UUID)',
   });
 
-export const DUMP_STATUSES = ['stored', 'pending', 'skipped', 'truncated', 'failed'] as const;
+export const DUMP_STATUSES = [
+  'stored',
+  'pending',
+  'skipped',
+  'truncated',
+  'failed',
+  'expired',
+  'deleted',
+] as const;
 export type DumpStatus = (typeof DUMP_STATUSES)[number];
+/** A stored core taken away afterwards: by retention ('expired') or by a user ('deleted'). */
+export const REMOVED_DUMP_STATUSES = ['expired', 'deleted'] as const;
+export type RemovedDumpStatus = (typeof REMOVED_DUMP_STATUSES)[number];
+
+export function isRemovedDumpStatus(status: string): status is RemovedDumpStatus {
+  return (REMOVED_DUMP_STATUSES as readonly string[]).includes(status);
+}
 
 export const CONTAINER_RUNTIMES = ['containerd', 'cri-o', 'docker', 'unknown'] as const;
 
@@ -214,6 +229,12 @@ export const CrashEventSchema = Type.Object(
         compression: Type.Optional(StringEnum(['zstd', 'none'] as const, 'Compression of the stored core')),
         sha256: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$', description: 'Of the raw core' })),
         limit_bytes: Type.Optional(Count('Size limit in force')),
+        removed_at: Type.Optional(
+          Type.String({ format: 'date-time', description: 'When the core was expired or deleted' }),
+        ),
+        removed_by: Type.Optional(
+          Name("Who removed the core: the user's Kubernetes username, or 'retention'", 512),
+        ),
       },
       strict,
     ),

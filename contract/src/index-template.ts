@@ -9,7 +9,7 @@ export const CRASH_INDEX_PREFIX = 'podmortem-crashes-';
 export const CRASH_ALIAS = 'podmortem-crashes';
 export const CRASH_INDEX_TEMPLATE = 'podmortem-crashes';
 /** Raised on every change of the templates below; the indexer upgrades an older installed one. */
-export const CRASH_TEMPLATE_VERSION = 4;
+export const CRASH_TEMPLATE_VERSION = 5;
 
 const keyword = { type: 'keyword', ignore_above: 1024 } as const;
 const long = { type: 'long' } as const;
@@ -76,6 +76,8 @@ export const crashMappings = {
         compression: keyword,
         sha256: keyword,
         limit_bytes: long,
+        removed_at: { type: 'date' },
+        removed_by: keyword,
       },
     },
     analysis: {

@@ -1,6 +1,7 @@
 export * from './crash-event.ts';
 export * from './validate.ts';
 export * from './analysis-record.ts';
+export * from './dump-removal.ts';
 export * from './cloudevent.ts';
 export * from './crash-id.ts';
 export * from './kubernetes-names.ts';

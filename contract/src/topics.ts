@@ -3,6 +3,11 @@ export const CRASH_DLQ_TOPIC = 'podmortem.crashes.dlq';
 /** Analysis records (analysis-record.ts); their bad records go to the crash DLQ too. */
 export const ANALYSIS_TOPIC = 'podmortem.analyses';
 /**
+ * Dump removals (dump-removal.ts): a stored core expired by retention or deleted by a user, keyed
+ * like its crash; the indexer merges each into the crash's document. Bad records go to the crash DLQ.
+ */
+export const DUMP_REMOVAL_TOPIC = 'podmortem.dump-removals';
+/**
  * Requests to analyse a crash again (the query API's re-analysis): each record is the crash event
  * as stored, keyed like the crash; the analyzer consumes it beside the crash topic.
  */
@@ -22,7 +27,7 @@ export const DLQ_HEADERS = {
   originalBytes: 'podmortem-original-bytes',
 } as const;
 
-/** What a Kafka key is made of: a crash event and an analysis record both have it. */
+/** What a Kafka key is made of: a crash event, an analysis record and a dump removal all have it. */
 export interface Keyed {
   kubernetes?: { namespace: string; pod: { uid: string } };
   collector: { node: string };

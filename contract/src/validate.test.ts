@@ -41,7 +41,7 @@ t.test('a wrong enum value lists the allowed values', async (t) => {
   const result = validateCrashEvent({ ...first.event, dump: { status: 'lost' } });
   t.same(result, {
     ok: false,
-    errors: ['dump.status: must be one of stored, pending, skipped, truncated, failed'],
+    errors: ['dump.status: must be one of stored, pending, skipped, truncated, failed, expired, deleted'],
   });
 });
 
