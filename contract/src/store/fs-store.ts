@@ -69,6 +69,8 @@ async function orFull<T>(key: string, write: () => Promise<T>): Promise<T> {
 export class FsStore implements Store {
   readonly location: string;
   private realRoot: string | undefined;
+  /** The root was made (or found) by a write: later writes need no mkdir of it. */
+  private rootMade = false;
 
   constructor(params: { root: string }) {
     this.location = params.root;
@@ -229,13 +231,19 @@ export class FsStore implements Store {
   private async writablePath(key: string): Promise<string> {
     const segments = checkedSegments(key);
     const name = segments.pop() ?? '';
-    await makeDirDurably(this.location, DIR_MODE);
+    if (!this.rootMade) {
+      await makeDirDurably(this.location, DIR_MODE);
+      this.rootMade = true;
+    }
     let dir = await this.rootReal();
     for (const segment of segments) {
       const next = join(dir, segment);
-      if ((await lstatOrGone(next)) === undefined) await makeDirDurably(next, DIR_MODE);
-      // Checked after the mkdir too: a link put there meanwhile is found, not written through.
-      const st = await lstatOrGone(next);
+      let st = await lstatOrGone(next);
+      if (st === undefined) {
+        await makeDirDurably(next, DIR_MODE);
+        // Checked after the mkdir too: a link put there meanwhile is found, not written through.
+        st = await lstatOrGone(next);
+      }
       if (!st?.isDirectory())
         throw new StoreError('PM_ERR_STORE_NOT_A_FILE', key, 'passes through a symlink or a file');
       dir = next;
