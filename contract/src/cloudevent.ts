@@ -5,6 +5,7 @@ import {
   type AnalysisResult,
 } from './analysis-record.ts';
 import type { CrashEvent } from './crash-event.ts';
+import { validateDumpRemoval, type DumpRemoval } from './dump-removal.ts';
 import { validateCrashEvent } from './validate.ts';
 
 export const CRASH_EVENT_TYPE = 'io.podmortem.crash.v1';
@@ -150,6 +151,46 @@ export function decodeAnalysisMessage(value: Buffer | null): AnalysisMessageDeco
   if (!result.ok) return invalid(result.errors.map((e) => `data.${e}`));
   if (parsed.envelope.id !== analysisEventId(result.value)) {
     return invalid(['id: must equal data.crash.id/data.analysis.analyzed_at']);
+  }
+  return result;
+}
+
+export const DUMP_REMOVAL_EVENT_TYPE = 'io.podmortem.dump-removal.v1';
+export const DUMP_REMOVAL_DATASCHEMA = 'https://podmortem.io/schemas/dump-removal/v1';
+
+export type DumpRemovalMessageDecoding = MessageDecoding<DumpRemoval>;
+
+/**
+ * A CloudEvents 1.0 envelope of one dump removal. A dump is removed once, so its id is the crash
+ * id's: a re-delivery (or a retried removal) keeps it. `source` says who removed it.
+ */
+export function toDumpRemovalCloudEvent(record: DumpRemoval) {
+  return {
+    specversion: '1.0',
+    type: DUMP_REMOVAL_EVENT_TYPE,
+    source: record.dump.removed_by === 'retention' ? '/retention' : '/query-api',
+    id: `${record.crash.id}/dump-removal`,
+    time: record.dump.removed_at,
+    subject: record.crash.id,
+    datacontenttype: 'application/json',
+    dataschema: DUMP_REMOVAL_DATASCHEMA,
+    data: record,
+  } as const;
+}
+
+/** The removal as a record value; its key is `crashKey(record)`. */
+export function encodeDumpRemovalMessage(record: DumpRemoval): Buffer {
+  return Buffer.from(JSON.stringify(toDumpRemovalCloudEvent(record)));
+}
+
+/** Decodes a dump removal value as strictly as a crash's (see decodeCrashMessage). */
+export function decodeDumpRemovalMessage(value: Buffer | null): DumpRemovalMessageDecoding {
+  const parsed = envelopeOf(value, DUMP_REMOVAL_EVENT_TYPE);
+  if (!parsed.ok) return parsed;
+  const result = validateDumpRemoval(parsed.envelope.data);
+  if (!result.ok) return invalid(result.errors.map((e) => `data.${e}`));
+  if (parsed.envelope.id !== `${result.value.crash.id}/dump-removal`) {
+    return invalid(['id: must equal data.crash.id/dump-removal']);
   }
   return result;
 }

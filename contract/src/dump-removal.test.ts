@@ -1,5 +1,6 @@
 import t from 'tap';
 import { dumpRemovalOf, validateDumpRemoval, type DumpChange } from './dump-removal.ts';
+import { decodeDumpRemovalMessage, encodeDumpRemovalMessage } from './cloudevent.ts';
 import { validExamples } from './examples.ts';
 import { validateCrashEvent } from './validate.ts';
 
@@ -94,5 +95,32 @@ t.test('bad records are rejected with the field named', async (t) => {
     const v = validateDumpRemoval(value);
     t.notOk(v.ok, name);
     if (!v.ok) t.match(v.errors.join('\n'), expected, name);
+  }
+});
+
+t.test('a removal travels as a CloudEvent of its own type, decoded as strictly as a crash', async (t) => {
+  const record = dumpRemovalOf(pod, change);
+  const value = encodeDumpRemovalMessage(record);
+  t.same(decodeDumpRemovalMessage(value), { ok: true, value: record });
+  const envelope = JSON.parse(value.toString('utf8')) as Record<string, unknown>;
+  const cases: [string, Buffer | null, string][] = [
+    ['empty', null, '(record): value is empty'],
+    ['not JSON', Buffer.from('{'), '(record): not JSON'],
+    ['a crash', Buffer.from(JSON.stringify({ ...envelope, type: 'io.podmortem.crash.v1' })), 'type: must be'],
+    [
+      'bad data',
+      Buffer.from(JSON.stringify({ ...envelope, data: { ...record, crash: { id: 'x' } } })),
+      'data.crash.id',
+    ],
+    [
+      'id of another crash',
+      Buffer.from(JSON.stringify({ ...envelope, id: 'other/dump-removal' })),
+      'id: must equal',
+    ],
+  ];
+  for (const [name, bad, expected] of cases) {
+    const decoded = decodeDumpRemovalMessage(bad);
+    t.notOk(decoded.ok, name);
+    if (!decoded.ok) t.match(decoded.errors.join('\n'), expected, name);
   }
 });

@@ -1,5 +1,6 @@
 import type { CrashEvent } from '../crash-event.ts';
 import { isRemovedDumpStatus } from '../crash-event.ts';
+import { encodeDumpRemovalMessage } from '../cloudevent.ts';
 import { dumpRemovalOf, type DumpChange, type DumpRemoval } from '../dump-removal.ts';
 import { ACKS_ALL } from '../runtime/kafka.ts';
 import { dumpRelPath, eventRelPath } from '../storage-layout.ts';
@@ -21,7 +22,7 @@ export interface RemovalProducer {
     topic: string;
     acks?: number;
     timeout?: number;
-    messages: { key: string; value: string }[];
+    messages: { key: string; value: Buffer }[];
   }): Promise<unknown>;
 }
 
@@ -80,7 +81,7 @@ export async function removeDump(params: RemoveDumpParams): Promise<RemovedDump>
     topic: params.topic ?? DUMP_REMOVAL_TOPIC,
     acks: ACKS_ALL,
     ...(params.timeoutMs === undefined ? {} : { timeout: params.timeoutMs }),
-    messages: [{ key: crashKey(removal), value: JSON.stringify(removal) }],
+    messages: [{ key: crashKey(removal), value: encodeDumpRemovalMessage(removal) }],
   });
   return { event: marked, removal, changed: earlier === undefined };
 }
