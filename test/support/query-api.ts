@@ -18,7 +18,7 @@ import {
   type CrashEvent,
 } from '@podmortem/contract';
 import { createLogger } from '@podmortem/contract/runtime';
-import { FsStore } from '@podmortem/contract/store';
+import { FsStore, type Store } from '@podmortem/contract/store';
 import type { TracerProvider } from '@opentelemetry/api';
 import { buildApp, type App } from '../../query-api/src/app.ts';
 import { readConfig, type Config } from '../../query-api/src/config.ts';
@@ -220,6 +220,12 @@ export class StorageRoot {
   }
 }
 
+/** Writes the crash's event and stored dump through `store`, where the collector puts them. */
+export async function writeThrough(store: Store, crash: SeededCrash): Promise<void> {
+  await store.putBytes(eventRelPath(crash.event), Buffer.from(JSON.stringify(crash.event)));
+  if (crash.stored) await store.putBytes(dumpRelPath(crash.event), crash.stored);
+}
+
 /** Log lines captured from the app's logger (audit records among them). */
 export class LogCapture extends Writable {
   readonly lines: Record<string, unknown>[] = [];
@@ -240,6 +246,8 @@ export interface Harness {
   kube: FakeKubeApi;
   index: CrashIndex;
   storage: StorageRoot;
+  /** What the app reads dumps and events from: the storage root's FsStore unless one was given. */
+  store: Store;
   logs: LogCapture;
   telemetry: Telemetry;
   close(): Promise<void>;
@@ -266,7 +274,7 @@ export function addUser(
 
 export async function harness(
   overrides: Partial<Config> = {},
-  extra: { tracerProvider?: TracerProvider } = {},
+  extra: { tracerProvider?: TracerProvider; store?: Store } = {},
 ): Promise<Harness> {
   const kube = await FakeKubeApi.start();
   const index = await CrashIndex.create();
@@ -285,12 +293,13 @@ export async function harness(
     },
   );
   const es = createElasticsearchClient(config.elasticsearchUrl, config.elasticsearchTimeoutMs);
+  const store = extra.store ?? new FsStore({ root: config.storageRoot });
   const app = await buildApp({
     config,
     es,
     kube: createKubeReviews(kube.kubeConfig(), { timeoutMs: config.kubeTimeoutMs }),
     prometheus: new PrometheusClient({ url: config.prometheusUrl, timeoutMs: config.prometheusTimeoutMs }),
-    storage: new StorageReader({ store: new FsStore({ root: config.storageRoot }) }),
+    storage: new StorageReader({ store }),
     logger: createLogger('query-api-test', { level: 'info' }, logs),
     telemetry,
     ...(extra.tracerProvider ? { tracerProvider: extra.tracerProvider } : {}),
@@ -302,6 +311,7 @@ export async function harness(
     kube,
     index,
     storage,
+    store,
     logs,
     telemetry,
     async close() {
