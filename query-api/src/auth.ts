@@ -102,9 +102,7 @@ export class Access {
     if (waitMs > 0) {
       telemetry.authentications.inc({ result: 'limited' });
       const seconds = Math.ceil(waitMs / 1000);
-      const err = PM_ERR_RATE_LIMITED(`${seconds} s: too many failed authentications from this address`);
-      err.headers['retry-after'] = String(seconds);
-      throw err;
+      throw PM_ERR_RATE_LIMITED(seconds, 'too many failed authentications from this address');
     }
     try {
       const caller = await reviews.reviewToken(token);

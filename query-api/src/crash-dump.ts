@@ -165,8 +165,7 @@ function describeSpan(reply: FastifyReply, rep: Representation, span: Span): voi
 /** The 416 for a range outside the `size` bytes of the representation. */
 function unsatisfiable(reply: FastifyReply, rangeHeader: string | undefined, size: number): ApiError {
   reply.header('accept-ranges', 'bytes');
-  const err = PM_ERR_RANGE_NOT_SATISFIABLE(rangeHeader ?? '', size);
-  return new ApiError(err.code, err.message, 416, { headers: { 'content-range': `bytes */${size}` } });
+  return PM_ERR_RANGE_NOT_SATISFIABLE(rangeHeader ?? '', size);
 }
 
 /** Logs a body stream's failure; a download the client gave up on is no failure. */

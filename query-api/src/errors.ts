@@ -82,13 +82,17 @@ export interface ErrorCode<A extends unknown[]> {
 function define<A extends unknown[]>(
   code: ApiErrorCode,
   message: (...args: A) => string,
-  headers: Record<string, string> = {},
+  headers: (...args: A) => Record<string, string> = () => ({}),
   detail?: (...args: A) => string,
 ): ErrorCode<A> {
   const { status, retriable }: ErrorDefinition = API_ERRORS[code];
   if (status === undefined) throw new RangeError(`${code} is not an HTTP error`);
   const make = (...args: A) =>
-    new ApiError(code, message(...args), status, { retriable, headers, detail: detail?.(...args) });
+    new ApiError(code, message(...args), status, {
+      retriable,
+      headers: headers(...args),
+      detail: detail?.(...args),
+    });
   return Object.assign(make, { code, statusCode: status });
 }
 
@@ -102,9 +106,11 @@ export const PM_ERR_BAD_CURSOR = define(
   () => 'querystring/cursor is not a cursor this API returned (copy next_cursor unchanged)',
 );
 // A 401 names the scheme to use (RFC 9110 §11.6.1).
-export const PM_ERR_UNAUTHENTICATED = define('PM_ERR_UNAUTHENTICATED', (why: string) => why, {
-  'www-authenticate': 'Bearer realm="podmortem"',
-});
+export const PM_ERR_UNAUTHENTICATED = define(
+  'PM_ERR_UNAUTHENTICATED',
+  (why: string) => why,
+  () => ({ 'www-authenticate': 'Bearer realm="podmortem"' }),
+);
 export const PM_ERR_FORBIDDEN = define('PM_ERR_FORBIDDEN', (why: string) => why);
 export const PM_ERR_CRASH_NOT_FOUND = define(
   'PM_ERR_CRASH_NOT_FOUND',
@@ -154,10 +160,12 @@ export const PM_ERR_METHOD_NOT_ALLOWED = define(
 export const PM_ERR_RANGE_NOT_SATISFIABLE = define(
   'PM_ERR_RANGE_NOT_SATISFIABLE',
   (range: string, size: number) => `headers/range ${range} is outside the ${size} bytes of the dump`,
+  (_range, size) => ({ 'content-range': `bytes */${size}` }),
 );
 export const PM_ERR_RATE_LIMITED = define(
   'PM_ERR_RATE_LIMITED',
-  (after: string) => `rate limit exceeded, retry in ${after}`,
+  (seconds: number, why: string) => `rate limit exceeded, retry in ${seconds} s: ${why}`,
+  (seconds) => ({ 'retry-after': String(seconds) }),
 );
 export const PM_ERR_AUTH_UNAVAILABLE = define(
   'PM_ERR_AUTH_UNAVAILABLE',
@@ -167,7 +175,7 @@ export const PM_ERR_AUTH_UNAVAILABLE = define(
 export const PM_ERR_BACKEND_UNAVAILABLE = define<[what: string, why: string]>(
   'PM_ERR_BACKEND_UNAVAILABLE',
   (what) => `${what} is unavailable; retry later`,
-  {},
+  undefined,
   (_what, why) => why,
 );
 export const PM_ERR_INTERNAL = define('PM_ERR_INTERNAL', () => 'internal error (logged)');

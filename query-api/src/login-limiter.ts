@@ -1,3 +1,5 @@
+import { makeRoom } from './ttl-cache.ts';
+
 // The limit before authentication: the TokenReviews an address may cause, counted per client
 // address in a fixed window. A review in flight counts until its answer, and a refused token
 // counts for the rest of the window, so an address guessing tokens at volume — in parallel too —
@@ -61,19 +63,11 @@ export class LoginLimiter {
   }
 
   private open(address: string): Window {
-    if (this.windows.size >= this.params.maxAddresses) this.evict();
-    const w = { failures: 0, inFlight: 0, endsAt: this.params.now() + this.params.windowMs };
+    const now = this.params.now();
+    if (this.windows.size >= this.params.maxAddresses)
+      makeRoom(this.windows, this.params.maxAddresses, (w) => w.endsAt <= now);
+    const w = { failures: 0, inFlight: 0, endsAt: now + this.params.windowMs };
     this.windows.set(address, w);
     return w;
-  }
-
-  private evict(): void {
-    const now = this.params.now();
-    for (const [a, w] of this.windows) if (w.endsAt <= now) this.windows.delete(a);
-    // Still full: the oldest windows go (a Map iterates in insertion order).
-    for (const a of this.windows.keys()) {
-      if (this.windows.size < this.params.maxAddresses) break;
-      this.windows.delete(a);
-    }
   }
 }

@@ -2,6 +2,18 @@
 // SubjectAccessReview answers and of the namespaces in the index. Concurrent look-ups of the
 // same key share one promise, so a burst of requests costs the Kubernetes API one review.
 
+/**
+ * Makes room for one more entry in a map bounded at `max`: the expired entries go, then, while
+ * still full, the oldest (a Map iterates in insertion order).
+ */
+export function makeRoom<V>(map: Map<string, V>, max: number, expired: (value: V) => boolean): void {
+  for (const [k, v] of map) if (expired(v)) map.delete(k);
+  for (const k of map.keys()) {
+    if (map.size < max) break;
+    map.delete(k);
+  }
+}
+
 export class TtlCache<V> {
   private readonly entries = new Map<string, { value: Promise<V>; expires: number }>();
   private readonly ttlMs: number;
@@ -26,7 +38,8 @@ export class TtlCache<V> {
     if (hit) this.entries.delete(key);
     const value = load();
     if (this.ttlMs > 0) {
-      if (this.entries.size >= this.maxEntries) this.evict(now);
+      if (this.entries.size >= this.maxEntries)
+        makeRoom(this.entries, this.maxEntries, (e) => e.expires <= now);
       this.entries.set(key, { value, expires: now + this.ttlMs });
       value.catch(() => {
         if (this.entries.get(key)?.value === value) this.entries.delete(key);
@@ -37,15 +50,5 @@ export class TtlCache<V> {
 
   clear(): void {
     this.entries.clear();
-  }
-
-  private evict(now: number): void {
-    for (const [k, e] of this.entries) if (e.expires <= now) this.entries.delete(k);
-    // Still full: drop the oldest (a Map iterates in insertion order).
-    while (this.entries.size >= this.maxEntries) {
-      const oldest = this.entries.keys().next();
-      if (oldest.done === true) break;
-      this.entries.delete(oldest.value);
-    }
   }
 }
