@@ -99,7 +99,12 @@ export function checkStoreSettings(settings: StoreSettings, prefix: string): voi
     'the key id file and the secret file are set together',
   );
   if (settings.storageS3Endpoint !== '')
-    must(URL.canParse(settings.storageS3Endpoint), 'storageS3Endpoint', 'must be a URL (http://host:port)');
+    must(
+      URL.canParse(settings.storageS3Endpoint) &&
+        /^https?:$/.test(new URL(settings.storageS3Endpoint).protocol),
+      'storageS3Endpoint',
+      'must be an http or https URL (http://host:port)',
+    );
   must(
     settings.storageS3Prefix === '' || !('refused' in keySegments(settings.storageS3Prefix)),
     'storageS3Prefix',
