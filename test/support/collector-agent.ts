@@ -12,6 +12,8 @@ import {
 import { join } from 'node:path';
 import { Kafka, logLevel, type Consumer } from 'kafkajs';
 import { crashKey, decodeCrashMessage, type CrashEvent } from '@podmortem/contract';
+import { FsStore, type Store } from '@podmortem/contract/store';
+import type { Backend } from './backends.ts';
 import { FakeKubeApi } from './fake-kube-api.ts';
 import { metricValue } from './metrics.ts';
 import { OtlpReceiver } from './otlp-receiver.ts';
@@ -119,7 +121,10 @@ export class AgentProcess {
 export interface CollectorSetup {
   dir: string;
   spoolDir: string;
+  /** The filesystem backend's root when no backend was given (the agent's default store). */
   storageRoot: string;
+  /** Where the agent stores dumps and events: the backend given, or an FsStore on storageRoot. */
+  store: Store;
   stateDir: string;
   installDir: string;
   nodeName: string;
@@ -139,8 +144,10 @@ export interface CollectorSetup {
   spoolLeft(): string[];
   /** Waits until spoolLeft() is empty; on timeout the error lists what is left. */
   untilSpoolEmpty(timeoutMs?: number): Promise<void>;
-  /** Stored event files (relative paths) and dump files. */
+  /** Stored event files (relative paths) and dump files on storageRoot (no backend given). */
   stored(): { events: string[]; dumps: string[] };
+  /** The stored events' and dumps' keys, on whichever backend the agent writes to. */
+  storedKeys(): Promise<{ events: string[]; dumps: string[] }>;
   close(): Promise<void>;
 }
 
@@ -167,7 +174,7 @@ function walk(dir: string, base = ''): string[] {
 /** Everything one agent needs, in a fresh folder, with a topic of its own on `brokers`. */
 export async function collectorSetup(
   brokers: string[],
-  options: { nodeName?: string; liveConsumer?: boolean } = {},
+  options: { nodeName?: string; liveConsumer?: boolean; backend?: Backend } = {},
 ): Promise<CollectorSetup> {
   // Short: the handler's path goes into core_pattern, which holds 127 bytes.
   const dir = mkdtempSync('/tmp/pmc-');
@@ -209,10 +216,17 @@ export async function collectorSetup(
   };
   let consumer: Consumer | undefined = options.liveConsumer === false ? undefined : await consume(events);
   const agents: AgentProcess[] = [];
+  const backend = options.backend;
+  // Without their dot-named temporaries: what a reader may see.
+  const storedOf = (files: string[]) => ({
+    events: files.filter((f) => f.endsWith('.json') && !f.split('/').at(-1)?.startsWith('.')),
+    dumps: files.filter((f) => f.endsWith('.core.zst') && !f.split('/').at(-1)?.startsWith('.')),
+  });
   const setup: CollectorSetup = {
     dir,
     spoolDir,
     storageRoot,
+    store: backend?.store ?? new FsStore({ root: storageRoot }),
     stateDir,
     installDir,
     nodeName,
@@ -243,6 +257,7 @@ export async function collectorSetup(
       PODMORTEM_COLLECTOR_RETRY_MAX_MS: '1000',
       PODMORTEM_COLLECTOR_POD_WAIT_MS: '5000',
       PODMORTEM_COLLECTOR_SHUTDOWN_GRACE_MS: '5000',
+      ...backend?.env('PODMORTEM_COLLECTOR_'),
       ...extra,
     }),
     async start(extra = {}) {
@@ -270,13 +285,8 @@ export async function collectorSetup(
         throw new Error(`${(err as Error).message}; left: ${spoolLeft().join(', ')}`, { cause: err });
       }
     },
-    stored: () => {
-      const files = walk(storageRoot);
-      return {
-        events: files.filter((f) => f.endsWith('.json') && !f.split('/').at(-1)?.startsWith('.')),
-        dumps: files.filter((f) => f.endsWith('.core.zst') && !f.split('/').at(-1)?.startsWith('.')),
-      };
-    },
+    stored: () => storedOf(walk(storageRoot)),
+    storedKeys: async () => storedOf(backend ? await backend.keys() : walk(storageRoot)),
     async close() {
       for (const a of agents) await a.kill();
       await consumer?.disconnect();
