@@ -50,12 +50,15 @@ await createTopicsWithLeaders(admin, [
     configEntries: [{ name: 'max.message.bytes', value: String(6 * MiB) }],
   },
   { topic: names.analyses, numPartitions: 1 },
+  { topic: names.removals, numPartitions: 1 },
   { topic: names.dlq, numPartitions: 1 },
 ]);
 const indexer = await startIndexer({ names });
 t.teardown(async () => {
   await stopIndexer(indexer);
-  await admin.deleteTopics({ topics: [names.topic, names.analyses, names.dlq] }).catch(() => undefined);
+  await admin
+    .deleteTopics({ topics: [names.topic, names.analyses, names.removals, names.dlq] })
+    .catch(() => undefined);
   await admin.disconnect();
   await removeIndexSet(es, names.alias);
   await es.close();

@@ -50,12 +50,15 @@ async function setup(t: Test, prefix: string, limits: { source?: number; dlq?: n
   await createTopicsWithLeaders(admin, [
     { topic: names.topic, numPartitions: 1, ...maxBytes(limits.source) },
     { topic: names.analyses, numPartitions: 1 },
+    { topic: names.removals, numPartitions: 1 },
     { topic: names.dlq, numPartitions: 1, ...maxBytes(limits.dlq) },
   ]);
   const indexer = await startIndexer({ names });
   t.teardown(async () => {
     await stopIndexer(indexer);
-    await admin.deleteTopics({ topics: [names.topic, names.analyses, names.dlq] }).catch(() => undefined);
+    await admin
+      .deleteTopics({ topics: [names.topic, names.analyses, names.removals, names.dlq] })
+      .catch(() => undefined);
     await admin.disconnect();
     await removeIndexSet(es, names.alias);
   });

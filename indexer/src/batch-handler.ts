@@ -1,10 +1,10 @@
 import type { Logger } from '@podmortem/contract/runtime';
 import type { Batch, EachBatchPayload, KafkaMessage } from 'kafkajs';
-import type { AnalysisItem, AnalysisMerger } from './analysis-merger.ts';
+import type { AnalysisItem, AnalysisMerger, DumpRemovalMerger, RemovalItem } from './analysis-merger.ts';
 import type { BulkItem, BulkWriter } from './bulk-writer.ts';
 import type { DeadLetter, DeadLetterWriter } from './dead-letter.ts';
 import type { IndexerErrorCode } from './errors.ts';
-import { decodeAnalysis, decodeRecord } from './record-decoder.ts';
+import { decodeAnalysis, decodeRecord, decodeRemoval } from './record-decoder.ts';
 import type { IndexerTelemetry } from './telemetry.ts';
 
 // The kafkajs `eachBatch` handler: a batch is cut into chunks (bulkMaxRecords / bulkMaxBytes);
@@ -23,6 +23,8 @@ export interface BatchHandlerParams {
   bulk: Pick<BulkWriter, 'write'>;
   /** Batches of this topic are analysis records, merged by `merger`; all others are crashes. */
   analyses: { topic: string; merger: Pick<AnalysisMerger, 'write'> };
+  /** Batches of this topic are dump removals, merged by `merger`. */
+  removals?: { topic: string; merger: Pick<DumpRemovalMerger, 'write'> };
   deadLetter: Pick<DeadLetterWriter, 'send'>;
   telemetry: IndexerTelemetry;
   logger: Logger;
@@ -114,6 +116,22 @@ export function splitAnalyses(
   const letters: DeadLetter[] = [];
   for (const message of chunk) {
     const decoded = decodeAnalysis(message.value, alias);
+    if (decoded.ok) items.push({ index: decoded.index, record: decoded.record, ref: message });
+    else letters.push({ ...source, message, code: decoded.code, error: decoded.error });
+  }
+  return { items, letters };
+}
+
+/** A chunk of the dump-removal topic as removal items and dead letters. */
+export function splitRemovals(
+  chunk: KafkaMessage[],
+  alias: string,
+  source: Source,
+): { items: RemovalItem<KafkaMessage>[]; letters: DeadLetter[] } {
+  const items: RemovalItem<KafkaMessage>[] = [];
+  const letters: DeadLetter[] = [];
+  for (const message of chunk) {
+    const decoded = decodeRemoval(message.value, alias);
     if (decoded.ok) items.push({ index: decoded.index, record: decoded.record, ref: message });
     else letters.push({ ...source, message, code: decoded.code, error: decoded.error });
   }
@@ -233,6 +251,10 @@ async function acknowledge(
   if (source.topic === params.analyses.topic) {
     const decoded = splitAnalyses(chunk, params.alias, source);
     const merged = await params.analyses.merger.write(decoded.items, options);
+    letters = [...decoded.letters, ...rejectedLetters(merged.rejected, source)];
+  } else if (source.topic === params.removals?.topic) {
+    const decoded = splitRemovals(chunk, params.alias, source);
+    const merged = await params.removals.merger.write(decoded.items, options);
     letters = [...decoded.letters, ...rejectedLetters(merged.rejected, source)];
   } else {
     const decoded = splitDecoded(chunk, params.alias, source);

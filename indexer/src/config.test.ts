@@ -1,5 +1,5 @@
 import t from 'tap';
-import { CRASH_ALIAS, CRASH_DLQ_TOPIC, CRASH_TOPIC } from '@podmortem/contract';
+import { CRASH_ALIAS, CRASH_DLQ_TOPIC, CRASH_TOPIC, DUMP_REMOVAL_TOPIC } from '@podmortem/contract';
 import { ConfigError, configTable } from '@podmortem/contract/runtime';
 import { CONFIG_PREFIX, IndexerConfigSchema, loadIndexerConfig } from './config.ts';
 
@@ -7,6 +7,7 @@ t.test('defaults are the contract names and a local stack', async (t) => {
   const c = loadIndexerConfig({});
   t.equal(c.topic, CRASH_TOPIC);
   t.equal(c.dlqTopic, CRASH_DLQ_TOPIC);
+  t.equal(c.dumpRemovalTopic, DUMP_REMOVAL_TOPIC);
   t.equal(c.indexAlias, CRASH_ALIAS);
   t.same(c.kafkaBrokers, ['kafka:9092']);
   t.equal(c.elasticsearchUrl, 'http://elasticsearch:9200');
@@ -44,6 +45,8 @@ t.test('a bad value throws a ConfigError naming the variable', async (t) => {
     [{ PODMORTEM_INDEXER_BULK_SHARD_WAIT_MS: '60000' }, 'PODMORTEM_INDEXER_BULK_SHARD_WAIT_MS'],
     [{ PODMORTEM_INDEXER_RETRY_INITIAL_MS: '20000' }, 'PODMORTEM_INDEXER_RETRY_INITIAL_MS'],
     [{ PODMORTEM_INDEXER_DLQ_TOPIC: CRASH_TOPIC }, 'PODMORTEM_INDEXER_DLQ_TOPIC'],
+    [{ PODMORTEM_INDEXER_DUMP_REMOVAL_TOPIC: CRASH_DLQ_TOPIC }, 'PODMORTEM_INDEXER_DUMP_REMOVAL_TOPIC'],
+    [{ PODMORTEM_INDEXER_DUMP_REMOVAL_TOPIC: '' }, 'PODMORTEM_INDEXER_DUMP_REMOVAL_TOPIC'],
   ];
   for (const [env, variable] of cases) {
     const err = t.throws(() => loadIndexerConfig(env), ConfigError, variable) as unknown;

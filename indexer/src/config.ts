@@ -1,5 +1,11 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { ANALYSIS_TOPIC, CRASH_ALIAS, CRASH_DLQ_TOPIC, CRASH_TOPIC } from '@podmortem/contract';
+import {
+  ANALYSIS_TOPIC,
+  CRASH_ALIAS,
+  CRASH_DLQ_TOPIC,
+  CRASH_TOPIC,
+  DUMP_REMOVAL_TOPIC,
+} from '@podmortem/contract';
 import {
   checkConsumerGroupTimings,
   configRule,
@@ -39,6 +45,11 @@ export const IndexerConfigSchema = Type.Object({
     minLength: 1,
     default: ANALYSIS_TOPIC,
     description: "Topic of analysis records, merged into their crash's document",
+  }),
+  dumpRemovalTopic: Type.String({
+    minLength: 1,
+    default: DUMP_REMOVAL_TOPIC,
+    description: "Topic of dump removals (expired or deleted cores), merged into their crash's document",
   }),
   dlqTopic: Type.String({
     minLength: 1,
@@ -138,6 +149,11 @@ export function loadIndexerConfig(
     config.analysisTopic !== config.topic && config.analysisTopic !== config.dlqTopic,
     'analysisTopic',
     'must differ from the crash topic and the dead-letter topic',
+  );
+  must(
+    ![config.topic, config.analysisTopic, config.dlqTopic].includes(config.dumpRemovalTopic),
+    'dumpRemovalTopic',
+    'must differ from the crash, analysis and dead-letter topics',
   );
   return config;
 }

@@ -1,4 +1,10 @@
-import { ANALYZER_FIELDS, type AnalysisRecord, type CrashEvent } from '@podmortem/contract';
+import {
+  ANALYZER_FIELDS,
+  isRemovedDumpStatus,
+  type AnalysisRecord,
+  type CrashEvent,
+  type DumpRemoval,
+} from '@podmortem/contract';
 
 // How a crash record and its analysis records meet in one Elasticsearch document (`_id` = crash
 // id, in the monthly index its id's time names) without scripts (docs/architecture.md §3),
@@ -21,6 +27,13 @@ import { ANALYZER_FIELDS, type AnalysisRecord, type CrashEvent } from '@podmorte
 //   or when the document is another crash of the same id (a duplicate, dead-lettered).
 //   A concurrent write (a crash record, another member after a rebalance) fails the condition with
 //   409 and the record is read and planned again.
+//
+// - a dump removal is planned like an analysis: a `create` of a placeholder holding the crash id,
+//   time, namespace and the removal's `dump` when there is no document, else an `index` of the
+//   document read with the removal's fields merged into `dump`, conditional on its sequence
+//   number, and nothing when the document's dump is removed already (the first removal stands);
+// - a crash record merged into a document whose dump is removed keeps the removal: a crash
+//   delivered again never makes a deleted or expired dump 'stored' again.
 //
 // So the document ends as the crash event's collector fields plus the newest analysis's fields,
 // in any order of arrival; before any analysis it is the crash event as the collector sent it; and
@@ -134,7 +147,11 @@ export function planCrash(item: CrashItem, existing: ExistingDocument | undefine
   if (mismatch === undefined)
     return {
       kind: 'write',
-      operation: { action: 'update', meta, body: { doc: crashPartOf(item.document) } },
+      operation: {
+        action: 'update',
+        meta,
+        body: { doc: keepingRemoval(crashPartOf(item.document), existing.source) },
+      },
     };
   if (isPlaceholder(existing.source))
     return { kind: 'write', operation: { action: 'index', meta, body: item.document }, replaces: mismatch };
@@ -224,4 +241,65 @@ export function newestPerDocument<T extends { index: string; record: AnalysisRec
     if (!older) byDocument.set(key, item);
   }
   return { newest: [...byDocument.values()], superseded };
+}
+
+/** The removal fields of a document's dump, when its dump is removed. */
+function removalOf(source: Fields): Fields | undefined {
+  const dump = pathOf(source, ['dump']);
+  if (typeof dump !== 'object' || dump === null) return undefined;
+  const d = dump as Fields;
+  if (typeof d.status !== 'string' || !isRemovedDumpStatus(d.status)) return undefined;
+  return Object.fromEntries(
+    ['status', 'reason', 'removed_at', 'removed_by'].filter((k) => d[k] !== undefined).map((k) => [k, d[k]]),
+  );
+}
+
+/** A crash's partial doc that leaves an earlier removal of the dump in place. */
+function keepingRemoval(part: Fields, existing: Fields): Fields {
+  const removal = removalOf(existing);
+  if (!removal) return part;
+  return { ...part, dump: { ...(part.dump as Fields), ...removal } };
+}
+
+export type RemovalPlan =
+  | { kind: 'write'; operation: BulkOperation }
+  | { kind: 'duplicate'; reason: string }
+  /** `noop`: the document's dump is removed already (re-delivery, or removed twice). */
+  | { kind: 'skip'; result: 'noop' };
+
+export function planRemoval(
+  record: DumpRemoval,
+  index: string,
+  existing: ExistingDocument | undefined,
+): RemovalPlan {
+  const meta = { _index: index, _id: record.crash.id };
+  if (!existing) {
+    const placeholder = {
+      '@timestamp': record['@timestamp'],
+      crash: record.crash,
+      ...(record.kubernetes ? { kubernetes: record.kubernetes } : {}),
+      dump: record.dump,
+    };
+    return { kind: 'write', operation: { action: 'create', meta, body: placeholder } };
+  }
+  const mismatch = crashIdentityMismatch(existing.source, record);
+  if (mismatch !== undefined)
+    return {
+      kind: 'duplicate',
+      reason: `crash id ${record.crash.id} is held in ${index} by another crash: ${mismatch}`,
+    };
+  if (removalOf(existing.source)) return { kind: 'skip', result: 'noop' };
+  const dump = pathOf(existing.source, ['dump']);
+  const merged = {
+    ...existing.source,
+    dump: { ...(typeof dump === 'object' && dump !== null ? (dump as Fields) : {}), ...record.dump },
+  };
+  return {
+    kind: 'write',
+    operation: {
+      action: 'index',
+      meta: { ...meta, if_seq_no: existing.seqNo, if_primary_term: existing.primaryTerm },
+      body: merged,
+    },
+  };
 }

@@ -12,7 +12,7 @@ import {
   type RetryPolicy,
 } from '@podmortem/contract/runtime';
 import type { Kafka } from 'kafkajs';
-import { AnalysisMerger } from './analysis-merger.ts';
+import { AnalysisMerger, DumpRemovalMerger } from './analysis-merger.ts';
 import { createBatchHandler, type BatchHandler } from './batch-handler.ts';
 import { BulkWriter } from './bulk-writer.ts';
 import type { IndexerConfig } from './config.ts';
@@ -83,6 +83,10 @@ export class Indexer implements Component {
         topic: config.analysisTopic,
         merger: new AnalysisMerger({ es, bulk, telemetry, logger, retry: this.retry }),
       },
+      removals: {
+        topic: config.dumpRemovalTopic,
+        merger: new DumpRemovalMerger({ es, bulk, telemetry, logger, retry: this.retry }),
+      },
       deadLetter: this.deadLetter,
       telemetry,
       logger,
@@ -117,7 +121,7 @@ export class Indexer implements Component {
       backoff,
     );
     const kafkaRetry = kafkaWaitOut(this.retry, signal, logger);
-    const topics = [config.topic, config.analysisTopic];
+    const topics = [config.topic, config.analysisTopic, config.dumpRemovalTopic];
     await retry('kafka topics', () => checkTopicsExist(kafka, [...topics, config.dlqTopic]), kafkaRetry);
     const settings = await checkTopicSettings({
       kafka,

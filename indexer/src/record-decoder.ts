@@ -3,8 +3,10 @@ import {
   crashIndexForId,
   decodeAnalysisMessage,
   decodeCrashMessage,
+  decodeDumpRemovalMessage,
   type AnalysisRecord,
   type CrashEvent,
+  type DumpRemoval,
   type MessageDecoding,
   type MessageProblem,
 } from '@podmortem/contract';
@@ -17,6 +19,9 @@ export type DecodedRecord =
   { ok: true; event: CrashEvent; index: string } | { ok: false; code: RecordErrorCode; error: string };
 export type DecodedAnalysis =
   { ok: true; record: AnalysisRecord; index: string } | { ok: false; code: RecordErrorCode; error: string };
+
+export type DecodedRemoval =
+  { ok: true; record: DumpRemoval; index: string } | { ok: false; code: RecordErrorCode; error: string };
 
 type RecordErrorCode = Extract<IndexerErrorCode, 'PM_ERR_RECORD_NOT_JSON' | 'PM_ERR_RECORD_INVALID'>;
 
@@ -69,5 +74,11 @@ export function decodeRecord(value: Buffer | null, alias: string): DecodedRecord
 /** An analysis record, in the index of its crash (by the crash id's time, as the crash's). */
 export function decodeAnalysis(value: Buffer | null, alias: string): DecodedAnalysis {
   const decoded = withIndex(decodeAnalysisMessage(value), alias);
+  return decoded.ok ? { ok: true, record: decoded.value, index: decoded.index } : decoded;
+}
+
+/** A dump removal, in the index of its crash. */
+export function decodeRemoval(value: Buffer | null, alias: string): DecodedRemoval {
+  const decoded = withIndex(decodeDumpRemovalMessage(value), alias);
   return decoded.ok ? { ok: true, record: decoded.value, index: decoded.index } : decoded;
 }

@@ -8,6 +8,7 @@ export interface IndexerTelemetry {
   consumed: Counter<'topic'>;
   indexed: Counter<'result'>;
   analysesMerged: Counter<'result'>;
+  removalsMerged: Counter<'result'>;
   deadLettered: Counter<'code'>;
   duplicateIds: Counter<'record'>;
   deadLettersTruncated: Counter<'reason'>;
@@ -50,6 +51,12 @@ export function createTelemetry(
       labelNames: ['result'],
       registers,
     }),
+    removalsMerged: new Counter({
+      name: 'podmortem_indexer_dump_removals_merged_total',
+      help: "Dump removals merged into their crash's document, by result (created: before the crash, updated, noop: the dump was removed already)",
+      labelNames: ['result'],
+      registers,
+    }),
     deadLettered: new Counter({
       name: 'podmortem_indexer_records_dead_lettered_total',
       help: 'Records written to the dead-letter topic, by error code',
@@ -58,7 +65,7 @@ export function createTelemetry(
     }),
     duplicateIds: new Counter({
       name: 'podmortem_indexer_duplicate_ids_total',
-      help: 'Records of a crash id already held by another crash (another time, namespace, pod or node), by record (crash, analysis): never merged, dead-lettered',
+      help: 'Records of a crash id already held by another crash (another time, namespace, pod or node), by record (crash, analysis, dump-removal): never merged, dead-lettered',
       labelNames: ['record'],
       registers,
     }),

@@ -206,6 +206,8 @@ export interface Names {
   analyses: string;
   /** Re-analysis requests: no topic of the indexer's, but of a test running the analyzer beside it. */
   requests: string;
+  /** Dump removals (expired or deleted cores). */
+  removals: string;
   dlq: string;
   group: string;
   alias: string;
@@ -217,6 +219,7 @@ export function uniqueNames(prefix: string): Names {
     topic: `${base}.crashes`,
     analyses: `${base}.analyses`,
     requests: `${base}.analysis-requests`,
+    removals: `${base}.dump-removals`,
     dlq: `${base}.crashes.dlq`,
     group: `${base}-indexer`,
     alias: `${base}-crashes`,
@@ -228,6 +231,7 @@ export async function createTopics(admin: Admin, names: Names, partitions: numbe
     { topic: names.topic, numPartitions: partitions },
     { topic: names.analyses, numPartitions: partitions },
     { topic: names.requests, numPartitions: partitions },
+    { topic: names.removals, numPartitions: partitions },
     { topic: names.dlq, numPartitions: 2 },
   ]);
 }
@@ -538,6 +542,7 @@ export function indexerEnv(o: IndexerRunOptions, opsPort: number): Record<string
     PODMORTEM_INDEXER_ELASTICSEARCH_URL: o.elasticsearchUrl ?? stack.elasticsearchUrl,
     PODMORTEM_INDEXER_TOPIC: o.names.topic,
     PODMORTEM_INDEXER_ANALYSIS_TOPIC: o.names.analyses,
+    PODMORTEM_INDEXER_DUMP_REMOVAL_TOPIC: o.names.removals,
     PODMORTEM_INDEXER_DLQ_TOPIC: o.names.dlq,
     PODMORTEM_INDEXER_GROUP_ID: o.names.group,
     PODMORTEM_INDEXER_INDEX_ALIAS: o.names.alias,
@@ -571,7 +576,7 @@ export async function topicsForTest(
   await admin.connect();
   t.teardown(async () => {
     await admin
-      .deleteTopics({ topics: [names.topic, names.analyses, names.requests, names.dlq] })
+      .deleteTopics({ topics: [names.topic, names.analyses, names.requests, names.removals, names.dlq] })
       .catch(() => undefined);
     await admin.disconnect();
     await removeIndexSet(es, names.alias);
