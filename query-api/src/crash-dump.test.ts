@@ -184,6 +184,41 @@ t.test('304, 416, gone and refused', async (t) => {
   t.equal(r.statusCode, 410, 'no object under the key: removed by retention');
   t.equal(r.json<{ code: string }>().code, 'PM_ERR_DUMP_GONE');
 
+  // The crash says its dump was taken away: the 410 says when, by whom and why, before the store
+  // is asked (the core may still be there, half-way through removeDump).
+  const deleted = crash((e) => {
+    e.dump = {
+      ...e.dump,
+      status: 'deleted',
+      reason: 'deleted by alice',
+      removed_at: '2026-12-03T16:00:00.000Z',
+      removed_by: 'alice',
+    };
+  });
+  await seed(deleted);
+  const d = await get(`/v1/crashes/${deleted.event.crash.id}/dump`);
+  t.equal(d.statusCode, 410, 'a deleted dump is gone');
+  t.match(d.json(), {
+    code: 'PM_ERR_DUMP_REMOVED',
+    message: `the dump of crash ${deleted.event.crash.id} was deleted by alice at 2026-12-03T16:00:00.000Z: deleted by alice`,
+  });
+  const expired = crash((e) => {
+    e.dump = {
+      ...e.dump,
+      status: 'expired',
+      reason: 'age: older than 30 days',
+      removed_at: '2026-12-01T00:00:00.000Z',
+      removed_by: 'retention',
+    };
+  });
+  await seed(expired, false);
+  const x = await get(`/v1/crashes/${expired.event.crash.id}/dump?format=raw`);
+  t.equal(x.statusCode, 410, 'an expired dump is gone');
+  t.match(x.json(), {
+    code: 'PM_ERR_DUMP_REMOVED',
+    message: `the dump of crash ${expired.event.crash.id} expired at 2026-12-01T00:00:00.000Z: age: older than 30 days`,
+  });
+
   // Something under the dump's key that is not an object of the store.
   const folder = crash();
   await seed(folder, false);

@@ -2,7 +2,7 @@ import { pipeline, Readable } from 'node:stream';
 import { createZstdDecompress } from 'node:zlib';
 import { Type, type FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyBaseLogger, FastifyReply } from 'fastify';
-import { dumpRelPath, type CrashEvent } from '@podmortem/contract';
+import { dumpRelPath, isRemovedDumpStatus, type CrashEvent } from '@podmortem/contract';
 import type { ByteRange, ObjectRead, StoredObject } from '@podmortem/contract/store';
 import { auditDownload, ByteCounter } from './audit.ts';
 import { byteSlice, parseRange, type RangeResult } from './byte-range.ts';
@@ -10,6 +10,7 @@ import { callerOf, downloadableCrash } from './crash-get.ts';
 import {
   ApiError,
   PM_ERR_DUMP_GONE,
+  PM_ERR_DUMP_REMOVED,
   PM_ERR_DUMP_UNREADABLE,
   PM_ERR_NO_DUMP,
   PM_ERR_RANGE_NOT_SATISFIABLE,
@@ -58,6 +59,7 @@ interface Span {
 function dumpKeyOf(event: CrashEvent, log: FastifyBaseLogger): string {
   const { dump } = event;
   const id = event.crash.id;
+  if (isRemovedDumpStatus(dump.status)) throw PM_ERR_DUMP_REMOVED(id, dump);
   if (dump.status !== 'stored' && dump.status !== 'truncated')
     throw PM_ERR_NO_DUMP(id, dump.status, dump.reason);
   let key: string;
@@ -217,7 +219,7 @@ export const crashDumpRoutes: FastifyPluginCallbackTypebox<RouteDeps> = (app, de
         description:
           'Needs `get` on `coredumps/dump` in the crash’s namespace. The ETag is the sha256 of the raw core ' +
           '(with `.zst` for the stored form); `X-Podmortem-Sha256` carries it too. A dump removed by retention ' +
-          'answers 410.',
+          'or deleted by a user answers 410, its message saying when, by whom and why.',
         params: CrashIdParams,
         querystring: Type.Object({ format: Type.Optional(Format) }, { additionalProperties: false }),
         response: {

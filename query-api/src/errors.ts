@@ -14,6 +14,11 @@ export const API_ERRORS = defineErrors({
   PM_ERR_CRASH_NOT_FOUND: { status: 404, retriable: false, message: 'no such crash' },
   PM_ERR_NO_DUMP: { status: 404, retriable: false, message: 'the crash has no stored dump' },
   PM_ERR_DUMP_GONE: { status: 410, retriable: false, message: 'the dump was removed by retention' },
+  PM_ERR_DUMP_REMOVED: {
+    status: 410,
+    retriable: false,
+    message: 'the dump was deleted by a user or expired by retention',
+  },
   PM_ERR_DUMP_UNREADABLE: { status: 404, retriable: false, message: 'the dump cannot be served' },
   PM_ERR_POD_NOT_FOUND: { status: 404, retriable: false, message: 'no crashes of that pod' },
   PM_ERR_GROUP_NOT_FOUND: { status: 404, retriable: false, message: 'no crashes with that signature' },
@@ -124,6 +129,17 @@ export const PM_ERR_NO_DUMP = define(
 export const PM_ERR_DUMP_GONE = define(
   'PM_ERR_DUMP_GONE',
   (id: string) => `the dump of crash ${id} has been removed from storage (retention)`,
+);
+/** The crash says its dump was taken away (dump.status expired or deleted): when, by whom, why. */
+export const PM_ERR_DUMP_REMOVED = define(
+  'PM_ERR_DUMP_REMOVED',
+  (id: string, dump: { status: string; reason?: string; removed_at?: string; removed_by?: string }) => {
+    const at = dump.removed_at ? ` at ${dump.removed_at}` : '';
+    const why = dump.reason ? `: ${dump.reason}` : '';
+    return dump.status === 'deleted'
+      ? `the dump of crash ${id} was deleted by ${dump.removed_by ?? 'a user'}${at}${why}`
+      : `the dump of crash ${id} expired${at}${why}`;
+  },
 );
 export const PM_ERR_DUMP_UNREADABLE = define(
   'PM_ERR_DUMP_UNREADABLE',
