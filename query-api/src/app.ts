@@ -106,8 +106,6 @@ function methodsServing(routes: readonly { method: string; url: string }[], path
     )
       methods.add(r.method);
   }
-  // Fastify answers HEAD wherever it answers GET (exposeHeadRoutes), with no route of its own.
-  if (methods.has('GET')) methods.add('HEAD');
   return [...methods].sort();
 }
 
