@@ -14,6 +14,7 @@ import {
   type AgentProcess,
   type CollectorSetup,
 } from './support/collector-agent.ts';
+import { BACKENDS, openBackend } from './support/backends.ts';
 import { cgroup2Mount, createPodCgroup } from './support/pod-cgroup.ts';
 import { privateServer } from './support/private-stack.ts';
 import { stack } from './support/stack.ts';
@@ -22,7 +23,8 @@ import { until } from './support/poll.ts';
 // Faults, nothing lost. Crashes are fed through the real handler process (as the kernel runs it,
 // with a real core made by gcore of a live process sitting in a pod-shaped cgroup), so these
 // tests need no core_pattern. Each fault is real: a Kafka broker stopped, the agent SIGKILLed, a
-// full tmpfs as the storage root, the Kubernetes API's port closed.
+// full tmpfs as the storage root, an S3 server of the test's own stopped, the Kubernetes API's
+// port closed. Kafka down and the SIGKILL run on each store backend (the storage root, a bucket).
 
 const sleeperBin = compileC('sleeper', CRASHERS.sleeper);
 
@@ -88,99 +90,163 @@ function addPod(setup: CollectorSetup, pod: Crashable['pod']): void {
 const metas = (setup: CollectorSetup) => setup.spoolLeft().filter((n) => n.endsWith('.meta.json'));
 const unlimited = { PODMORTEM_COLLECTOR_HANDLER_RATE_LIMIT_DUMPS: '100000' };
 
+for (const name of BACKENDS)
+  t.test(
+    `${name}: Kafka down when a crash happens: it waits in the spool and is delivered when Kafka returns`,
+    async (t) => {
+      const kafka = await privateServer('kafka');
+      t.teardown(() => kafka.destroy());
+      await kafka.up();
+      const backend = await openBackend(t, name);
+      const setup = await collectorSetup([kafka.address], { liveConsumer: false, backend });
+      t.teardown(() => setup.close());
+      const proc = await crashable(t, setup);
+      const agent = await setup.start(unlimited);
+
+      await kafka.down();
+      await proc.crash();
+      // Storage and OTLP are done; Kafka is refused, again and again.
+      await until(
+        'Kafka delivery attempts to fail',
+        async () =>
+          (await agent.metric('podmortem_collector_delivery_failures_total', { step: 'kafka' })) >= 3,
+        120_000,
+      );
+      t.equal(metas(setup).length, 1, 'the crash is still in the spool');
+      t.equal((await setup.storedKeys()).dumps.length, 1, 'stored once');
+      t.equal(setup.otlp.records.length, 1, 'announced over OTLP once');
+      t.equal(await agent.metric('podmortem_collector_spool_entries'), 1);
+
+      await kafka.up();
+      const events = await setup.readTopic((e) => e.length >= 1);
+      await setup.untilSpoolEmpty();
+      t.equal(events.length, 1);
+      t.equal(events[0]?.process.pid, proc.pid);
+      t.equal(events[0]?.kubernetes?.pod.uid, proc.pod.uid);
+      t.same((await setup.storedKeys()).dumps.length, 1, 'not stored again by the retries');
+      t.equal(setup.otlp.records.length, 1, 'not announced over OTLP again by the retries');
+      t.equal(await agent.metric('podmortem_collector_crashes_total', { namespace: 'orders' }), 1);
+    },
+  );
+
+for (const name of BACKENDS)
+  t.test(
+    `${name}: the agent SIGKILLed mid-delivery and started again: one stored dump, the crash delivered`,
+    async (t) => {
+      const backend = await openBackend(t, name);
+      const setup = await collectorSetup(stack.kafkaBrokers, { backend });
+      t.teardown(() => setup.close());
+      const proc = await crashable(t, setup);
+      let agent: AgentProcess = await setup.start(unlimited);
+
+      // Stalled between storage and the announcements: OTLP refuses.
+      setup.otlp.failWith(503);
+      await proc.crash();
+      await until('the crash to be stored', async () => (await setup.storedKeys()).events.length === 1);
+      await until(
+        'the OTLP export to be refused',
+        async () =>
+          (await agent.metric('podmortem_collector_delivery_failures_total', { step: 'otlp' })) >= 1,
+      );
+      await agent.kill();
+      setup.otlp.failWith(undefined);
+      t.equal(metas(setup).length, 1, 'killed before the end: the entry is still in the spool');
+
+      agent = await setup.start(unlimited);
+      await setup.untilSpoolEmpty();
+      const event = await until('the crash on Kafka', () =>
+        setup.topicEvents().find((e) => e.process.pid === proc.pid),
+      );
+      const once = await setup.storedKeys();
+      t.same(once.dumps.length, 1, 'exactly one stored dump');
+      t.same(once.events.length, 1);
+      const ids = new Set(setup.topicEvents().map((e) => e.crash.id));
+      t.same([...ids], [event.crash.id], 'any duplicate on Kafka shares the crash id');
+      t.ok(setup.otlp.withAttribute('podmortem.crash.id', event.crash.id).length >= 1, 'announced over OTLP');
+
+      // Killed at an arbitrary point of a stream of crashes: every one delivered, each stored once.
+      const count = 12;
+      for (let i = 0; i < count; i++) await proc.crash();
+      await until(
+        'a first crash of the batch stored',
+        async () => (await setup.storedKeys()).events.length >= 2,
+      );
+      await agent.kill();
+      agent = await setup.start(unlimited);
+      await setup.untilSpoolEmpty(120_000);
+      const stored = await setup.storedKeys();
+      t.equal(stored.dumps.length, count + 1, 'one dump per crash');
+      t.equal(stored.events.length, count + 1, 'one event file per crash');
+      await until(
+        'every crash on Kafka',
+        () => new Set(setup.topicEvents().map((e) => e.crash.id)).size === count + 1,
+      );
+      const storedIds = new Set(stored.events.map((f) => f.split('/').at(-1)?.replace('.json', '')));
+      t.same(
+        new Set(setup.topicEvents().map((e) => e.crash.id)),
+        storedIds,
+        'Kafka and storage agree on the crashes',
+      );
+      t.same(
+        readdirSync(setup.spoolDir).filter((n) => n.startsWith('.tmp-')),
+        [],
+        'no half-written spool file left',
+      );
+      await agent.stop();
+    },
+  );
+
 t.test(
-  'Kafka down when a crash happens: it waits in the spool and is delivered when Kafka returns',
+  'the S3 server down when crashes happen: they wait in the spool, delivered when it returns',
   async (t) => {
-    const kafka = await privateServer('kafka');
-    t.teardown(() => kafka.destroy());
-    await kafka.up();
-    const setup = await collectorSetup([kafka.address], { liveConsumer: false });
-    t.teardown(() => setup.close());
-    const proc = await crashable(t, setup);
-    const agent = await setup.start(unlimited);
+    const server = await privateServer('seaweedfs');
+    t.teardown(() => server.destroy());
+    await server.up();
+    // Its own test, so that the bucket is emptied and removed before the server goes.
+    await t.test('three crashes while it is down', async (t) => {
+      const backend = await openBackend(t, 's3', { endpoint: server.address });
+      const setup = await collectorSetup(stack.kafkaBrokers, { backend });
+      t.teardown(() => setup.close());
+      const proc = await crashable(t, setup);
+      const agent = await setup.start(unlimited);
 
-    await kafka.down();
-    await proc.crash();
-    // Storage and OTLP are done; Kafka is refused, again and again.
-    await until(
-      'Kafka delivery attempts to fail',
-      async () => (await agent.metric('podmortem_collector_delivery_failures_total', { step: 'kafka' })) >= 3,
-      120_000,
-    );
-    t.equal(metas(setup).length, 1, 'the crash is still in the spool');
-    t.equal(setup.stored().dumps.length, 1, 'stored once');
-    t.equal(setup.otlp.records.length, 1, 'announced over OTLP once');
-    t.equal(await agent.metric('podmortem_collector_spool_entries'), 1);
+      await server.down();
+      const count = 3;
+      for (let i = 0; i < count; i++) await proc.crash();
+      await until(
+        'storage to fail with the server down',
+        async () =>
+          (await agent.metric('podmortem_collector_delivery_failures_total', { step: 'storage' })) >=
+          2 * count,
+        120_000,
+      );
+      t.equal(metas(setup).length, count, 'every crash waits in the spool');
+      t.same(setup.topicEvents(), [], 'nothing announced before it is stored');
+      t.equal(setup.otlp.records.length, 0, 'nor over OTLP');
 
-    await kafka.up();
-    const events = await setup.readTopic((e) => e.length >= 1);
-    await setup.untilSpoolEmpty();
-    t.equal(events.length, 1);
-    t.equal(events[0]?.process.pid, proc.pid);
-    t.equal(events[0]?.kubernetes?.pod.uid, proc.pod.uid);
-    t.same(setup.stored().dumps.length, 1, 'not stored again by the retries');
-    t.equal(setup.otlp.records.length, 1, 'not announced over OTLP again by the retries');
-    t.equal(await agent.metric('podmortem_collector_crashes_total', { namespace: 'orders' }), 1);
-  },
-);
-
-t.test(
-  'the agent SIGKILLed mid-delivery and started again: one stored dump, the crash delivered',
-  async (t) => {
-    const setup = await collectorSetup(stack.kafkaBrokers);
-    t.teardown(() => setup.close());
-    const proc = await crashable(t, setup);
-    let agent: AgentProcess = await setup.start(unlimited);
-
-    // Stalled between storage and the announcements: OTLP refuses.
-    setup.otlp.failWith(503);
-    await proc.crash();
-    await until('the crash to be stored', () => setup.stored().events.length === 1);
-    await until(
-      'the OTLP export to be refused',
-      async () => (await agent.metric('podmortem_collector_delivery_failures_total', { step: 'otlp' })) >= 1,
-    );
-    await agent.kill();
-    setup.otlp.failWith(undefined);
-    t.equal(metas(setup).length, 1, 'killed before the end: the entry is still in the spool');
-
-    agent = await setup.start(unlimited);
-    await setup.untilSpoolEmpty();
-    const event = await until('the crash on Kafka', () =>
-      setup.topicEvents().find((e) => e.process.pid === proc.pid),
-    );
-    t.same(setup.stored().dumps.length, 1, 'exactly one stored dump');
-    t.same(setup.stored().events.length, 1);
-    const ids = new Set(setup.topicEvents().map((e) => e.crash.id));
-    t.same([...ids], [event.crash.id], 'any duplicate on Kafka shares the crash id');
-    t.ok(setup.otlp.withAttribute('podmortem.crash.id', event.crash.id).length >= 1, 'announced over OTLP');
-
-    // Killed at an arbitrary point of a stream of crashes: every one delivered, each stored once.
-    const count = 12;
-    for (let i = 0; i < count; i++) await proc.crash();
-    await until('a first crash of the batch stored', () => setup.stored().events.length >= 2);
-    await agent.kill();
-    agent = await setup.start(unlimited);
-    await setup.untilSpoolEmpty(120_000);
-    const stored = setup.stored();
-    t.equal(stored.dumps.length, count + 1, 'one dump per crash');
-    t.equal(stored.events.length, count + 1, 'one event file per crash');
-    await until(
-      'every crash on Kafka',
-      () => new Set(setup.topicEvents().map((e) => e.crash.id)).size === count + 1,
-    );
-    const storedIds = new Set(stored.events.map((f) => f.split('/').at(-1)?.replace('.json', '')));
-    t.same(
-      new Set(setup.topicEvents().map((e) => e.crash.id)),
-      storedIds,
-      'Kafka and storage agree on the crashes',
-    );
-    t.same(
-      readdirSync(setup.spoolDir).filter((n) => n.startsWith('.tmp-')),
-      [],
-      'no half-written spool file left',
-    );
-    await agent.stop();
+      await server.up();
+      await setup.untilSpoolEmpty(120_000);
+      const events = await until('every crash on Kafka', () => {
+        const mine = setup.topicEvents().filter((e) => e.process.pid === proc.pid);
+        return new Set(mine.map((e) => e.crash.id)).size >= count ? mine : undefined;
+      });
+      const ids = new Set(events.map((e) => e.crash.id));
+      t.equal(ids.size, count, 'each crash delivered');
+      t.ok(
+        events.every((e) => e.dump.status === 'stored'),
+        'each with its dump stored',
+      );
+      const stored = await setup.storedKeys();
+      t.equal(stored.dumps.length, count, 'one dump per crash in the bucket');
+      t.same(
+        new Set(stored.events.map((k) => k.split('/').at(-1)?.replace('.json', ''))),
+        ids,
+        'the bucket and Kafka agree on the crashes',
+      );
+      t.same(await backend.store.list('_none'), [], 'the store answers again');
+      t.equal(await agent.metric('podmortem_collector_crashes_total', { namespace: 'orders' }), count);
+      await agent.stop();
+    });
   },
 );
 

@@ -37,10 +37,16 @@ async function walk(root: string, base = ''): Promise<string[]> {
 }
 
 /**
- * The backend `name` for test `t`, removed when it ends: fs on `root` (a fresh temporary folder
- * when absent), s3 on a fresh bucket of the local stack's server.
+ * The backend `name` for test `t`, removed when it ends: fs on `where.root` (a fresh temporary
+ * folder when absent), s3 on a fresh bucket of the local stack's server or of the server at
+ * `where.endpoint` (a private one the test may stop).
  */
-export async function openBackend(t: Test, name: BackendName, root?: string): Promise<Backend> {
+export async function openBackend(
+  t: Test,
+  name: BackendName,
+  where: { root?: string; endpoint?: string } = {},
+): Promise<Backend> {
+  const root = where.root;
   if (name === 'fs') {
     const dir = root ?? (await mkdtemp(join(tmpdir(), 'pm-store-')));
     if (root === undefined) t.teardown(() => rm(dir, { recursive: true, force: true }));
@@ -56,7 +62,7 @@ export async function openBackend(t: Test, name: BackendName, root?: string): Pr
       keys: async () => (await walk(dir)).sort(),
     };
   }
-  const bucket = await freshBucket(t);
+  const bucket = await freshBucket(t, 'pm-test', where.endpoint);
   const s3 = await bucket.settings();
   const store = bucket.store();
   // Services on the s3 backend never read the root; a folder that does not exist proves it.

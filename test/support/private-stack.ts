@@ -15,10 +15,10 @@ import { repoDir, stack } from './stack.ts';
 
 const run = promisify(execFile);
 
-export type PrivateComponent = 'kafka' | 'elasticsearch';
+export type PrivateComponent = 'kafka' | 'elasticsearch' | 'seaweedfs';
 
 export interface PrivateServer {
-  /** host:port for Kafka, http://host:port for Elasticsearch. */
+  /** host:port for Kafka, http://host:port for Elasticsearch and for SeaweedFS's S3 gateway. */
   readonly address: string;
   up(): Promise<void>;
   down(): Promise<void>;
@@ -33,7 +33,9 @@ export async function privateServer(
 ): Promise<PrivateServer> {
   const dir = mkdtempSync(join(tmpdir(), `podmortem-${component}-`));
   mkdirSync(join(dir, component));
-  symlinkSync(join(stack.stackDir, component, 'lib'), join(dir, component, 'lib'));
+  // The main stack's jars, or its weed binary with the marker of the version it was built from.
+  const built = component === 'seaweedfs' ? 'bin' : 'lib';
+  symlinkSync(join(stack.stackDir, component, built), join(dir, component, built));
   const env: Record<string, string> = {
     ...(process.env as Record<string, string>),
     PODMORTEM_STACK_DIR: dir,
@@ -44,6 +46,20 @@ export async function privateServer(
     env.PODMORTEM_KAFKA_PORT = String(port);
     env.PODMORTEM_KAFKA_CONTROLLER_PORT = String(await freePort());
     address = `${stack.host}:${port}`;
+  } else if (component === 'seaweedfs') {
+    const port = await freePort();
+    env.PODMORTEM_S3_PORT = String(port);
+    for (const name of [
+      'PODMORTEM_S3_GRPC_PORT',
+      'PODMORTEM_SEAWEEDFS_MASTER_PORT',
+      'PODMORTEM_SEAWEEDFS_MASTER_GRPC_PORT',
+      'PODMORTEM_SEAWEEDFS_VOLUME_PORT',
+      'PODMORTEM_SEAWEEDFS_VOLUME_GRPC_PORT',
+      'PODMORTEM_SEAWEEDFS_FILER_PORT',
+      'PODMORTEM_SEAWEEDFS_FILER_GRPC_PORT',
+    ])
+      env[name] = String(await freePort());
+    address = `http://${stack.host}:${port}`;
   } else {
     const port = await freePort();
     env.PODMORTEM_ES_PORT = String(port);

@@ -32,10 +32,10 @@ export type S3Settings = Pick<
   | 'storageS3SecretAccessKeyFile'
 >;
 
-/** An S3 client of the local stack's server, with its one access key. */
-export function stackS3Client(): S3Client {
+/** An S3 client of the local stack's server (or a private one at `endpoint`), with its one access key. */
+export function stackS3Client(endpoint = stack.s3.url): S3Client {
   return new S3Client({
-    endpoint: stack.s3.url,
+    endpoint,
     region: stack.s3.region,
     forcePathStyle: true,
     credentials: { accessKeyId: stack.s3.accessKeyId, secretAccessKey: stack.s3.secretAccessKey },
@@ -74,9 +74,12 @@ export interface TestBucket {
   env(servicePrefix: string, prefix?: string): Promise<Record<string, string>>;
 }
 
-/** Creates a bucket named for no other run, removed with its objects and uploads when `t` ends. */
-export async function freshBucket(t: Test, prefix = 'pm-test'): Promise<TestBucket> {
-  const client = stackS3Client();
+/**
+ * Creates a bucket named for no other run, removed with its objects and uploads when `t` ends; on
+ * the stack's server, or on a private one (test/support/private-stack.ts) at `endpoint`.
+ */
+export async function freshBucket(t: Test, prefix = 'pm-test', endpoint = stack.s3.url): Promise<TestBucket> {
+  const client = stackS3Client(endpoint);
   const bucket = uniqueName(prefix).toLowerCase().slice(0, 63);
   await client.send(new CreateBucketCommand({ Bucket: bucket }));
   const stores: S3Store[] = [];
@@ -108,7 +111,7 @@ export async function freshBucket(t: Test, prefix = 'pm-test'): Promise<TestBuck
     await client.send(new DeleteBucketCommand({ Bucket: bucket }));
     client.destroy();
   });
-  const params = stackS3Params(bucket);
+  const params = stackS3Params(bucket, { endpoint });
   let secretDir: Promise<string> | undefined;
   const credentialFiles = () =>
     (secretDir ??= (async () => {
@@ -122,7 +125,7 @@ export async function freshBucket(t: Test, prefix = 'pm-test'): Promise<TestBuck
     const dir = await credentialFiles();
     return {
       storageBackend: 's3',
-      storageS3Endpoint: stack.s3.url,
+      storageS3Endpoint: endpoint,
       storageS3Region: stack.s3.region,
       storageS3Bucket: bucket,
       storageS3Prefix: prefix,
