@@ -12,6 +12,8 @@ import { readBytes, type Store } from '@podmortem/contract/store';
 import { runPass, type PassParams } from '../retention/src/pass.ts';
 import type { RetentionRules } from '../retention/src/plan.ts';
 import { createTelemetry } from '../retention/src/telemetry.ts';
+import { KafkaLease } from '../retention/src/lease.ts';
+import { until } from './support/poll.ts';
 import { BACKENDS, openBackend } from './support/backends.ts';
 import { testKafka, uniqueNames } from './support/indexer-harness.ts';
 
@@ -158,4 +160,63 @@ for (const backend of BACKENDS) {
     t.equal(lost.leaseLost, true, 'an instance without the lease deletes nothing');
     t.equal((await store.stat(dumpRelPath(newest))).size, 1000);
   });
+}
+
+for (const backend of BACKENDS) {
+  t.test(
+    `${backend}: two instances at once, one lease: one removes everything, the other nothing`,
+    async (t) => {
+      const { store } = await openBackend(t, backend);
+      const names = uniqueNames('pm-retention-lease');
+      const admin = kafka.admin();
+      await admin.connect();
+      await admin.createTopics({
+        topics: [{ topic: names.removals, numPartitions: 1 }],
+        waitForLeaders: true,
+      });
+      await admin.disconnect();
+      const crashes = Array.from({ length: 6 }, (_, i) => crashOf(`team-${i % 2}`, 40 + i));
+      for (const e of crashes) await seed(store, e, 500);
+
+      const logger = createLogger('retention-test', { level: 'silent' });
+      const leases = [0, 1].map(
+        () =>
+          new KafkaLease({
+            kafka,
+            topic: `${names.topic}.lease`,
+            groupId: names.group,
+            sessionTimeoutMs: 10_000,
+            heartbeatIntervalMs: 1000,
+            logger,
+          }),
+      );
+      t.teardown(() => Promise.all(leases.map((l) => l.shutdown())));
+      await Promise.all(leases.map((l) => l.start()));
+      await until('both members joined, one active', () => {
+        const states = leases.map((l) => l.state());
+        return states.includes('active') && states.includes('standby');
+      });
+
+      const results = await Promise.all(
+        leases.map((lease) =>
+          runPass({
+            store,
+            producer,
+            removalTopic: names.removals,
+            logger,
+            telemetry: createTelemetry(undefined, false),
+            rules: { ...OFF, maxAgeDays: 30 },
+            dryRun: false,
+            folders: ['team-0', 'team-1'],
+            namespaces: undefined,
+            isActive: () => lease.isActive(),
+          }),
+        ),
+      );
+      t.same(results.map((r) => r.removed).sort(), [0, 6], 'one instance removed all six, the other none');
+      t.same(results.map((r) => r.leaseLost).sort(), [false, true]);
+      for (const e of crashes)
+        await t.rejects(store.stat(dumpRelPath(e)), { code: 'PM_ERR_STORE_NOT_FOUND' });
+    },
+  );
 }
