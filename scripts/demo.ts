@@ -6,14 +6,22 @@
 //   npm run demo                 run it, print a summary, stop everything it started
 //   npm run demo -- --keep       leave the stack and the services running until Ctrl-C
 //   npm run demo -- --summary-json FILE   also write the summary as JSON (used by the e2e test)
+//   npm run demo -- --storage s3 dumps and events in a bucket of the stack's S3 server (default fs)
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  CreateBucketCommand,
+  DeleteBucketCommand,
+  DeleteObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+} from '@aws-sdk/client-s3';
 import { Client } from '@elastic/elasticsearch';
 import { Kafka, logLevel } from 'kafkajs';
 import {
@@ -28,6 +36,7 @@ import { FakeKubeApi } from '../test/support/fake-kube-api.ts';
 import { OtlpReceiver } from '../test/support/otlp-receiver.ts';
 import { lockCorePattern } from '../test/support/core-pattern-lock.ts';
 import { freePort } from '../test/support/ports.ts';
+import { stackS3Client } from '../test/support/s3.ts';
 import { repoDir, stack } from '../test/support/stack.ts';
 import { createPodCgroup, type PodCgroup } from '../test/support/pod-cgroup.ts';
 import { EXIT } from '../query-api/src/cli/client.ts';
@@ -43,18 +52,27 @@ const { values: options } = parseArgs({
   options: {
     keep: { type: 'boolean', default: false },
     'summary-json': { type: 'string' },
+    storage: { type: 'string', default: 'fs' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (options.help) {
-  console.log(`usage: npm run demo [-- --keep] [-- --summary-json FILE]
+  console.log(`usage: npm run demo [-- --keep] [-- --summary-json FILE] [-- --storage fs|s3]
 
-Runs the whole podmortem pipeline on the local stack (Kafka, Elasticsearch, Prometheus) and crashes
-a real program in a pod-shaped cgroup. Needs root (kernel.core_pattern, cgroups).
+Runs the whole podmortem pipeline on the local stack (Kafka, Elasticsearch, Prometheus, SeaweedFS)
+and crashes a real program in a pod-shaped cgroup. Needs root (kernel.core_pattern, cgroups).
   --keep               leave the stack and the services running until Ctrl-C
-  --summary-json FILE  also write the summary as JSON`);
+  --summary-json FILE  also write the summary as JSON
+  --storage fs|s3      where the collector, the analyzer and the query API keep dumps and events:
+                       fs (default) a storage root folder, s3 a bucket of the stack's S3 server
+                       (SeaweedFS), made for the run and removed after it unless --keep`);
   process.exit(0);
 }
+if (options.storage !== 'fs' && options.storage !== 's3') {
+  console.error(`--storage must be fs or s3, not ${JSON.stringify(options.storage)}`);
+  process.exit(2);
+}
+const storage: 'fs' | 's3' = options.storage;
 
 let stepNo = 0;
 function step(text: string): void {
@@ -81,6 +99,68 @@ async function cleanup(): Promise<void> {
     }
   }
   cleanups.length = 0;
+}
+
+/** The bucket of an s3 run: one of its own, so a run never sees another's objects. */
+const demoBucket = `podmortem-demo-${randomBytes(4).toString('hex')}`;
+
+/** A service's storage variables (prefix PODMORTEM_<SERVICE>_) for the chosen backend. */
+function storageEnv(prefix: string): Record<string, string> {
+  if (storage === 'fs') return { [`${prefix}STORAGE_ROOT`]: join(workDir, 'storage') };
+  return {
+    [`${prefix}STORAGE_BACKEND`]: 's3',
+    [`${prefix}STORAGE_S3_ENDPOINT`]: stack.s3.url,
+    [`${prefix}STORAGE_S3_REGION`]: stack.s3.region,
+    [`${prefix}STORAGE_S3_BUCKET`]: demoBucket,
+    [`${prefix}STORAGE_S3_PATH_STYLE`]: 'true',
+    [`${prefix}STORAGE_S3_ACCESS_KEY_ID_FILE`]: join(workDir, 's3', 'access-key-id'),
+    [`${prefix}STORAGE_S3_SECRET_ACCESS_KEY_FILE`]: join(workDir, 's3', 'secret-access-key'),
+  };
+}
+
+/** Where the dump at `key` is kept, if it is there: a path or an s3:// address. */
+async function dumpLocation(key: string): Promise<string | undefined> {
+  if (storage === 'fs') {
+    const path = join(workDir, 'storage', key);
+    return existsSync(path) ? path : undefined;
+  }
+  const client = stackS3Client();
+  try {
+    await client.send(new HeadObjectCommand({ Bucket: demoBucket, Key: key }));
+    return `s3://${demoBucket}/${key}`;
+  } catch {
+    return undefined;
+  } finally {
+    client.destroy();
+  }
+}
+
+/** Creates the s3 run's bucket and its key files; removed with its objects by the cleanup. */
+async function createDemoBucket(keep: boolean): Promise<void> {
+  mkdirSync(join(workDir, 's3'), { recursive: true });
+  writeFileSync(join(workDir, 's3', 'access-key-id'), stack.s3.accessKeyId, { mode: 0o600 });
+  writeFileSync(join(workDir, 's3', 'secret-access-key'), stack.s3.secretAccessKey, { mode: 0o600 });
+  const client = stackS3Client();
+  await client.send(new CreateBucketCommand({ Bucket: demoBucket }));
+  say(`bucket ${demoBucket} on ${stack.s3.url}`);
+  cleanups.push(async () => {
+    if (keep) {
+      say(`--keep: bucket ${demoBucket} kept`);
+      client.destroy();
+      return;
+    }
+    let removed = 0;
+    for (;;) {
+      const page = await client.send(new ListObjectsV2Command({ Bucket: demoBucket }));
+      const keys = (page.Contents ?? []).flatMap((o) => (o.Key === undefined ? [] : [o.Key]));
+      if (keys.length === 0) break;
+      for (const key of keys) await client.send(new DeleteObjectCommand({ Bucket: demoBucket, Key: key }));
+      removed += keys.length;
+    }
+    await client.send(new DeleteBucketCommand({ Bucket: demoBucket }));
+    client.destroy();
+    say(`bucket ${demoBucket} removed with its ${removed} objects`);
+  });
 }
 
 function startService(name: string, script: string, env: Record<string, string>): ChildProcess {
@@ -185,7 +265,7 @@ async function main(): Promise<void> {
   for (const d of ['spool', 'storage', 'state', 'build', 'analyzer'])
     mkdirSync(join(workDir, d), { recursive: true });
 
-  step('The local stack: Kafka, Elasticsearch, Prometheus');
+  step(`The local stack: Kafka, Elasticsearch, Prometheus, SeaweedFS; storage: ${storage}`);
   // status exits non-zero when a server is stopped; its output still says which.
   const before = await run('bash', [join(repoDir, 'deploy/local/stack.sh'), 'status']).then(
     (r) => r.stdout,
@@ -206,6 +286,9 @@ async function main(): Promise<void> {
       say(`stopped ${startedByUs.join(', ')}`);
     });
   }
+
+  if (storage === 's3') await createDemoBucket(options.keep);
+  else say(`storage root ${join(workDir, 'storage')}`);
 
   const kafka = new Kafka({
     clientId: 'podmortem-demo',
@@ -295,7 +378,7 @@ async function main(): Promise<void> {
   say(`indexer ready (metrics http://127.0.0.1:${indexerPort}/metrics)`);
   startService('analyzer', 'analyzer/src/main.ts', {
     PODMORTEM_ANALYZER_KAFKA_BROKERS: stack.kafkaBrokers.join(','),
-    PODMORTEM_ANALYZER_STORAGE_ROOT: join(workDir, 'storage'),
+    ...storageEnv('PODMORTEM_ANALYZER_'),
     PODMORTEM_ANALYZER_WORK_DIR: join(workDir, 'analyzer'),
     PODMORTEM_ANALYZER_OPS_HOST: '127.0.0.1',
     PODMORTEM_ANALYZER_OPS_PORT: String(analyzerPort),
@@ -309,7 +392,7 @@ async function main(): Promise<void> {
     PODMORTEM_API_PORT: String(apiPort),
     PODMORTEM_API_ELASTICSEARCH_URL: stack.elasticsearchUrl,
     PODMORTEM_API_PROMETHEUS_URL: stack.prometheusUrl,
-    PODMORTEM_API_STORAGE_ROOT: join(workDir, 'storage'),
+    ...storageEnv('PODMORTEM_API_'),
     PODMORTEM_API_KUBECONFIG: kubeconfig,
     PODMORTEM_API_OPS_HOST: '127.0.0.1',
     PODMORTEM_API_OPS_PORT: String(apiOpsPort),
@@ -336,7 +419,7 @@ async function main(): Promise<void> {
   startService('collector', 'collector/src/agent/main.ts', {
     PODMORTEM_COLLECTOR_NODE_NAME: node,
     PODMORTEM_COLLECTOR_SPOOL_DIR: join(workDir, 'spool'),
-    PODMORTEM_COLLECTOR_STORAGE_ROOT: join(workDir, 'storage'),
+    ...storageEnv('PODMORTEM_COLLECTOR_'),
     PODMORTEM_COLLECTOR_STORAGE_MIN_FREE_BYTES: '0',
     PODMORTEM_COLLECTOR_STATE_DIR: join(workDir, 'state'),
     PODMORTEM_COLLECTOR_HANDLER_INSTALL_DIR: join(workDir, 'bin'),
@@ -429,7 +512,7 @@ async function main(): Promise<void> {
   const event = JSON.parse(await cli(['info', crashId, '--json'], userToken, api)) as {
     kubernetes: { namespace: string; pod: { name: string } };
     signal: { name: string };
-    dump: { sha256: string };
+    dump: { sha256: string; path?: string };
   };
 
   step(`podmortem dump ${crashId} -o …  (sha256 verified)`);
@@ -443,6 +526,7 @@ async function main(): Promise<void> {
   const otlpRecord = otlp.withAttribute('podmortem.crash.id', crashId)[0];
   const summary = {
     crashId,
+    storage: { backend: storage, dump: await dumpLocation(event.dump.path ?? '') },
     namespace: event.kubernetes.namespace,
     pod: event.kubernetes.pod.name,
     signal: event.signal.name,
@@ -462,6 +546,7 @@ async function main(): Promise<void> {
   say(`crash      ${summary.crashId}`);
   say(`pod        ${summary.namespace}/${summary.pod} (container parser)`);
   say(`signal     ${summary.signal}`);
+  say(`stored     ${summary.storage.dump ?? 'nowhere'} (${storage})`);
   say(`analysis   ${summary.analysis.title ?? summary.analysis.status ?? 'none'}`);
   say(`dump       ${dumpFile}, sha256 ${summary.sha256} (verified)`);
   say(`OTel log   ${summary.otlpLogRecord ? 'received by the OTLP receiver' : 'NOT received'}`);
