@@ -39,7 +39,7 @@ export const RetentionConfigSchema = Type.Object({
   namespaceGraceS: Int(
     7 * 86_400,
     0,
-    'Cores of a namespace the Kubernetes API has not listed for this many seconds are removed; 0: off (no Kubernetes API needed)',
+    'Cores of a namespace the Kubernetes API has not listed for this many seconds are removed; 0: off',
   ),
   moduleGraceS: Int(
     3600,
@@ -53,7 +53,8 @@ export const RetentionConfigSchema = Type.Object({
   }),
   kubeconfig: Type.String({
     default: '',
-    description: 'Kubeconfig file for listing namespaces; empty = in-cluster or the default kubeconfig',
+    description:
+      'Kubeconfig file for listing namespaces (the folders a pass walks); empty = in-cluster or the default kubeconfig',
   }),
   kafkaBrokers: Type.Array(Type.String({ minLength: 1 }), {
     minItems: 1,

@@ -1,0 +1,46 @@
+import { CoreV1Api } from '@kubernetes/client-node';
+import { createKafka, OpsServer, runService } from '@podmortem/contract/runtime';
+import { kubeConfigFrom } from '@podmortem/contract/runtime/kube-config';
+import { storeFrom } from '@podmortem/contract/store';
+import { loadRetentionConfig } from './config.ts';
+import { Retention } from './retention.ts';
+import { createTelemetry } from './telemetry.ts';
+
+// `node retention/src/main.ts`: the retention process. Configuration comes from
+// PODMORTEM_RETENTION_* (see config.ts); a bad value exits with status 2 naming the variable.
+
+await runService({
+  name: 'podmortem-retention',
+  loadConfig: () => loadRetentionConfig(),
+  startFailedMessage: 'start-up failed',
+  build: ({ config, logger }) => {
+    const telemetry = createTelemetry();
+    const kafka = createKafka({
+      brokers: config.kafkaBrokers,
+      clientId: config.kafkaClientId,
+      requestTimeoutMs: config.kafkaTimeoutMs,
+      logger,
+    });
+    const retention = new Retention({
+      config,
+      logger,
+      telemetry,
+      kafka,
+      store: storeFrom(config),
+      core: kubeConfigFrom(config.kubeconfig).makeApiClient(CoreV1Api),
+    });
+    const ops = new OpsServer({
+      host: config.opsHost,
+      port: config.opsPort,
+      registry: telemetry.registry,
+      ready: () => retention.ready(),
+    });
+    return {
+      components: [ops, retention],
+      running: () => ({
+        fields: { opsPort: ops.port, leaseTopic: config.leaseTopic, dryRun: config.dryRun },
+        message: 'retention running',
+      }),
+    };
+  },
+});
