@@ -91,7 +91,7 @@ t.test('health, readiness and metrics', async (t) => {
 
   for (const [method, url, allow] of [
     ['DELETE', '/v1/crashes', 'GET, HEAD'],
-    ['PUT', '/v1/crashes/0190a5a0-0000-7000-8000-000000000000/dump', 'GET'],
+    ['PUT', '/v1/crashes/0190a5a0-0000-7000-8000-000000000000/dump', 'DELETE, GET'],
     ['GET', '/v1/crashes/0190a5a0-0000-7000-8000-000000000000/analysis', 'POST'],
     ['POST', '/healthz', 'GET, HEAD'],
     // A method with a body and no content type, on no route: not a 400 about its content type.

@@ -13,16 +13,19 @@ import Fastify, {
   type FastifySchemaValidationError,
 } from 'fastify';
 import type { Logger } from 'pino';
+import type { Store } from '@podmortem/contract/store';
 import { AnalysisRequests } from './analysis-requests.ts';
 import { Access } from './auth.ts';
 import { logsFieldsOf, type Config } from './config.ts';
 import { CrashStore } from './crash-store.ts';
 import { crashContextRoutes } from './crash-context.ts';
+import { crashDeleteRoutes } from './crash-delete.ts';
 import { crashDumpRoutes } from './crash-dump.ts';
 import { crashGetRoutes } from './crash-get.ts';
 import { crashReanalysisRoutes } from './crash-reanalysis.ts';
 import { crashesSearchRoutes } from './crashes-search.ts';
 import { debuginfodRoutes } from './debuginfod.ts';
+import { DumpRemovals } from './dump-removals.ts';
 import { ApiError, PM_ERR_METHOD_NOT_ALLOWED, PM_ERR_ROUTE_NOT_FOUND, errorBody } from './errors.ts';
 import { groupsRoutes } from './groups.ts';
 import { healthRoutes } from './health.ts';
@@ -54,6 +57,8 @@ export interface AppParams {
   kube: KubeReviews;
   prometheus: PrometheusClient;
   storage: StorageReader;
+  /** Writable, for users' dump deletions only; every read goes through `storage`. */
+  store: Store;
   logger: Logger;
   telemetry?: Telemetry;
   tracerProvider?: TracerProvider;
@@ -116,7 +121,7 @@ function validationMessage(err: FastifyError): string {
 }
 
 export async function buildApp(params: AppParams): Promise<App> {
-  const { config, es, kube, prometheus, storage, logger } = params;
+  const { config, es, kube, prometheus, storage, store, logger } = params;
   const telemetry = params.telemetry ?? createTelemetry(undefined, false);
   const crashes = new CrashStore({ es, index: config.crashIndex, telemetry });
   const access = new Access({
@@ -136,6 +141,16 @@ export async function buildApp(params: AppParams): Promise<App> {
     logger,
     telemetry,
   });
+  // Same brokers and timeout as the re-analysis requests; a producer of its own, on its own topic.
+  const dumpRemovals = new DumpRemovals({
+    store,
+    brokers: config.kafkaBrokers,
+    clientId: config.kafkaClientId,
+    topic: config.dumpRemovalTopic,
+    timeoutMs: config.kafkaTimeoutMs,
+    logger,
+    telemetry,
+  });
   const deps: RouteDeps = {
     config,
     es,
@@ -147,6 +162,7 @@ export async function buildApp(params: AppParams): Promise<App> {
     logsFields: logsFieldsOf(config),
     logger,
     analysisRequests,
+    dumpRemovals,
   };
 
   // Typed as Fastify's base logger so the instance is the plain App type the plugins expect.
@@ -166,6 +182,7 @@ export async function buildApp(params: AppParams): Promise<App> {
   const routes: { method: string; url: string }[] = [];
   routeLists.set(app, routes);
   app.addHook('onClose', () => analysisRequests.close());
+  app.addHook('onClose', () => dumpRemovals.close());
   app.addHook('onRoute', (route) => {
     for (const method of [route.method].flat()) routes.push({ method, url: route.url });
   });
@@ -251,6 +268,7 @@ export async function buildApp(params: AppParams): Promise<App> {
         await v1.register(crashesSearchRoutes, deps);
         await v1.register(crashGetRoutes, deps);
         await v1.register(crashDumpRoutes, deps);
+        await v1.register(crashDeleteRoutes, deps);
         await v1.register(crashContextRoutes, deps);
         await v1.register(podArchiveRoutes, deps);
         await v1.register(statsRoutes, deps);

@@ -5,7 +5,8 @@ import type { Telemetry } from './telemetry.ts';
 
 // Every download leaves an audit record: one JSON log line with `audit: true` (who, which crash,
 // pod or build id, when, how many bytes, whether it completed) and the download counters. A module
-// asked for by build id and refused leaves one too (status 404, no bytes): build ids probed.
+// asked for by build id and refused leaves one too (status 404, no bytes): build ids probed. Every
+// dump deletion asked for leaves one as well, refused or not.
 
 export interface AuditSubject {
   kind: 'dump' | 'archive' | 'executable' | 'debuginfo';
@@ -100,5 +101,29 @@ export function auditRefusal(
       request_id: request.id,
     },
     `${request.caller?.username ?? '?'} was refused ${subject.kind} ${subject.crashId ?? subject.buildId ?? ''} (${status})`,
+  );
+}
+
+/** The audit record of a dump deletion, allowed or not: who, when, which crash, the outcome. */
+export function auditDeletion(
+  deps: { logger: Logger },
+  request: FastifyRequest,
+  subject: { crashId: string; namespace: string | undefined; at: string; status: number; changed?: boolean },
+): void {
+  deps.logger.info(
+    {
+      audit: true,
+      action: 'delete-dump',
+      user: request.caller?.username,
+      groups: request.caller?.groups,
+      at: subject.at,
+      namespace: subject.namespace,
+      crash_id: subject.crashId,
+      status: subject.status,
+      ...(subject.changed === undefined ? {} : { changed: subject.changed }),
+      remote_address: request.ip,
+      request_id: request.id,
+    },
+    `${request.caller?.username ?? '?'} ${subject.status < 400 ? 'deleted' : 'was refused deleting'} the dump of crash ${subject.crashId} (${subject.status})`,
   );
 }

@@ -142,6 +142,11 @@ export class Access {
     return this.can(caller, { verb: 'get', namespace: namespace ?? '', subresource });
   }
 
+  /** Whether the caller may delete the dumps of `namespace`'s crashes (`delete` on coredumps/dump). */
+  async mayDeleteDump(caller: Caller, namespace: string | undefined): Promise<boolean> {
+    return this.can(caller, { verb: 'delete', namespace: namespace ?? '', subresource: 'dump' });
+  }
+
   /**
    * The namespaces a search may cover. With `namespace` given, that one (403 when not allowed);
    * otherwise every namespace when the caller may list cluster-wide, else the namespaces of the

@@ -1,5 +1,10 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { ANALYSIS_REQUEST_TOPIC, CRASH_ALIAS, POD_METRIC_QUERIES } from '@podmortem/contract';
+import {
+  ANALYSIS_REQUEST_TOPIC,
+  CRASH_ALIAS,
+  DUMP_REMOVAL_TOPIC,
+  POD_METRIC_QUERIES,
+} from '@podmortem/contract';
 import { isIP } from 'node:net';
 import { configRule, loadConfig, opsServerSettings } from '@podmortem/contract/runtime';
 import { checkStoreSettings, storeSettings } from '@podmortem/contract/store';
@@ -117,6 +122,12 @@ export const ConfigSchema = Type.Object({
     minLength: 1,
     default: ANALYSIS_REQUEST_TOPIC,
     description: 'Topic the re-analysis requests are published to (the analyzer consumes it)',
+  }),
+  dumpRemovalTopic: Type.String({
+    minLength: 1,
+    default: DUMP_REMOVAL_TOPIC,
+    description:
+      "Topic a user's dump deletion is published to (the indexer consumes it); same brokers and timeout as re-analysis",
   }),
   otlpTracesEndpoint: str('', 'OTLP/HTTP traces endpoint (…/v1/traces); empty = no traces exported'),
   docs: Type.Boolean({ default: true, description: 'Serve the OpenAPI UI at /docs' }),

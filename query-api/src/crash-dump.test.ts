@@ -120,6 +120,7 @@ const app = await buildApp({
   kube,
   prometheus: new PrometheusClient({ url: config.prometheusUrl }),
   storage: new StorageReader({ store }),
+  store,
   logger: pino({ level: 'silent' }),
 });
 t.teardown(async () => {

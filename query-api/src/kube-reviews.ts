@@ -24,7 +24,7 @@ export interface Caller {
 }
 
 export interface AccessAttributes {
-  verb: 'list' | 'get';
+  verb: 'list' | 'get' | 'delete';
   /** '' asks for cluster-wide rights. */
   namespace: string;
   subresource?: 'dump' | undefined;

@@ -51,12 +51,14 @@ await runService({
       version: VERSION,
     });
     const telemetry = createTelemetry();
+    const store = storeFrom(config);
     const http = new HttpServer({
       config,
       es,
       kube: createKubeReviews(kubeConfigFrom(config.kubeconfig), { timeoutMs: config.kubeTimeoutMs }),
       prometheus: new PrometheusClient({ url: config.prometheusUrl, timeoutMs: config.prometheusTimeoutMs }),
-      storage: new StorageReader({ store: storeFrom(config) }),
+      storage: new StorageReader({ store }),
+      store,
       logger,
       telemetry,
       tracerProvider,

@@ -20,12 +20,14 @@ const noKube: KubeReviews = {
 
 export async function documentApp() {
   const config = readConfig({});
+  const store = new FsStore({ root: config.storageRoot });
   const app = await buildApp({
     config,
     es: createElasticsearchClient(config.elasticsearchUrl),
     kube: noKube,
     prometheus: new PrometheusClient({ url: config.prometheusUrl }),
-    storage: new StorageReader({ store: new FsStore({ root: config.storageRoot }) }),
+    storage: new StorageReader({ store }),
+    store,
     logger: pino({ level: 'silent' }),
   });
   await app.ready();

@@ -300,6 +300,7 @@ export async function harness(
     kube: createKubeReviews(kube.kubeConfig(), { timeoutMs: config.kubeTimeoutMs }),
     prometheus: new PrometheusClient({ url: config.prometheusUrl, timeoutMs: config.prometheusTimeoutMs }),
     storage: new StorageReader({ store }),
+    store,
     logger: createLogger('query-api-test', { level: 'info' }, logs),
     telemetry,
     ...(extra.tracerProvider ? { tracerProvider: extra.tracerProvider } : {}),
