@@ -124,8 +124,9 @@ async function queryApiRequests(
         indexNamespaces: () => Promise.resolve(['team-a']),
         logins: new LoginLimiter({ max: 1000, windowMs: 60_000 }),
       });
-      // Every question the API can ask: search in one namespace and across all, read one crash and
-      // download its dump, in a namespace and (host processes) cluster-wide. Refusals are expected.
+      // Every question the API can ask: search in one namespace and across all, read one crash,
+      // download and delete its dump, in a namespace and (host processes) cluster-wide. Refusals
+      // are expected.
       const asks: (() => Promise<unknown>)[] = [
         () => access.listScope(caller, 'team-a'),
         () => access.listScope(caller),
@@ -133,6 +134,8 @@ async function queryApiRequests(
         () => access.mayRead(caller, 'team-a', 'dump'),
         () => access.mayRead(caller, undefined),
         () => access.mayRead(caller, undefined, 'dump'),
+        () => access.mayDeleteDump(caller, 'team-a'),
+        () => access.mayDeleteDump(caller, undefined),
       ];
       for (const ask of asks) await ask().catch(() => undefined);
     }

@@ -817,6 +817,7 @@ export function checkServiceRbac(r: Rendering, s: ServiceInRendering, calls: Fou
 export const USER_ROLES = {
   viewer: 'podmortem-crash-viewer',
   downloader: 'podmortem-dump-downloader',
+  deleter: 'podmortem-dump-deleter',
 } as const;
 
 function key(a: ResourceAttributes): string {
@@ -840,7 +841,9 @@ export function checkUserRoles(r: Rendering, checked: ResourceAttributes[]): str
     const grant = [{ via: name, namespace: undefined, roleFound: true, rules: role.rules ?? [] }];
     // The namespace does not matter to a ClusterRole: one verdict per verb and resource.
     for (const a of new Map(checked.map((c) => [key(c), c])).values()) {
-      const expected = which === 'downloader' || a.subresource === undefined;
+      // Each role holds the one before it: reading, then downloading, then deleting a dump.
+      const expected =
+        a.verb === 'delete' ? which === 'deleter' : which !== 'viewer' || a.subresource === undefined;
       if (allows(grant, a) !== expected)
         problems.push(
           `${r.name}: ${name} ${expected ? 'does not allow' : 'allows'} ${key(a)}, which the query API checks`,
