@@ -46,6 +46,35 @@ t.test('the real client lists, gets and watches pods of a node', async (t) => {
   t.same(seen, ['ADDED cart-1', 'DELETED cart-0']);
 });
 
+t.test('the real client lists the namespaces a test added, and no more the ones it removed', async (t) => {
+  const api = await FakeKubeApi.start();
+  t.teardown(() => api.close());
+  const core = api.kubeConfig().makeApiClient(CoreV1Api);
+  t.same((await core.listNamespace()).items, [], 'none until a test adds one');
+  api.addNamespace('shop');
+  api.addNamespace('batch');
+  api.addNamespace('shop');
+  const listed = await core.listNamespace();
+  t.equal(listed.kind, 'NamespaceList');
+  t.same(
+    listed.items.map((n) => [n.metadata?.name, n.status?.phase]),
+    [
+      ['shop', 'Active'],
+      ['batch', 'Active'],
+    ],
+  );
+  api.removeNamespace('shop');
+  t.same(
+    (await core.listNamespace()).items.map((n) => n.metadata?.name),
+    ['batch'],
+  );
+  t.throws(() => api.removeNamespace('shop'), /no namespace shop/);
+  await t.rejects(
+    api.kubeConfig('not-the-service-account').makeApiClient(CoreV1Api).listNamespace(),
+    /401|Unauthorized/,
+  );
+});
+
 t.test('TokenReview and SubjectAccessReview answer as the API server does', async (t) => {
   const api = await FakeKubeApi.start();
   t.teardown(() => api.close());

@@ -5,8 +5,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
 
 // The one fake podmortem allows: no Kubernetes API server can be had here. This small server
-// speaks the real JSON shapes of the endpoints podmortem uses — pods (list, get, watch) and
-// TokenReview / SubjectAccessReview — so the agent and the query API run their real
+// speaks the real JSON shapes of the endpoints podmortem uses — pods (list, get, watch),
+// namespaces (list) and TokenReview / SubjectAccessReview — so the agent and the query API run their real
 // @kubernetes/client-node code against it. It keeps no more logic than those endpoints need.
 
 export interface FakeContainer {
@@ -122,6 +122,8 @@ export class FakeKubeApi {
   /** Requests by "METHOD path", for tests of caching. */
   readonly requests = new Map<string, number>();
   private readonly pods = new Map<string, Pod>();
+  /** Listed namespaces by name, with their uid; only the ones a test added (pods add none). */
+  private readonly namespaces = new Map<string, string>();
   private readonly events: WatchEvent[] = [];
   private readonly tokens = new Map<string, FakeUser>();
   private readonly grants: FakeGrant[] = [];
@@ -181,6 +183,18 @@ export class FakeKubeApi {
     this.pods.delete(`${namespace}/${name}`);
     const gone = { ...pod, metadata: { ...pod.metadata, resourceVersion: String(++this.resourceVersion) } };
     this.publish({ type: 'DELETED', object: gone, rv: this.resourceVersion });
+  }
+
+  /** Lists the namespace from now on (adding one listed already changes nothing). */
+  addNamespace(name: string): void {
+    if (!this.namespaces.has(name)) this.namespaces.set(name, randomUUID());
+    this.resourceVersion++;
+  }
+
+  /** The namespace is listed no more, as once Kubernetes has finished deleting it. */
+  removeNamespace(name: string): void {
+    if (!this.namespaces.delete(name)) throw new Error(`no namespace ${name}`);
+    this.resourceVersion++;
   }
 
   addToken(token: string, user: FakeUser): void {
@@ -261,6 +275,19 @@ export class FakeKubeApi {
     const path = url.pathname;
     if (req.method === 'GET' && path === '/api/v1/pods') {
       this.listPods(url, res);
+      return;
+    }
+    if (req.method === 'GET' && path === '/api/v1/namespaces') {
+      json(res, {
+        apiVersion: 'v1',
+        kind: 'NamespaceList',
+        metadata: { resourceVersion: String(this.resourceVersion) },
+        items: [...this.namespaces].map(([name, uid]) => ({
+          metadata: { name, uid },
+          spec: { finalizers: ['kubernetes'] },
+          status: { phase: 'Active' },
+        })),
+      });
       return;
     }
     const podMatch = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)$/.exec(path);
