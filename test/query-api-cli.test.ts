@@ -23,6 +23,7 @@ import { remoteWrite, type Series } from './support/prometheus.ts';
 import { repoDir, stack, uniqueName } from './support/stack.ts';
 import {
   CrashIndex,
+  RBAC,
   StorageRoot,
   addUser,
   makeCrash,
@@ -178,6 +179,12 @@ const all = [main, second, other, removed, forged, hidden, debuggable, threaded,
 for (const c of all) storage.write(c);
 rmSync(storage.path(dumpRelPath(removed.event)));
 await index.add(all.map((c) => c.event));
+// `podmortem delete` takes this one's core away: in a namespace of its own, so no other test sees it.
+const doomed = makeCrash({ namespace: 'team-d', pod: 'batch-0', at: now - 4 * minute });
+storage.write(doomed);
+await index.add([doomed.event]);
+const dora = addUser(kube, 'dora', ['team-d']);
+kube.grant({ user: 'dora', namespace: 'team-d', verbs: ['delete'], ...RBAC, subresource: 'dump' });
 
 // What happened around the main crash, for `podmortem context`: a window of --before 600 --after
 // 120 s, evaluated every 15 s (49 points), and one sample at each evaluation time (k = 0..48,
@@ -247,6 +254,8 @@ await seedLogs(es, logsIndex, logDocs);
 
 // The topic `podmortem reanalyze` publishes to, through the API.
 const { topic: requestTopic, published: requestsPublished } = await requestTopicFor(t, 'pm-cli-requests');
+// The topic `podmortem delete` publishes its removals to, through the API.
+const { topic: removalTopic, published: removalsPublished } = await requestTopicFor(t, 'pm-cli-removals');
 
 // The API as its own process.
 const port = await freePort();
@@ -264,6 +273,7 @@ const apiEnv = {
   PODMORTEM_API_KUBECONFIG: kube.writeKubeconfig(join(work, 'api-kubeconfig')),
   PODMORTEM_API_KAFKA_BROKERS: stack.kafkaBrokers.join(','),
   PODMORTEM_API_REQUEST_TOPIC: requestTopic,
+  PODMORTEM_API_DUMP_REMOVAL_TOPIC: removalTopic,
   PODMORTEM_API_OPS_HOST: '127.0.0.1',
   PODMORTEM_API_OPS_PORT: String(opsPort),
   LOG_LEVEL: 'warn',
@@ -449,6 +459,39 @@ t.test('reanalyze: the request published once; a crash the caller cannot see is 
   t.equal(denied.code, 3);
   t.match(denied.stderr, `crash ${hidden.event.crash.id} not found`);
   t.equal(await requestsPublished(), before + 1, 'one request on the topic: the denied one is not there');
+});
+
+t.test('delete: the core gone, idempotent; refused without the verb, a hidden crash not found', async (t) => {
+  const id = doomed.event.crash.id;
+  const help = await cli(['delete', '--help']);
+  t.equal(help.code, 0);
+  t.match(help.stdout, 'Usage: podmortem delete ID [--json]');
+  const malformed = await cli(['delete', 'not-an-id'], { PODMORTEM_TOKEN: dora });
+  t.equal(malformed.code, 2);
+  t.match(malformed.stderr, 'podmortem delete: not-an-id: not a crash id');
+  const forbidden = await cli(['delete', main.event.crash.id], asAlice);
+  t.equal(forbidden.code, 4);
+  t.match(forbidden.stderr, '403 alice may not delete coredumps/dump in namespace team-a');
+  t.ok(existsSync(storage.path(dumpRelPath(main.event))), 'a refused delete leaves the core');
+  const hiddenOne = await cli(['delete', hidden.event.crash.id], { PODMORTEM_TOKEN: dora });
+  t.equal(hiddenOne.code, 3);
+  t.match(hiddenOne.stderr, `crash ${hidden.event.crash.id} not found`);
+  const before = await removalsPublished();
+  const r = await cli(['delete', id], { PODMORTEM_TOKEN: dora });
+  t.equal(r.code, 0, r.stderr);
+  t.match(
+    r.stdout,
+    new RegExp(`^crash ${id}: dump deleted \\(deleted by dora at [0-9T:.Z-]+: deleted by dora\\)\n$`),
+  );
+  t.notOk(existsSync(storage.path(dumpRelPath(doomed.event))), 'the core is gone');
+  t.equal(await removalsPublished(), before + 1, 'the removal is on its topic');
+  const again = await cli(['delete', id, '--json'], { PODMORTEM_TOKEN: dora });
+  t.equal(again.code, 0, again.stderr);
+  t.match(JSON.parse(again.stdout), {
+    crash_id: id,
+    changed: false,
+    dump: { status: 'deleted', removed_by: 'dora' },
+  });
 });
 
 t.test('dump: raw and stored, sha256 verified, progress on stderr', async (t) => {

@@ -1,4 +1,5 @@
 import type { Static } from '@sinclair/typebox';
+import type { DumpDeletionResponse } from '../crash-delete.ts';
 import type { ReanalysisResponse } from '../crash-reanalysis.ts';
 import type { GroupResponse, GroupsResponse } from '../groups.ts';
 import type { ContextResponse, SearchResponse } from '../schemas.ts';
@@ -11,3 +12,4 @@ export type CrashContext = Static<typeof ContextResponse>;
 export type GroupsPage = Static<typeof GroupsResponse>;
 export type GroupPage = Static<typeof GroupResponse>;
 export type Reanalysis = Static<typeof ReanalysisResponse>;
+export type DumpDeletion = Static<typeof DumpDeletionResponse>;

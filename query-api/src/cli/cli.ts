@@ -5,7 +5,15 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { CrashEvent } from '@podmortem/contract';
-import type { CrashContext, GroupPage, GroupsPage, Reanalysis, SearchPage } from './api-types.ts';
+import { isCrashId } from '@podmortem/contract/crash-id';
+import type {
+  CrashContext,
+  DumpDeletion,
+  GroupPage,
+  GroupsPage,
+  Reanalysis,
+  SearchPage,
+} from './api-types.ts';
 import { ApiClient, CliError, EXIT, resolveCredentials } from './client.ts';
 import { downloadDump, downloadFile } from './download.ts';
 import { contextView, crashInfo, crashRows, groupRows, groupView } from './format.ts';
@@ -389,6 +397,33 @@ modules are stored); \`podmortem info ID\` shows the new analysis once it is don
         args.values.json === true
           ? JSON.stringify(res, null, 2) + '\n'
           : `crash ${res.crash_id}: re-analysis requested at ${res.requested_at}\n`,
+      );
+      return EXIT.ok;
+    },
+  },
+  delete: {
+    summary: 'delete a crash’s core dump',
+    usage: 'podmortem delete ID [--json]',
+    positionals: 1,
+    options: { json: { type: 'boolean' } },
+    details: `Deletes the crash's core from storage (it cannot be downloaded after: 410). The crash
+stays, its dump marked deleted by you. Needs \`delete\` on coredumps/dump in the crash's
+namespace. Deleting a deleted dump again changes nothing and prints the first deletion.
+  --json              the API's answer as JSON`,
+    async run(args, apiOf, io) {
+      const id = args.positionals[0] ?? '';
+      // Refused here, before a token is looked for: a destructive command names its mistake first.
+      if (!isCrashId(id))
+        throw new CliError(EXIT.usage, `${id}: not a crash id (a UUIDv7, as \`podmortem list\` shows)`);
+      const res = await (
+        await apiOf()
+      ).json<DumpDeletion>(`/v1/crashes/${encodeURIComponent(id)}/dump`, {}, { method: 'DELETE' });
+      const { dump } = res;
+      const what = res.changed ? 'deleted' : 'already removed';
+      io.stdout.write(
+        args.values.json === true
+          ? JSON.stringify(res, null, 2) + '\n'
+          : `crash ${res.crash_id}: dump ${what} (${dump.status} by ${dump.removed_by ?? '?'} at ${dump.removed_at ?? '?'}${dump.reason ? `: ${dump.reason}` : ''})\n`,
       );
       return EXIT.ok;
     },
