@@ -181,18 +181,30 @@ function analyzedAt(analysis: unknown): number {
   return typeof analysis.analyzed_at === 'string' ? Date.parse(analysis.analyzed_at) : NaN;
 }
 
-export function planAnalysis(
-  record: AnalysisRecord,
+/**
+ * How a record that carries one part of a crash's document (an analysis, a dump removal) is
+ * merged: with no document yet, a placeholder of the crash's identity and the part (the crash
+ * fills in the rest when it comes); on a document of another crash of the same id, not at all;
+ * else what `merge` makes of the document read — a skip, or the document to write back,
+ * conditional on the version read so a concurrent writer makes this one read again.
+ */
+function planPart<Skip extends string>(
+  record: AnalysisRecord | DumpRemoval,
   index: string,
   existing: ExistingDocument | undefined,
-): AnalysisPlan {
+  part: Fields,
+  merge: (source: Fields) => { write: Fields } | { skip: Skip },
+):
+  | { kind: 'write'; operation: BulkOperation }
+  | { kind: 'duplicate'; reason: string }
+  | { kind: 'skip'; result: Skip } {
   const meta = { _index: index, _id: record.crash.id };
   if (!existing) {
     const placeholder = {
       '@timestamp': record['@timestamp'],
       crash: record.crash,
       ...(record.kubernetes ? { kubernetes: record.kubernetes } : {}),
-      analysis: record.analysis,
+      ...part,
     };
     return { kind: 'write', operation: { action: 'create', meta, body: placeholder } };
   }
@@ -202,22 +214,30 @@ export function planAnalysis(
       kind: 'duplicate',
       reason: `crash id ${record.crash.id} is held in ${index} by another crash: ${mismatch}`,
     };
-  const current = analyzedAt(existing.source.analysis);
-  const incoming = Date.parse(record.analysis.analyzed_at);
-  if (incoming < current) return { kind: 'skip', result: 'stale' };
-  if (incoming === current) return { kind: 'skip', result: 'noop' };
-  const merged = {
-    ...existing.source,
-    analysis: { ...collectorPart(existing.source.analysis), ...record.analysis },
-  };
+  const merged = merge(existing.source);
+  if ('skip' in merged) return { kind: 'skip', result: merged.skip };
   return {
     kind: 'write',
     operation: {
       action: 'index',
       meta: { ...meta, if_seq_no: existing.seqNo, if_primary_term: existing.primaryTerm },
-      body: merged,
+      body: merged.write,
     },
   };
+}
+
+export function planAnalysis(
+  record: AnalysisRecord,
+  index: string,
+  existing: ExistingDocument | undefined,
+): AnalysisPlan {
+  return planPart<'stale' | 'noop'>(record, index, existing, { analysis: record.analysis }, (source) => {
+    const current = analyzedAt(source.analysis);
+    const incoming = Date.parse(record.analysis.analyzed_at);
+    if (incoming < current) return { skip: 'stale' };
+    if (incoming === current) return { skip: 'noop' };
+    return { write: { ...source, analysis: { ...collectorPart(source.analysis), ...record.analysis } } };
+  });
 }
 
 /**
@@ -272,34 +292,10 @@ export function planRemoval(
   index: string,
   existing: ExistingDocument | undefined,
 ): RemovalPlan {
-  const meta = { _index: index, _id: record.crash.id };
-  if (!existing) {
-    const placeholder = {
-      '@timestamp': record['@timestamp'],
-      crash: record.crash,
-      ...(record.kubernetes ? { kubernetes: record.kubernetes } : {}),
-      dump: record.dump,
-    };
-    return { kind: 'write', operation: { action: 'create', meta, body: placeholder } };
-  }
-  const mismatch = crashIdentityMismatch(existing.source, record);
-  if (mismatch !== undefined)
-    return {
-      kind: 'duplicate',
-      reason: `crash id ${record.crash.id} is held in ${index} by another crash: ${mismatch}`,
-    };
-  if (removalOf(existing.source)) return { kind: 'skip', result: 'noop' };
-  const dump = pathOf(existing.source, ['dump']);
-  const merged = {
-    ...existing.source,
-    dump: { ...(typeof dump === 'object' && dump !== null ? (dump as Fields) : {}), ...record.dump },
-  };
-  return {
-    kind: 'write',
-    operation: {
-      action: 'index',
-      meta: { ...meta, if_seq_no: existing.seqNo, if_primary_term: existing.primaryTerm },
-      body: merged,
-    },
-  };
+  return planPart<'noop'>(record, index, existing, { dump: record.dump }, (source) => {
+    if (removalOf(source)) return { skip: 'noop' };
+    const dump = pathOf(source, ['dump']);
+    const stored = typeof dump === 'object' && dump !== null ? (dump as Fields) : {};
+    return { write: { ...source, dump: { ...stored, ...record.dump } } };
+  });
 }
