@@ -7,6 +7,7 @@ import { keySegments } from '../storage-layout.ts';
 import {
   checkedSegments,
   dumpBytes,
+  isNamespaceFolder,
   isStoreError,
   StoreError,
   type ByteRange,
@@ -153,6 +154,23 @@ export class FsStore implements Store {
     const found: StoredObject[] = [];
     await this.walk(folder, dir, found);
     return found.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  async namespaces(): Promise<string[]> {
+    let entries: Dirent[];
+    try {
+      entries = await readdir(await this.rootReal(), { withFileTypes: true });
+    } catch (err) {
+      // No root yet: nothing was ever written.
+      if (codeOf(err) === 'ENOENT') return [];
+      throw err;
+    }
+    // Dirent types are the entries' own (not followed): a symlink to a folder is no folder here,
+    // as list() would refuse to walk through it anyway.
+    return entries
+      .filter((e) => e.isDirectory() && isNamespaceFolder(e.name))
+      .map((e) => e.name)
+      .sort();
   }
 
   async delete(key: string): Promise<void> {

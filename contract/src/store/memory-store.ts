@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import {
   checkedSegments,
   dumpBytes,
+  isNamespaceFolder,
   StoreError,
   type ByteRange,
   type ObjectRead,
@@ -74,6 +75,16 @@ export class MemoryStore implements Store {
         .filter(([key]) => key.startsWith(`${folder}/`))
         .map(([key, entry]) => factsOf(key, entry))
         .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    });
+  }
+
+  namespaces(): Promise<string[]> {
+    return settled(() => {
+      const firsts = [...this.objects.keys()].flatMap((key) => {
+        const [first, ...rest] = key.split('/');
+        return first !== undefined && rest.length > 0 && isNamespaceFolder(first) ? [first] : [];
+      });
+      return [...new Set(firsts)].sort();
     });
   }
 

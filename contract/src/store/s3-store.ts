@@ -17,6 +17,7 @@ import { keySegments } from '../storage-layout.ts';
 import {
   checkedSegments,
   dumpBytes,
+  isNamespaceFolder,
   isStoreError,
   StoreError,
   type ByteRange,
@@ -341,6 +342,33 @@ export class S3Store implements Store {
       }
     }
     return found.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  /** The common prefixes one level below the prefix (S3 has no folders), page by page. */
+  async namespaces(): Promise<string[]> {
+    const found = new Set<string>();
+    let token: string | undefined;
+    do {
+      const page = await this.send(this.location, (abortSignal) =>
+        this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Delimiter: '/',
+            ...(this.prefix === '' ? {} : { Prefix: this.prefix }),
+            ...(token === undefined ? {} : { ContinuationToken: token }),
+          }),
+          { abortSignal },
+        ),
+      );
+      for (const common of page.CommonPrefixes ?? []) {
+        const listed = common.Prefix ?? '';
+        if (!listed.startsWith(this.prefix) || !listed.endsWith('/')) continue;
+        const name = listed.slice(this.prefix.length, -1);
+        if (isNamespaceFolder(name)) found.add(name);
+      }
+      token = page.IsTruncated === true ? page.NextContinuationToken : undefined;
+    } while (token !== undefined);
+    return [...found].sort();
   }
 
   async delete(key: string): Promise<void> {

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -150,6 +150,30 @@ for (const [name, make] of implementations) {
       await t.rejects(store.list('ns/a/c/1.json'), code('PM_ERR_STORE_NOT_A_FILE'), 'an object is no folder');
     });
 
+    t.test(
+      'namespaces: the namespace folders at the top, sorted; other top-level names are not',
+      async (t) => {
+        const store = await make(t);
+        t.same(await store.namespaces(), [], 'an empty store has none');
+        for (const key of [
+          'team-b/p/c/1.json',
+          'team-a/p/c/2.core.zst',
+          'team-a/q/c/3.json',
+          '_buildid/ab12/executable',
+          '_host/node-1/_process/4.json',
+          'Not_A_Namespace/p/c/5.json',
+          'dotted.name/p/c/6.json',
+          'top-level-object',
+        ])
+          await store.putBytes(key, Buffer.from(key));
+        t.same(
+          await store.namespaces(),
+          ['team-a', 'team-b'],
+          'each once; _buildid, _host and junk names left out',
+        );
+      },
+    );
+
     t.test('usage counts the dumps of a namespace; delete removes, twice harmlessly', async (t) => {
       const store = await make(t);
       await store.putBytes('ns/p/c/1.core.zst', Buffer.alloc(100));
@@ -175,6 +199,24 @@ for (const [name, make] of implementations) {
     });
   });
 }
+
+t.test('FsStore: a symlinked folder at the root is not listed as a namespace', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pm-store-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const store = new FsStore({ root: join(dir, 'root') });
+  await store.putBytes('team-a/p/c/1.json', Buffer.from('{}'));
+  mkdirSync(join(dir, 'elsewhere', 'p', 'c'), { recursive: true });
+  writeFileSync(join(dir, 'elsewhere', 'p', 'c', '2.json'), '{}');
+  symlinkSync(join(dir, 'elsewhere'), join(dir, 'root', 'planted'));
+  symlinkSync(join(dir, 'root', 'team-a'), join(dir, 'root', 'alias'));
+  t.same(await store.namespaces(), ['team-a'], 'neither a link out of the root nor one inside it');
+});
+
+t.test('FsStore: no root yet has no namespaces', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pm-store-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  t.same(await new FsStore({ root: join(dir, 'absent') }).namespaces(), []);
+});
 
 t.test('MemoryStore: a capacity plays a full backend', async (t) => {
   const store = new MemoryStore({ capacityBytes: 10 });

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import { isDnsLabel } from '../kubernetes-names.ts';
 import { isDumpKey, keySegments } from '../storage-layout.ts';
 
 // Where crash dumps and events are kept, by key: the '/'-separated relative paths of
@@ -38,6 +39,13 @@ export interface Store {
   stat(key: string): Promise<StoredObject>;
   /** Every object under `folder` (whole segments: 'ns/pod-uid'), by key; none when it is absent. */
   list(folder: string): Promise<StoredObject[]>;
+  /**
+   * The namespace folders at the top of the store, sorted: the first segments that are Kubernetes
+   * namespace names (so neither _host, _buildid nor a foreign name), whether or not the namespace
+   * still exists, so that retention finds the crashes of one deleted while it was not running.
+   * Every namespace holding an object is listed; a folder emptied on the filesystem may be too.
+   */
+  namespaces(): Promise<string[]>;
   /** Removes the object; one already gone is no error. */
   delete(key: string): Promise<void>;
   /** Bytes of dumps the namespace holds. */
@@ -103,6 +111,11 @@ export async function readBytes(store: Store, key: string, maxBytes = Infinity):
     chunks.push(chunk);
   }
   return Buffer.concat(chunks);
+}
+
+/** A top-level name that namespaces() lists: a namespace's name, which is always a safe segment. */
+export function isNamespaceFolder(name: string): boolean {
+  return isDnsLabel(name);
 }
 
 /** Bytes of the dumps among `objects`: what usage() counts. */
