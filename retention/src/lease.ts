@@ -42,6 +42,8 @@ export class KafkaLease {
       groupId,
       sessionTimeout: this.params.sessionTimeoutMs,
       heartbeatInterval: this.params.heartbeatIntervalMs,
+      // kafkajs heartbeats between fetches; an empty topic's fetch waits this long on the broker.
+      maxWaitTimeInMs: this.params.heartbeatIntervalMs,
     });
     this.consumer = consumer;
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
@@ -66,9 +68,15 @@ export class KafkaLease {
     await consumer.run({ eachMessage: async () => {} });
   }
 
-  /** Holds partition 0 and has heard from the coordinator within the session timeout. */
+  /**
+   * Holds partition 0 and has heard from the coordinator within half the session timeout. The
+   * coordinator counts the timeout from when it received the last heartbeat, which is before this
+   * member saw the answer; half of it leaves the member a margin to stop acting well before the
+   * group could give the partition to another (heartbeats come at least three times as often).
+   */
   isActive(): Promise<boolean> {
-    return Promise.resolve(this.holding && Date.now() - this.lastHeartbeat < this.params.sessionTimeoutMs);
+    const silentMs = Date.now() - this.lastHeartbeat;
+    return Promise.resolve(this.holding && silentMs < this.params.sessionTimeoutMs / 2);
   }
 
   /** Joined the group: active (holding partition 0) or standby; undefined while (re)joining. */
