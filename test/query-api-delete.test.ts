@@ -1,7 +1,9 @@
 import { Kafka, logLevel, type Consumer } from 'kafkajs';
 import t from 'tap';
 import {
+  crashKey,
   decodeDumpRemovalMessage,
+  encodeCrashMessage,
   dumpRelPath,
   eventRelPath,
   type CrashEvent,
@@ -9,6 +11,17 @@ import {
 } from '@podmortem/contract';
 import { isStoreError, readBytes, type Store } from '@podmortem/contract/store';
 import { BACKENDS, openBackend } from './support/backends.ts';
+import {
+  groupProgress,
+  produce,
+  startIndexer,
+  stopIndexer,
+  testElasticsearch,
+  testKafka,
+  topicsForTest,
+  uniqueNames,
+} from './support/indexer-harness.ts';
+import { until } from './support/poll.ts';
 import { freePort } from './support/ports.ts';
 import {
   addUser,
@@ -26,7 +39,7 @@ import { stack, uniqueName } from './support/stack.ts';
 // `delete` on coredumps/dump (the core gone from the store, the stored event marked, the
 // DumpRemoval on its topic, a later download 410 naming who), 403 with read rights alone, 404 for
 // a crash the caller may not see and for none at all, idempotent, audited, and 503 naming Kafka
-// when it is down.
+// when it is down. Then once through the real indexer, which merges the removal into the crash.
 
 const hour = 3_600_000;
 
@@ -62,14 +75,6 @@ async function readRemovals(topic: string): Promise<{ records: DumpRemoval[]; co
     },
   });
   return { records, consumer };
-}
-
-async function until(what: string, check: () => boolean, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 function grantDelete(h: Harness, user: string, namespace: string): void {
@@ -250,4 +255,59 @@ t.test('Kafka down: 503 naming Kafka only, audited', async (t) => {
   t.notMatch(res.body, /127\.0\.0\.1/, 'no address');
   const audit = h.logs.lines.filter((l) => l.audit === true).at(-1);
   t.match(audit, { action: 'delete-dump', user: 'alice', status: 503 });
+});
+
+t.test('through the real indexer: the crash says deleted by the caller, the download 410', async (t) => {
+  const names = uniqueNames('pm-api-delete');
+  const kafka = testKafka();
+  const es = testElasticsearch();
+  t.teardown(() => es.close());
+  const admin = await topicsForTest(t, kafka, es, names, 1);
+  const indexer = await startIndexer({ names });
+  t.teardown(() => stopIndexer(indexer));
+  t.teardown(() => {
+    if (!t.passing()) t.comment(indexer.logs.slice(-40).join('\n'));
+  });
+  await until('the indexer ready', () => indexer.ready());
+  const h = await harness({
+    kafkaBrokers: stack.kafkaBrokers,
+    crashIndex: names.alias,
+    dumpRemovalTopic: names.removals,
+  });
+  t.teardown(() => h.close());
+  const alice = addUser(h.kube, 'alice', ['team-a']);
+  grantDelete(h, 'alice', 'team-a');
+  const crash = makeCrash({ namespace: 'team-a', at: Date.now() - hour });
+  const id = crash.event.crash.id;
+  await writeThrough(h.store, crash);
+  const settled = (topic: string) =>
+    until(
+      `${topic} indexed to the end`,
+      async () => (await groupProgress(admin, names.group, topic)).behind === 0,
+    );
+  await produce(kafka, names.topic, [{ key: crashKey(crash.event), value: encodeCrashMessage(crash.event) }]);
+  await settled(names.topic);
+  await es.indices.refresh({ index: `${names.alias}*` });
+
+  const res = await h.app.inject({ method: 'DELETE', url: `/v1/crashes/${id}/dump`, headers: bearer(alice) });
+  t.equal(res.statusCode, 200, res.body);
+  const { dump } = res.json<{ dump: CrashEvent['dump'] }>();
+  await settled(names.removals);
+  await es.indices.refresh({ index: `${names.alias}*` });
+
+  const got = await h.app.inject({ method: 'GET', url: `/v1/crashes/${id}`, headers: bearer(alice) });
+  t.equal(got.statusCode, 200);
+  t.same(got.json<CrashEvent>().dump, dump, 'the indexed crash has the removal the API answered');
+  const download = await h.app.inject({
+    method: 'GET',
+    url: `/v1/crashes/${id}/dump`,
+    headers: bearer(alice),
+  });
+  t.equal(download.statusCode, 410);
+  t.same(download.json(), {
+    statusCode: 410,
+    code: 'PM_ERR_DUMP_REMOVED',
+    error: 'Gone',
+    message: `the dump of crash ${id} was deleted by alice at ${dump.removed_at ?? ''}: deleted by alice`,
+  });
 });
