@@ -98,11 +98,8 @@ for (const backend of BACKENDS) {
       telemetry: createTelemetry(undefined, false),
       rules: { ...OFF, ...rules },
       dryRun: false,
-      folders: ['team-a', 'team-b', 'gone-ns'],
-      namespaces: {
-        present: new Set(['team-a', 'team-b']),
-        goneSince: new Map([['gone-ns', new Date(NOW.getTime() - 7200_000)]]),
-      },
+      listed: new Set(['team-a', 'team-b']),
+      goneSince: new Map([['gone-ns', new Date(NOW.getTime() - 7200_000)]]),
       isActive: async () => true,
       // A minute on: the modules stored just now are past a grace of 0.
       now: new Date(NOW.getTime() + 60_000),
@@ -164,6 +161,65 @@ for (const backend of BACKENDS) {
 
 for (const backend of BACKENDS) {
   t.test(
+    `${backend}: a namespace only the store holds is found, and loses its cores after the grace`,
+    async (t) => {
+      const { store } = await openBackend(t, backend);
+      const names = uniqueNames('pm-retention-orphan');
+      const admin = kafka.admin();
+      await admin.connect();
+      await admin.createTopics({
+        topics: [{ topic: names.removals, numPartitions: 1 }],
+        waitForLeaders: true,
+      });
+      await admin.disconnect();
+      // Deleted while no retention instance ran: this instance never saw it in the API's list.
+      const orphans = [crashOf('vanished', 2), crashOf('vanished', 1)];
+      const kept = crashOf('team-a', 1);
+      for (const e of [...orphans, kept]) await seed(store, e, 300);
+
+      // The instance's memory across its passes, empty as after a restart.
+      const goneSince = new Map<string, Date>();
+      const pass = (now: Date, listed: ReadonlySet<string> | undefined) =>
+        runPass({
+          store,
+          producer,
+          removalTopic: names.removals,
+          logger: createLogger('retention-test', { level: 'silent' }),
+          telemetry: createTelemetry(undefined, false),
+          rules: { ...OFF, namespaceGraceS: 3600 },
+          dryRun: false,
+          listed,
+          goneSince,
+          isActive: async () => true,
+          now,
+        });
+
+      const first = await pass(NOW, new Set(['team-a']));
+      t.equal(first.removed, 0, 'first seen missing now: within its grace');
+      t.same([...goneSince], [['vanished', NOW]], 'its grace starts at this first sight; team-a is not gone');
+
+      const apiAway = await pass(new Date(NOW.getTime() + 7200_000), undefined);
+      t.equal(apiAway.removed, 0, 'the API unread: the namespace rule waits');
+      t.same([...goneSince], [['vanished', NOW]], 'and the first sight is kept');
+
+      const after = await pass(new Date(NOW.getTime() + 7200_000), new Set(['team-a']));
+      t.equal(after.removed, 2, 'both cores of the vanished namespace go, and only they');
+      t.equal(after.bytesFreed, 600);
+      for (const e of orphans) {
+        await t.rejects(store.stat(dumpRelPath(e)), { code: 'PM_ERR_STORE_NOT_FOUND' });
+        t.match((await storedEvent(store, e)).dump, {
+          status: 'expired',
+          reason: `namespace deleted: gone since ${NOW.toISOString()}`,
+          removed_by: 'retention',
+        });
+      }
+      t.equal((await store.stat(dumpRelPath(kept))).size, 300, 'the listed namespace keeps its core');
+    },
+  );
+}
+
+for (const backend of BACKENDS) {
+  t.test(
     `${backend}: two instances at once, one lease: one removes everything, the other nothing`,
     async (t) => {
       const { store } = await openBackend(t, backend);
@@ -207,8 +263,8 @@ for (const backend of BACKENDS) {
             telemetry: createTelemetry(undefined, false),
             rules: { ...OFF, maxAgeDays: 30 },
             dryRun: false,
-            folders: ['team-0', 'team-1'],
-            namespaces: undefined,
+            listed: undefined,
+            goneSince: new Map(),
             isActive: () => lease.isActive(),
           }),
         ),

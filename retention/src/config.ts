@@ -54,7 +54,7 @@ export const RetentionConfigSchema = Type.Object({
   kubeconfig: Type.String({
     default: '',
     description:
-      'Kubeconfig file for listing namespaces (the folders a pass walks); empty = in-cluster or the default kubeconfig',
+      'Kubeconfig file for listing namespaces (which namespace folders of the store still exist); empty = in-cluster or the default kubeconfig',
   }),
   kafkaBrokers: Type.Array(Type.String({ minLength: 1 }), {
     minItems: 1,

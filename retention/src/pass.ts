@@ -1,6 +1,12 @@
 import type { Logger } from '@podmortem/contract/runtime';
 import { removeDump, type RemovalProducer, type Store } from '@podmortem/contract/store';
-import { planRetention, type NamespaceView, type RetentionPlan, type RetentionRules } from './plan.ts';
+import {
+  noteMissing,
+  planRetention,
+  type NamespaceView,
+  type RetentionPlan,
+  type RetentionRules,
+} from './plan.ts';
 import { scanStore } from './scan.ts';
 import type { RetentionTelemetry } from './telemetry.ts';
 
@@ -19,9 +25,13 @@ export interface PassParams {
   telemetry: RetentionTelemetry;
   rules: RetentionRules;
   dryRun: boolean;
-  /** Namespace folders to walk (those listed now and those seen before). */
-  folders: Iterable<string>;
-  namespaces: NamespaceView | undefined;
+  /** The namespaces the Kubernetes API lists now; undefined when it could not be read. */
+  listed: ReadonlySet<string> | undefined;
+  /**
+   * When each namespace on the store but not listed was first seen missing: the instance's memory
+   * across passes, brought up to date by the pass (left as it is while the API cannot be read).
+   */
+  goneSince: Map<string, Date>;
   /** True while this instance holds the lease. */
   isActive: () => Promise<boolean>;
   now?: Date;
@@ -43,7 +53,15 @@ export interface PassResult {
 export async function runPass(params: PassParams): Promise<PassResult> {
   const { store, logger, telemetry } = params;
   const now = params.now ?? new Date();
-  const scanned = await scanStore(store, params.folders);
+  // The store's own namespace folders, not the API's list: a namespace deleted while no
+  // retention instance ran is still found, and the API only says which of them still exist.
+  const folders = await store.namespaces();
+  let namespaces: NamespaceView | undefined;
+  if (params.listed !== undefined) {
+    noteMissing(params.goneSince, params.listed, folders, now);
+    namespaces = { present: params.listed, goneSince: params.goneSince };
+  }
+  const scanned = await scanStore(store, folders);
   for (const key of scanned.malformed)
     logger.warn({ key }, 'stored event is not a crash event of its key: left alone');
   telemetry.malformedEvents.inc(scanned.malformed.length);
@@ -51,7 +69,7 @@ export async function runPass(params: PassParams): Promise<PassResult> {
     crashes: scanned.crashes,
     modules: scanned.modules,
     now,
-    namespaces: params.namespaces,
+    namespaces,
     rules: params.rules,
   });
   const result: PassResult = {

@@ -1,5 +1,12 @@
 import t from 'tap';
-import { planRetention, size, type PlanInput, type RetentionRules, type StoredCrash } from './plan.ts';
+import {
+  noteMissing,
+  planRetention,
+  size,
+  type PlanInput,
+  type RetentionRules,
+  type StoredCrash,
+} from './plan.ts';
 
 const NOW = new Date('2026-12-03T12:00:00Z');
 const DAY = 86_400_000;
@@ -167,4 +174,26 @@ t.test('size names whole units', async (t) => {
   t.equal(size(100 * 1024 ** 3), '100 GiB');
   t.equal(size(10 * 1024 ** 2), '10 MiB');
   t.equal(size(1500), '1500 bytes');
+});
+
+t.test('noteMissing: a namespace on the store and not listed is gone from its first sight on', async (t) => {
+  const goneSince = new Map<string, Date>([
+    ['back-again', new Date(NOW.getTime() - DAY)],
+    ['missing-before', new Date(NOW.getTime() - DAY)],
+    ['off-the-store', new Date(NOW.getTime() - DAY)],
+  ]);
+  noteMissing(
+    goneSince,
+    new Set(['back-again', 'listed']),
+    ['back-again', 'listed', 'missing-before', 'new'],
+    NOW,
+  );
+  t.same(
+    [...goneSince].sort(),
+    [
+      ['missing-before', new Date(NOW.getTime() - DAY)],
+      ['new', NOW],
+    ],
+    'a listed one is not gone, an earlier sight stands, one no longer stored is forgotten',
+  );
 });

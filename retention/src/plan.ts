@@ -75,6 +75,23 @@ export interface RetentionPlan {
 
 const DAY_MS = 86_400_000;
 
+/**
+ * Brings `goneSince` up to date with one pass's sight of the namespaces: a listed one is not gone;
+ * one on the store and not listed is gone since `now` unless it was already missing (the API says
+ * nothing of when a namespace went, so a first sight is the best bound, and a later one only
+ * keeps cores longer); one neither listed nor on the store any more is forgotten.
+ */
+export function noteMissing(
+  goneSince: Map<string, Date>,
+  listed: ReadonlySet<string>,
+  onStore: Iterable<string>,
+  now: Date,
+): void {
+  const stored = new Set(onStore);
+  for (const name of goneSince.keys()) if (listed.has(name) || !stored.has(name)) goneSince.delete(name);
+  for (const name of stored) if (!listed.has(name) && !goneSince.has(name)) goneSince.set(name, now);
+}
+
 export function planRetention(input: PlanInput): RetentionPlan {
   const { rules, now } = input;
   const oldestFirst = [...input.crashes].sort(

@@ -5,13 +5,12 @@ import type { Store } from '@podmortem/contract/store';
 import type { RetentionConfig } from './config.ts';
 import { KafkaLease } from './lease.ts';
 import { runPass } from './pass.ts';
-import type { NamespaceView } from './plan.ts';
 import type { RetentionTelemetry } from './telemetry.ts';
 
 // The service's one long-lived part: holds (or waits for) the lease and runs a pass every
-// interval while it is the active instance. When a namespace vanished is not something the
-// Kubernetes API says, so it is the time this instance first saw it missing: a restart starts
-// the grace again, which only ever keeps dumps longer.
+// interval while it is the active instance. The namespaces walked are the store's own folders;
+// when one vanished is not something the Kubernetes API says, so it is the time this instance
+// first saw it missing: a restart starts the grace again, which only ever keeps dumps longer.
 
 export interface RetentionParams {
   config: RetentionConfig;
@@ -19,10 +18,7 @@ export interface RetentionParams {
   telemetry: RetentionTelemetry;
   kafka: Kafka;
   store: Store;
-  /**
-   * Lists the namespaces: the folders to walk (the store cannot list its root) and, with the
-   * namespace rule on, which are gone.
-   */
+  /** Lists the namespaces: which of the store's namespace folders still exist. */
   core: CoreV1Api;
 }
 
@@ -35,7 +31,6 @@ export class Retention implements Component {
   private running: Promise<void> | undefined;
   private stopped = false;
   private readonly goneSince = new Map<string, Date>();
-  private readonly seen = new Set<string>();
 
   constructor(params: RetentionParams) {
     this.params = params;
@@ -72,7 +67,7 @@ export class Retention implements Component {
     const { config, logger, telemetry, store } = this.params;
     if (!(await this.lease.isActive()) || this.producer === undefined) return;
     try {
-      const namespaces = await this.namespaces();
+      const listed = await this.listed();
       await runPass({
         store,
         producer: this.producer,
@@ -81,8 +76,8 @@ export class Retention implements Component {
         telemetry,
         rules: config,
         dryRun: config.dryRun,
-        folders: this.seen,
-        namespaces,
+        listed,
+        goneSince: this.goneSince,
         isActive: () => this.lease.isActive(),
         kafkaTimeoutMs: config.kafkaTimeoutMs,
       });
@@ -93,26 +88,17 @@ export class Retention implements Component {
     }
   }
 
-  /** The namespaces listed now, remembering the ones gone; undefined when the API is away. */
-  private async namespaces(): Promise<NamespaceView | undefined> {
+  /** The namespaces the API lists now; undefined when it is away. */
+  private async listed(): Promise<Set<string> | undefined> {
     const { core, logger, telemetry } = this.params;
-    let present: Set<string>;
     try {
       const list = await core.listNamespace();
-      present = new Set(list.items.flatMap((n) => (n.metadata?.name === undefined ? [] : [n.metadata.name])));
+      return new Set(list.items.flatMap((n) => (n.metadata?.name === undefined ? [] : [n.metadata.name])));
     } catch (err) {
       telemetry.errors.inc({ operation: 'namespaces' });
       logger.warn({ err }, 'namespaces could not be listed: the deleted-namespace rule waits this pass');
       return undefined;
     }
-    const now = new Date();
-    for (const name of present) {
-      this.seen.add(name);
-      this.goneSince.delete(name);
-    }
-    for (const name of this.seen)
-      if (!present.has(name) && !this.goneSince.has(name)) this.goneSince.set(name, now);
-    return { present, goneSince: this.goneSince };
   }
 
   async shutdown(deadline: number): Promise<void> {
