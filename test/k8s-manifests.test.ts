@@ -1,6 +1,6 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { V1ClusterRole, V1Container } from '@kubernetes/client-node';
+import { CoreV1Api, type V1ClusterRole, type V1Container } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import t from 'tap';
@@ -99,6 +99,27 @@ async function collectorRequests(r: Rendering): Promise<ProxiedRequest[]> {
     await fake.close();
   }
   return proxy.requests;
+}
+
+/** The request retention's pass sends for the namespaces, through the client call it makes. */
+async function retentionRequests(r: Rendering): Promise<ProxiedRequest[]> {
+  const fake = await FakeKubeApi.start();
+  fake.addNamespace('team-a');
+  const proxy = await RbacProxy.start(
+    { url: fake.url, token: fake.serviceToken },
+    serviceAccountGrants(r, inspect(r, 'retention')),
+  );
+  try {
+    await proxy
+      .kubeConfig()
+      .makeApiClient(CoreV1Api)
+      .listNamespace()
+      .catch(() => undefined);
+    return proxy.requests;
+  } finally {
+    await proxy.close();
+    await fake.close();
+  }
 }
 
 /** The requests the query API's authentication and authorisation really send, for every check it makes. */
@@ -305,6 +326,11 @@ t.test("the services' real API requests pass RBAC as the manifests grant it", as
   for (const r of renderings) {
     const collector = await collectorRequests(r);
     const query = (await queryApiRequests(r)).requests;
+    const retention = await retentionRequests(r);
+    t.ok(
+      retention.some((q) => q.attributes.verb === 'list' && q.attributes.resource === 'namespaces'),
+      `${r.name}: retention listed the namespaces`,
+    );
     t.ok(
       collector.some((q) => q.attributes.verb === 'list'),
       `${r.name}: the pod resolver listed`,
@@ -317,7 +343,7 @@ t.test("the services' real API requests pass RBAC as the manifests grant it", as
       query.some((q) => q.attributes.resource === 'tokenreviews'),
       `${r.name}: a TokenReview was sent`,
     );
-    for (const q of [...collector, ...query]) {
+    for (const q of [...collector, ...query, ...retention]) {
       const what = describe({ ...q.attributes, namespace: undefined });
       t.ok(q.allowed, `${r.name}: ${what} is allowed`);
       // The static table must describe what the code really sends; watch comes from Watch paths.
@@ -490,6 +516,15 @@ t.test('each check reports a manifest drifted from the code', async (t) => {
       },
       check: (r) => checkServiceRbac(r, inspect(r, 'collector'), kubeCallsOf('collector/src')),
       expect: /calls watch \/api\/v1\/pods, needing watch core\/pods/,
+    },
+    {
+      what: 'the retention role without list',
+      change: (o) => {
+        const rule = role(o, 'podmortem-retention').rules?.[0];
+        if (rule) rule.verbs = ['get'];
+      },
+      check: (r) => checkServiceRbac(r, inspect(r, 'retention'), kubeCallsOf('retention/src')),
+      expect: /calls listNamespace, needing list core\/namespaces/,
     },
     {
       what: 'the query API role granting more than it needs',

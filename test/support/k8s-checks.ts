@@ -39,6 +39,11 @@ import {
   ConfigSchema as ApiConfigSchema,
   readConfig,
 } from '../../query-api/src/config.ts';
+import {
+  CONFIG_PREFIX as RETENTION_PREFIX,
+  loadRetentionConfig,
+  RetentionConfigSchema,
+} from '../../retention/src/config.ts';
 import { allows, describe, grantsOf, requestAttributes, type ResourceAttributes } from './k8s-rbac.ts';
 import { K8S_DIR, type KubeObject, type Rendering } from './kustomize.ts';
 import { repoDir } from './stack.ts';
@@ -47,7 +52,7 @@ import { repoDir } from './stack.ts';
 // of one rendering that returns its problems (an empty list: none). Kept apart from the test so the
 // test can also prove each check fails on a manifest broken on purpose.
 
-export type ServiceName = 'collector' | 'indexer' | 'analyzer' | 'query-api';
+export type ServiceName = 'collector' | 'indexer' | 'analyzer' | 'query-api' | 'retention';
 
 /** A folder a service needs from the node rather than from the container. */
 export interface HostPathNeed {
@@ -156,6 +161,25 @@ export const SERVICES: ServiceSpec[] = [
         metricsPort: c.opsPort,
         shutdownGraceMs: c.shutdownGraceMs,
         storage: { root: c.storageRoot, readOnly: true },
+        hostPaths: [],
+      };
+    },
+  },
+  {
+    service: 'retention',
+    workloadKind: 'Deployment',
+    sourceDir: 'retention/src',
+    main: 'retention/src/main.ts',
+    schema: RetentionConfigSchema,
+    prefix: RETENTION_PREFIX,
+    facts(env) {
+      const c = loadRetentionConfig(env);
+      return {
+        opsHost: c.opsHost,
+        opsPort: c.opsPort,
+        shutdownGraceMs: c.shutdownGraceMs,
+        // Writable: it deletes cores and rewrites their events as expired.
+        storage: { root: c.storageRoot, readOnly: false },
         hostPaths: [],
       };
     },
@@ -712,6 +736,7 @@ interface KubeCall {
  */
 export const KUBE_CALLS: Record<string, KubeCall> = {
   listPodForAllNamespaces: { api: CoreV1Api, rule: { verb: 'list', group: '', resource: 'pods' } },
+  listNamespace: { api: CoreV1Api, rule: { verb: 'list', group: '', resource: 'namespaces' } },
   createTokenReview: {
     api: AuthenticationV1Api,
     rule: { verb: 'create', group: 'authentication.k8s.io', resource: 'tokenreviews' },
