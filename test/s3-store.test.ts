@@ -135,6 +135,30 @@ t.test('a prefix keeps installations apart; foreign names are never listed', asy
   t.throws(() => new S3Store({ ...b.params, partSizeBytes: part - 1 }), RangeError);
 });
 
+t.test('namespaces: those below the prefix only, over more than one page of the listing', async (t) => {
+  const b = await freshBucket(t);
+  const one = b.store({ prefix: 'cluster-a' });
+  const two = b.store({ prefix: 'cluster-b/x' });
+  const client = stackS3Client();
+  t.teardown(() => client.destroy());
+  // S3 answers at most 1000 names a page: 1001 namespaces need a second one.
+  const names = Array.from({ length: 1001 }, (_, i) => `ns-${String(i).padStart(4, '0')}`);
+  for (let i = 0; i < names.length; i += 50)
+    await Promise.all(
+      names
+        .slice(i, i + 50)
+        .map((ns) =>
+          client.send(
+            new PutObjectCommand({ Bucket: b.bucket, Key: `cluster-a/${ns}/p/c/1.json`, Body: '{}' }),
+          ),
+        ),
+    );
+  await client.send(new PutObjectCommand({ Bucket: b.bucket, Key: 'cluster-a/a b/p/c/1.json', Body: 'x' }));
+  await two.putBytes('other/p/c/1.json', Buffer.from('{}'));
+  t.same(await one.namespaces(), names, 'every namespace once, in order; the foreign name left out');
+  t.same(await two.namespaces(), ['other']);
+});
+
 t.test('a budget bounds freeBytes: it less what the prefix holds', async (t) => {
   const b = await freshBucket(t);
   t.equal(await b.store().freeBytes(), undefined, 'no budget: no bound');
