@@ -38,9 +38,9 @@ import { stack, uniqueName } from './support/stack.ts';
 
 // Retention as it runs in production: two `node retention/src/main.ts` processes (the Deployment's
 // two replicas) over one store and one lease, the real indexer merging their removals into
-// Elasticsearch, the namespaces from the Kubernetes API stand-in. Old cores and the cores of a
-// namespace that went away are removed exactly once, with the reason on the document; young ones
-// stay.
+// Elasticsearch, the namespaces from the Kubernetes API stand-in. Old cores and the cores of
+// namespaces that went away (one while retention ran, one before) are removed exactly once, with
+// the reason on the document; young ones stay.
 
 const DAY = 86_400_000;
 const NOW = new Date();
@@ -145,7 +145,7 @@ const sum = async (ps: ServiceProcess[], name: string, labels: Record<string, st
   );
 
 for (const name of BACKENDS) {
-  t.test(`${name}: two retention processes remove old cores and a gone namespace's once each`, async (t) => {
+  t.test(`${name}: two retention processes remove old cores and gone namespaces' once each`, async (t) => {
     const backend = await openBackend(t, name);
     const names = uniqueNames(`pm-ret-e2e-${name}`);
     const lease = uniqueName(`pm-ret-e2e-${name}-lease`);
@@ -168,8 +168,12 @@ for (const name of BACKENDS) {
       { event: crashOf('team-a', 3), bytes: 8000 },
       { event: crashOf('team-b', 1), bytes: 16_000 },
     ];
-    const gone: Seeded = { event: crashOf('gone-ns', 1), bytes: 32_000 };
-    const all = [...old, ...young, gone];
+    // gone-ns is listed at first and deleted while retention runs; unlisted never was listed.
+    const gone: Seeded[] = [
+      { event: crashOf('gone-ns', 1), bytes: 32_000 },
+      { event: crashOf('unlisted', 1), bytes: 64_000 },
+    ];
+    const all = [...old, ...young, ...gone];
     await seed(backend.store, all);
 
     const indexer = await startIndexer({ names });
@@ -196,8 +200,8 @@ for (const name of BACKENDS) {
     const DUMPS = 'podmortem_retention_dumps_removed_total';
 
     await until('the old cores removed', async () => (await sum(retentions, DUMPS, { rule: 'age' })) === 3);
-    // Once both are in the group no rebalance moves the lease; the holder's next listing sees
-    // gone-ns (only the holder lists), so its folder is walked once the namespace is gone.
+    // Once both are in the group no rebalance moves the lease; the holder's next listing (only
+    // the holder lists) still has gone-ns, so it goes away while the holder is running.
     await until('both processes in the lease group', async () => {
       const ready = await Promise.all(retentions.map((p) => p.ready()));
       return ready.every(Boolean);
@@ -209,8 +213,8 @@ for (const name of BACKENDS) {
     );
     kube.removeNamespace('gone-ns');
     await until(
-      "the gone namespace's core removed",
-      async () => (await sum(retentions, DUMPS, { rule: 'namespace-deleted' })) === 1,
+      "the gone namespaces' cores removed",
+      async () => (await sum(retentions, DUMPS, { rule: 'namespace-deleted' })) === 2,
     );
     // Two passes more over the same store: any second removal would have happened by then.
     const passes = await sum(retentions, 'podmortem_retention_passes_total', { result: 'done' });
@@ -220,7 +224,7 @@ for (const name of BACKENDS) {
         (await sum(retentions, 'podmortem_retention_passes_total', { result: 'done' })) >= passes + 2,
     );
 
-    for (const { event } of [...old, gone])
+    for (const { event } of [...old, ...gone])
       t.equal(
         await hasCore(backend.store, event),
         false,
@@ -236,8 +240,8 @@ for (const name of BACKENDS) {
       t.ok(await readBytes(backend.store, eventRelPath(event)), 'every event stays in the store');
 
     t.equal(await sum(retentions, DUMPS, { rule: 'age' }), 3, 'three removed by age');
-    t.equal(await sum(retentions, DUMPS, { rule: 'namespace-deleted' }), 1, 'one with its namespace');
-    t.equal(await sum(retentions, DUMPS), 4, 'by no other rule');
+    t.equal(await sum(retentions, DUMPS, { rule: 'namespace-deleted' }), 2, 'two with their namespace');
+    t.equal(await sum(retentions, DUMPS), 5, 'by no other rule');
     t.equal(
       await sum(retentions, 'podmortem_retention_bytes_freed_total', { rule: 'age' }),
       7000,
@@ -245,7 +249,8 @@ for (const name of BACKENDS) {
     );
     t.equal(
       await sum(retentions, 'podmortem_retention_bytes_freed_total', { rule: 'namespace-deleted' }),
-      32_000,
+      96_000,
+      'the bytes of the two in namespaces gone',
     );
     t.equal(await sum(retentions, 'podmortem_retention_errors_total'), 0, 'no operation failed');
     t.equal(await sum(retentions, 'podmortem_retention_events_deleted_total'), 0, 'no event past a year');
@@ -265,7 +270,7 @@ for (const name of BACKENDS) {
     });
     t.same(
       [...removed].sort(),
-      [...old, gone].map((s) => s.event.crash.id).sort(),
+      [...old, ...gone].map((s) => s.event.crash.id).sort(),
       'exactly one DumpRemoval per removed core, from the two processes together',
     );
 
@@ -280,16 +285,17 @@ for (const name of BACKENDS) {
         removed_by: 'retention',
         removed_at: /^\d{4}-\d\d-\d\dT/,
       });
-    t.match((await documentOf(names, gone.event))?.dump, {
-      status: 'expired',
-      reason: /^namespace deleted: gone since \d{4}-\d\d-\d\dT/,
-      removed_by: 'retention',
-    });
+    for (const { event } of gone)
+      t.match((await documentOf(names, event))?.dump, {
+        status: 'expired',
+        reason: /^namespace deleted: gone since \d{4}-\d\d-\d\dT/,
+        removed_by: 'retention',
+      });
     for (const { event } of young)
       t.same((await documentOf(names, event))?.dump, event.dump, 'a young crash keeps its dump stored');
     await es.indices.refresh({ index: names.alias });
     const expired = await es.count({ index: names.alias, query: { term: { 'dump.status': 'expired' } } });
-    t.equal(expired.count, 4, 'exactly four documents say expired');
+    t.equal(expired.count, 5, 'exactly five documents say expired');
     t.equal(await searchableCount(es, names.alias), all.length, 'no document made or lost');
   });
 }
