@@ -33,23 +33,36 @@ export function requestEventOf(stored: CrashEvent): CrashEvent {
   return Object.keys(collectors).length === 0 ? rest : { ...rest, analysis: collectors };
 }
 
+/**
+ * A producer of the API's (re-analysis requests, dump removals). It connects on the first send,
+ * not at start, so an API whose Kafka is down serves everything else and such a request then is a
+ * quick 503: one quick retry of kafkajs's own, then the caller hears of the outage.
+ */
+export function apiProducer(params: {
+  brokers: string[];
+  clientId: string;
+  timeoutMs: number;
+  logger: Logger;
+}): SessionProducer {
+  const { brokers, clientId, timeoutMs, logger } = params;
+  const kafka = createKafka({
+    brokers,
+    clientId,
+    logger,
+    connectionTimeoutMs: timeoutMs,
+    requestTimeoutMs: timeoutMs,
+    retry: { retries: 1, initialRetryTime: 100, maxRetryTime: 1000 },
+  });
+  return new SessionProducer(kafka);
+}
+
 export class AnalysisRequests {
   private readonly params: AnalysisRequestsParams;
   private readonly producer: SessionProducer;
 
   constructor(params: AnalysisRequestsParams) {
     this.params = params;
-    const { brokers, clientId, timeoutMs, logger } = params;
-    const kafka = createKafka({
-      brokers,
-      clientId,
-      logger,
-      connectionTimeoutMs: timeoutMs,
-      requestTimeoutMs: timeoutMs,
-      // One quick retry of kafkajs's own; the caller hears of an outage as a 503 and retries.
-      retry: { retries: 1, initialRetryTime: 100, maxRetryTime: 1000 },
-    });
-    this.producer = new SessionProducer(kafka);
+    this.producer = apiProducer(params);
   }
 
   /** Publishes the request; resolves once every in-sync replica has it, else a 503. */

@@ -1,5 +1,5 @@
 import type { CrashEvent } from '@podmortem/contract';
-import { createKafka, messageOf, SessionProducer, type Logger } from '@podmortem/contract/runtime';
+import { messageOf, type Logger, type SessionProducer } from '@podmortem/contract/runtime';
 import {
   isStoreError,
   removeDump,
@@ -7,7 +7,7 @@ import {
   type RemovedDump,
   type Store,
 } from '@podmortem/contract/store';
-import { requestEventOf } from './analysis-requests.ts';
+import { apiProducer, requestEventOf } from './analysis-requests.ts';
 import { PM_ERR_BACKEND_UNAVAILABLE } from './errors.ts';
 import type { Telemetry } from './telemetry.ts';
 
@@ -35,16 +35,7 @@ export class DumpRemovals {
 
   constructor(params: DumpRemovalsParams) {
     this.params = params;
-    const { brokers, clientId, timeoutMs, logger } = params;
-    const kafka = createKafka({
-      brokers,
-      clientId,
-      logger,
-      connectionTimeoutMs: timeoutMs,
-      requestTimeoutMs: timeoutMs,
-      retry: { retries: 1, initialRetryTime: 100, maxRetryTime: 1000 },
-    });
-    this.producer = new SessionProducer(kafka);
+    this.producer = apiProducer(params);
   }
 
   /**
