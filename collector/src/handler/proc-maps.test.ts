@@ -44,15 +44,19 @@ t.test('maps lines as the kernel writes them', async (t) => {
 t.test('a real process: its executable, and the same after it is unlinked', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'pm-maps-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
-  await writeFile(join(dir, 'p.c'), '#include <unistd.h>\nint main(void) { pause(); return 0; }\n');
+  // It says so once main runs: by then the dynamic loader has mapped the C library ('spawn' comes
+  // when the exec succeeded, which can be before ld.so has mapped anything).
+  await writeFile(
+    join(dir, 'p.c'),
+    '#include <unistd.h>\nint main(void) { write(1, "r", 1); pause(); return 0; }\n',
+  );
   const exe = join(dir, 'pauser');
   execFileSync('gcc', ['-o', exe, join(dir, 'p.c')]);
   const inode = (await stat(exe)).ino;
-  const child = spawn(exe, { stdio: 'ignore' });
+  const child = spawn(exe, { stdio: ['ignore', 'pipe', 'ignore'] });
   t.teardown(() => child.kill('SIGKILL'));
-  await once(child, 'spawn');
+  await once(child.stdout, 'data');
   const read = async () => mappedFiles(parseProcMaps(await readFile(`/proc/${child.pid}/maps`, 'utf8')));
-  // 'spawn' comes once the exec succeeded: the maps are the program's.
   const files = await read();
   const mine = files.find((f) => f.path === exe);
   t.match(mine, { path: exe, deleted: false, inode });
