@@ -4,14 +4,14 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { zstdCompressSync } from 'node:zlib';
 import autocannon from 'autocannon';
 import { dumpRelPath } from '@podmortem/contract';
 import { FakeKubeApi } from '../test/support/fake-kube-api.ts';
+import { startBenchApi, waitHttp } from './query-api-process.ts';
 import { freePort } from '../test/support/ports.ts';
 import { CrashIndex, StorageRoot, addUser, makeCrash, type SeededCrash } from '../test/support/query-api.ts';
-import { repoDir, stack } from '../test/support/stack.ts';
+import { stack } from '../test/support/stack.ts';
 
 // bench:api — the query API (`node query-api/src/main.ts`, its own process) on the real local
 // stack, with baselines measured in the same run:
@@ -40,18 +40,6 @@ process.once('exit', () => {
   for (const p of children) p.kill('SIGKILL');
 });
 const children: ChildProcess[] = [];
-
-async function waitHttp(url: string): Promise<void> {
-  for (let i = 0; i < 300; i++) {
-    const ok = await fetch(url).then(
-      (r) => r.status < 500,
-      () => false,
-    );
-    if (ok) return;
-    await sleep(100);
-  }
-  throw new Error(`${url} did not come up`);
-}
 
 interface Load {
   rps: number;
@@ -194,26 +182,16 @@ async function main(): Promise<void> {
 
   const work = mkdtempSync(join(tmpdir(), 'pm-bench-api-'));
   cleanups.push(() => rmSync(work, { recursive: true, force: true }));
-  const port = await freePort();
-  const server = `http://127.0.0.1:${port}`;
-  const api = spawn(process.execPath, [join(repoDir, 'query-api/src/main.ts')], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      LOG_LEVEL: 'warn',
-      PODMORTEM_API_HOST: '127.0.0.1',
-      PODMORTEM_API_PORT: String(port),
-      PODMORTEM_API_STORAGE_ROOT: storage.root,
-      PODMORTEM_API_ELASTICSEARCH_URL: stack.elasticsearchUrl,
-      PODMORTEM_API_PROMETHEUS_URL: stack.prometheusUrl,
-      PODMORTEM_API_CRASH_INDEX: index.alias,
-      PODMORTEM_API_KUBECONFIG: kube.writeKubeconfig(join(work, 'kubeconfig')),
-      PODMORTEM_API_RATE_LIMIT_MAX: '1000000',
+  const server = await startBenchApi({
+    kube,
+    work,
+    crashIndex: index.alias,
+    storageEnv: { PODMORTEM_API_STORAGE_ROOT: storage.root },
+    adopt: (api) => {
+      children.push(api);
+      cleanups.push(() => void api.kill('SIGTERM'));
     },
-    stdio: ['ignore', 'inherit', 'inherit'],
   });
-  children.push(api);
-  cleanups.push(() => void api.kill('SIGTERM'));
-  await waitHttp(`${server}/healthz`);
   const auth = { authorization: `Bearer ${token}` };
 
   const searchPath = '/v1/crashes?namespace=team-a&limit=50';

@@ -13,7 +13,7 @@
 //
 //   npm run bench:storage                   a 1 GiB dump, 3 rounds
 //   SIZE_MIB=64 ROUNDS=1 npm run bench:storage   a quick try
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
@@ -21,7 +21,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { createZstdCompress } from 'node:zlib';
 import {
@@ -34,7 +33,7 @@ import type { CrashEvent } from '@podmortem/contract';
 import { envName } from '@podmortem/contract/runtime';
 import type { StoreSettings } from '@podmortem/contract/store';
 import { FakeKubeApi } from '../test/support/fake-kube-api.ts';
-import { freePort } from '../test/support/ports.ts';
+import { startBenchApi } from './query-api-process.ts';
 import { CrashIndex, addUser, makeCrash } from '../test/support/query-api.ts';
 import { stackS3Client } from '../test/support/s3.ts';
 import { repoDir, stack, uniqueName } from '../test/support/stack.ts';
@@ -84,20 +83,6 @@ const sigv4 = [
   '-H',
   'x-amz-content-sha256: UNSIGNED-PAYLOAD',
 ];
-
-async function waitHttp(url: string): Promise<void> {
-  for (let i = 0; i < 300; i++) {
-    if (
-      await fetch(url).then(
-        (r) => r.status < 500,
-        () => false,
-      )
-    )
-      return;
-    await sleep(100);
-  }
-  throw new Error(`${url} did not come up`);
-}
 
 async function main(): Promise<void> {
   const work = await mkdtemp(join(tmpdir(), 'pm-bench-storage-'));
@@ -204,28 +189,18 @@ async function main(): Promise<void> {
   cleanups.push(() => index.destroy());
   await index.add([last]);
   const token = addUser(kube, 'bench', ['team-a']);
-  const port = await freePort();
-  const server = `http://127.0.0.1:${port}`;
-  const api = spawn(process.execPath, [join(repoDir, 'query-api/src/main.ts')], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      LOG_LEVEL: 'warn',
-      PODMORTEM_API_HOST: '127.0.0.1',
-      PODMORTEM_API_PORT: String(port),
-      ...Object.fromEntries(
-        Object.entries(storeSettings('')).map(([k, v]) => [envName('PODMORTEM_API_', k), String(v)]),
-      ),
-      PODMORTEM_API_ELASTICSEARCH_URL: stack.elasticsearchUrl,
-      PODMORTEM_API_PROMETHEUS_URL: stack.prometheusUrl,
-      PODMORTEM_API_CRASH_INDEX: index.alias,
-      PODMORTEM_API_KUBECONFIG: kube.writeKubeconfig(join(work, 'kubeconfig')),
-      PODMORTEM_API_RATE_LIMIT_MAX: '1000000',
+  const server = await startBenchApi({
+    kube,
+    work,
+    crashIndex: index.alias,
+    storageEnv: Object.fromEntries(
+      Object.entries(storeSettings('')).map(([k, v]) => [envName('PODMORTEM_API_', k), String(v)]),
+    ),
+    adopt: (api) => {
+      children.push(api);
+      cleanups.push(() => void api.kill('SIGTERM'));
     },
-    stdio: ['ignore', 'inherit', 'inherit'],
   });
-  children.push(api);
-  cleanups.push(() => void api.kill('SIGTERM'));
-  await waitHttp(`${server}/healthz`);
   const dumpUrl = `${server}/v1/crashes/${last.crash.id}/dump`;
   const objectUrl = `${stack.s3.url}/${bucket}/${last.dump.path ?? ''}`;
 
