@@ -18,6 +18,27 @@ import { validatorOf, type Validation } from './validate.ts';
 // and what the Kafka key is made of. The crash id's time names the monthly index.
 
 const strict = { additionalProperties: false } as const;
+
+/**
+ * What a record about one crash (an analysis, a dump removal) carries of it: enough for the indexer
+ * to find or make the crash's document and to key the record like the crash.
+ */
+export const crashReferenceProperties = {
+  schema_version: Type.Literal(1),
+  '@timestamp': Type.String({ format: 'date-time', description: "The crash's" }),
+  crash: Type.Object({ id: Type.String({ pattern: CRASH_ID_PATTERN }) }, strict),
+  kubernetes: Type.Optional(
+    Type.Object(
+      {
+        namespace: DnsLabel('Namespace of the pod (DNS-1123 label)'),
+        pod: Type.Object({ uid: PodUid() }, strict),
+      },
+      strict,
+    ),
+  ),
+  collector: Type.Object({ node: DnsSubdomain('Node the collector runs on (DNS-1123 subdomain)') }, strict),
+};
+
 const { status, analyzed_at, analyzer, ...optional } = analyzerProperties;
 
 /** The analyzer's part of `analysis`; status, time and version are always known. */
@@ -35,19 +56,7 @@ export type AnalysisResult = Static<typeof AnalysisResultSchema>;
 
 export const AnalysisRecordSchema = Type.Object(
   {
-    schema_version: Type.Literal(1),
-    '@timestamp': Type.String({ format: 'date-time', description: "The crash's" }),
-    crash: Type.Object({ id: Type.String({ pattern: CRASH_ID_PATTERN }) }, strict),
-    kubernetes: Type.Optional(
-      Type.Object(
-        {
-          namespace: DnsLabel('Namespace of the pod (DNS-1123 label)'),
-          pod: Type.Object({ uid: PodUid() }, strict),
-        },
-        strict,
-      ),
-    ),
-    collector: Type.Object({ node: DnsSubdomain('Node the collector runs on (DNS-1123 subdomain)') }, strict),
+    ...crashReferenceProperties,
     analysis: AnalysisResultSchema,
   },
   {

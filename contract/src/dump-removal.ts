@@ -1,13 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
-import {
-  CRASH_ID_PATTERN,
-  DnsLabel,
-  DnsSubdomain,
-  PodUid,
-  REMOVED_DUMP_STATUSES,
-  type CrashEvent,
-  type RemovedDumpStatus,
-} from './crash-event.ts';
+import { REMOVED_DUMP_STATUSES, type CrashEvent, type RemovedDumpStatus } from './crash-event.ts';
+import { crashReferenceProperties } from './analysis-record.ts';
 import { validatorOf, type Validation } from './validate.ts';
 
 // The dump removal, version 1: what whoever takes a stored core away (the retention service by
@@ -21,19 +14,7 @@ const strict = { additionalProperties: false } as const;
 
 export const DumpRemovalSchema = Type.Object(
   {
-    schema_version: Type.Literal(1),
-    '@timestamp': Type.String({ format: 'date-time', description: "The crash's" }),
-    crash: Type.Object({ id: Type.String({ pattern: CRASH_ID_PATTERN }) }, strict),
-    kubernetes: Type.Optional(
-      Type.Object(
-        {
-          namespace: DnsLabel('Namespace of the pod (DNS-1123 label)'),
-          pod: Type.Object({ uid: PodUid() }, strict),
-        },
-        strict,
-      ),
-    ),
-    collector: Type.Object({ node: DnsSubdomain('Node the collector runs on (DNS-1123 subdomain)') }, strict),
+    ...crashReferenceProperties,
     dump: Type.Object(
       {
         status: Type.Unsafe<RemovedDumpStatus>({
