@@ -133,6 +133,8 @@ t.test('a prefix keeps installations apart; foreign names are never listed', asy
   t.throws(() => new S3Store({ ...b.params, prefix: '/lead' }), RangeError);
   t.throws(() => new S3Store({ ...b.params, bucket: '' }), RangeError);
   t.throws(() => new S3Store({ ...b.params, partSizeBytes: part - 1 }), RangeError);
+  t.throws(() => new S3Store({ ...b.params, queueSize: 0 }), RangeError);
+  t.throws(() => new S3Store({ ...b.params, queueSize: 1.5 }), RangeError);
 });
 
 t.test('namespaces: those below the prefix only, over more than one page of the listing', async (t) => {
@@ -200,6 +202,9 @@ t.test('a missing bucket and wrong credentials are refusals, each saying which',
   const bucketMissing = { ...code('PM_ERR_STORE_REFUSED'), message: /does not exist/ };
   await t.rejects(gone.putBytes('ns/p/c/1.json', Buffer.from('{}')), bucketMissing);
   await t.rejects(gone.put('ns/p/c/1.core.zst', chunks(1, 10)), bucketMissing);
+  // A stream of more parts than the upload holds at once: it fails with most of the stream unread,
+  // and the error is still the server's, not the stream's being cut short.
+  await t.rejects(gone.put('ns/p/c/2.core.zst', chunks(40, 1 << 20)), bucketMissing);
   await t.rejects(gone.get('ns/p/c/1.json'), bucketMissing);
   await t.rejects(gone.stat('ns/p/c/1.json'), bucketMissing);
   await t.rejects(gone.list('ns'), bucketMissing);

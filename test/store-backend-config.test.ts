@@ -54,3 +54,17 @@ t.test('S3 without a bucket stops each service naming its variable', async (t) =
       name,
     );
 });
+
+t.test('a queue size of 0 stops each service naming its variable', async (t) => {
+  for (const [name, prefix, load] of services)
+    t.throws(
+      () =>
+        load({
+          [`${prefix}STORAGE_BACKEND`]: 's3',
+          [`${prefix}STORAGE_S3_BUCKET`]: 'dumps',
+          [`${prefix}STORAGE_S3_QUEUE_SIZE`]: '0',
+        }),
+      { name: 'ConfigError', message: new RegExp(`^${prefix}STORAGE_S3_QUEUE_SIZE: `) },
+      name,
+    );
+});

@@ -15,6 +15,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 # Environment (defaults in stack.env): PODMORTEM_S3_PORT (the S3 endpoint), the master, volume and
 # filer ports and their gRPC ports (PODMORTEM_SEAWEEDFS_*_PORT), PODMORTEM_S3_GRPC_PORT,
 # PODMORTEM_S3_ACCESS_KEY and PODMORTEM_S3_SECRET_KEY (the one identity, allowed everything);
+# PODMORTEM_S3_DOMAIN_NAME (unset or empty by default: path-style only), the gateway's -domainName,
+# so that a Host of <bucket>.<domain> names the bucket (virtual-host requests) as well;
 # also PODMORTEM_SEAWEEDFS_VERSION (the module version to build), PODMORTEM_SEAWEEDFS_START_TIMEOUT
 # (seconds, default 120) and PODMORTEM_GO (the go command; default go on PATH, else
 # /usr/local/go/bin/go).
@@ -108,6 +110,7 @@ up() {
     -filer -filer.port="$PODMORTEM_SEAWEEDFS_FILER_PORT" -filer.port.grpc="$PODMORTEM_SEAWEEDFS_FILER_GRPC_PORT" \
     -s3 -s3.port="$PODMORTEM_S3_PORT" -s3.port.grpc="$PODMORTEM_S3_GRPC_PORT" -s3.config="$S3_CONFIG" \
     -s3.port.iceberg=0 -s3.port.lance=0 -s3.autoCreateBucket=false \
+    ${PODMORTEM_S3_DOMAIN_NAME:+-s3.domainName="$PODMORTEM_S3_DOMAIN_NAME"} \
     </dev/null >>"$SERVER_LOG" 2>&1) &
   echo $! >"$PIDFILE"
   wait_until "seaweedfs" "$START_TIMEOUT" "$SERVER_LOG" running_and_ready

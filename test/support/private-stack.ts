@@ -26,10 +26,19 @@ export interface PrivateServer {
   destroy(): Promise<void>;
 }
 
-/** `settings`: extra node settings of an Elasticsearch (PODMORTEM_ES_SETTINGS), e.g. a small http.max_content_length. */
+export interface PrivateServerOptions {
+  /** Extra node settings of an Elasticsearch (PODMORTEM_ES_SETTINGS), e.g. a small http.max_content_length. */
+  settings?: Record<string, string>;
+  /**
+   * SeaweedFS: the S3 gateway's -domainName (PODMORTEM_S3_DOMAIN_NAME), so that it also takes the
+   * bucket from a Host of <bucket>.<domain> (virtual-host requests); path-style ones still work.
+   */
+  s3DomainName?: string;
+}
+
 export async function privateServer(
   component: PrivateComponent,
-  options: { settings?: Record<string, string> } = {},
+  options: PrivateServerOptions = {},
 ): Promise<PrivateServer> {
   const dir = mkdtempSync(join(tmpdir(), `podmortem-${component}-`));
   mkdirSync(join(dir, component));
@@ -49,6 +58,7 @@ export async function privateServer(
   } else if (component === 'seaweedfs') {
     const port = await freePort();
     env.PODMORTEM_S3_PORT = String(port);
+    env.PODMORTEM_S3_DOMAIN_NAME = options.s3DomainName ?? '';
     for (const name of [
       'PODMORTEM_S3_GRPC_PORT',
       'PODMORTEM_SEAWEEDFS_MASTER_PORT',

@@ -1,4 +1,7 @@
 import { readFile } from 'node:fs/promises';
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import type { LookupFunction } from 'node:net';
 import { Readable } from 'node:stream';
 import {
   DeleteObjectCommand,
@@ -61,12 +64,19 @@ export interface S3StoreParams {
   budgetBytes?: number;
   /** Bytes of one part of a multipart upload (at least 5 MiB, S3's minimum). */
   partSizeBytes?: number;
-  /** Parts uploaded at once. */
+  /** Parts uploaded at once (at least 1); memory per upload is about (queueSize + 1) parts. */
   queueSize?: number;
   /** SHA256: every PUT and part carries its SHA-256, which the server checks; off: none sent. */
   checksum?: 'SHA256' | 'off';
   /** Attempts of one request by the SDK (transient failures) before the error is the caller's. */
   maxAttempts?: number;
+  /**
+   * How the endpoint's host names are resolved; absent: the system's resolver (dns.lookup). Not a
+   * service setting: a deployment resolves bucket.endpoint names through its DNS. It is for a
+   * caller whose server answers names the system resolver does not know, such as a test's
+   * virtual-host requests to <bucket>.localhost, which glibc does not resolve.
+   */
+  lookup?: LookupFunction;
 }
 
 export const S3_DEFAULTS = {
@@ -151,6 +161,16 @@ function credentialsOf(credentials: S3Credentials | undefined): S3ClientConfig['
   });
 }
 
+/**
+ * Agents resolving host names by `lookup`, with the SDK's own defaults (keep-alive, 50 sockets).
+ * Agents, not agent options: from options the SDK makes its agents itself, but a request that
+ * expects 100-continue (an upload part) gets a fresh agent without them, resolved the system's way.
+ */
+function agentsResolvingBy(lookup: LookupFunction): { httpAgent: HttpAgent; httpsAgent: HttpsAgent } {
+  const options = { keepAlive: true, maxSockets: 50, lookup };
+  return { httpAgent: new HttpAgent(options), httpsAgent: new HttpsAgent(options) };
+}
+
 function statusOf(err: S3ServiceException): number | undefined {
   return err.$metadata.httpStatusCode;
 }
@@ -207,6 +227,9 @@ export class S3Store implements Store {
     this.timeoutMs = params.timeoutMs ?? S3_DEFAULTS.timeoutMs;
     this.budgetBytes = params.budgetBytes;
     this.queueSize = params.queueSize ?? S3_DEFAULTS.queueSize;
+    // The SDK's Upload would take 0 for its own default of 4 rather than refuse it.
+    if (!Number.isSafeInteger(this.queueSize) || this.queueSize < 1)
+      throw new RangeError('S3Store: the queue size must be a whole number of parts, at least 1');
     this.checksum = params.checksum ?? S3_DEFAULTS.checksum;
     const credentials = credentialsOf(params.credentials);
     this.client = new S3Client({
@@ -219,20 +242,43 @@ export class S3Store implements Store {
       requestChecksumCalculation: this.checksum === 'off' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED',
       responseChecksumValidation: this.checksum === 'off' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED',
       // Idle, not total: a 2 GiB dump may take long to move, but never silently.
-      requestHandler: { connectionTimeout: this.timeoutMs, socketTimeout: this.timeoutMs },
+      requestHandler: {
+        connectionTimeout: this.timeoutMs,
+        socketTimeout: this.timeoutMs,
+        ...(params.lookup === undefined ? {} : agentsResolvingBy(params.lookup)),
+      },
     });
   }
 
   async put(key: string, body: AsyncIterable<Uint8Array>): Promise<StoredObject> {
     const objectKey = this.objectKey(key);
-    // The source's own failure (a spool file unreadable) is the caller's, unchanged.
+    // The source's own failure (a spool file unreadable) is the caller's, unchanged. Only what
+    // reading the source threw counts: when the upload fails with the source unfinished, the SDK
+    // stops reading and the stream throws an AbortError into this generator at its yield, which
+    // `yield* body` would have caught here as the source's, hiding the server's failure.
     let sourceFailure: { err: unknown } | undefined;
     const guarded = async function* () {
+      const source = body[Symbol.asyncIterator]();
+      let finished = false;
       try {
-        yield* body;
-      } catch (err) {
-        sourceFailure = { err };
-        throw err;
+        for (;;) {
+          let next: IteratorResult<Uint8Array>;
+          try {
+            next = await source.next();
+          } catch (err) {
+            finished = true;
+            sourceFailure = { err };
+            throw err;
+          }
+          if (next.done === true) {
+            finished = true;
+            return;
+          }
+          yield next.value;
+        }
+      } finally {
+        // Left early, as `for await` would, the source is closed (its spool file released).
+        if (!finished) await source.return?.();
       }
     };
     const upload = new Upload({

@@ -59,7 +59,13 @@ export function storeSettings() {
     storageS3PartSizeBytes: Type.Integer({
       minimum: S3_MIN_PART_BYTES,
       default: S3_DEFAULTS.partSizeBytes,
-      description: 'S3: part size of multipart uploads; memory per upload is about three parts',
+      description: 'S3: part size of multipart uploads; memory per upload is about (queue size + 1) parts',
+    }),
+    storageS3QueueSize: Type.Integer({
+      minimum: 1,
+      default: S3_DEFAULTS.queueSize,
+      description:
+        'S3: parts of a multipart upload sent at once; each costs a part of memory (about (queue size + 1) × part size per upload) and may speed uploads to a distant server',
     }),
     storageS3Checksum: Type.Union([Type.Literal('SHA256'), Type.Literal('off')], {
       default: S3_DEFAULTS.checksum,
@@ -82,6 +88,8 @@ export interface StoreSettings {
   storageS3TimeoutMs: number;
   storageS3BudgetBytes: number;
   storageS3PartSizeBytes: number;
+  /** Absent (settings built by hand rather than by loadConfig): S3_DEFAULTS.queueSize. */
+  storageS3QueueSize?: number;
   storageS3Checksum: 'SHA256' | 'off';
 }
 
@@ -130,6 +138,7 @@ function s3Params(settings: StoreSettings): S3StoreParams {
     timeoutMs: settings.storageS3TimeoutMs,
     ...(settings.storageS3BudgetBytes === 0 ? {} : { budgetBytes: settings.storageS3BudgetBytes }),
     partSizeBytes: settings.storageS3PartSizeBytes,
+    queueSize: settings.storageS3QueueSize ?? S3_DEFAULTS.queueSize,
     checksum: settings.storageS3Checksum,
   };
 }
