@@ -31,7 +31,7 @@ import {
 } from '@aws-sdk/client-s3';
 import type { CrashEvent } from '@podmortem/contract';
 import { envName } from '@podmortem/contract/runtime';
-import type { StoreSettings } from '@podmortem/contract/store';
+import { S3_DEFAULTS, type StoreSettings } from '@podmortem/contract/store';
 import { FakeKubeApi } from '../test/support/fake-kube-api.ts';
 import { startBenchApi } from './query-api-process.ts';
 import { CrashIndex, addUser, makeCrash } from '../test/support/query-api.ts';
@@ -129,6 +129,7 @@ async function main(): Promise<void> {
     storageS3TimeoutMs: 30_000,
     storageS3BudgetBytes: 0,
     storageS3PartSizeBytes: 8 * MIB,
+    storageS3QueueSize: S3_DEFAULTS.queueSize,
     storageS3Checksum: 'SHA256',
   });
 

@@ -27,6 +27,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import {
   ANALYSIS_REQUEST_TOPIC,
   ANALYSIS_TOPIC,
+  DUMP_DELETION_TOPIC,
   DUMP_REMOVAL_TOPIC,
   CRASH_DLQ_TOPIC,
   CRASH_TOPIC,
@@ -303,13 +304,14 @@ async function main(): Promise<void> {
       { topic: ANALYSIS_TOPIC, numPartitions: 3 },
       { topic: ANALYSIS_REQUEST_TOPIC, numPartitions: 3 },
       { topic: DUMP_REMOVAL_TOPIC, numPartitions: 3 },
+      { topic: DUMP_DELETION_TOPIC, numPartitions: 3 },
       { topic: CRASH_DLQ_TOPIC, numPartitions: 1 },
     ],
     waitForLeaders: true,
   });
   await admin.disconnect();
   say(
-    `topics ${CRASH_TOPIC}, ${ANALYSIS_TOPIC}, ${ANALYSIS_REQUEST_TOPIC}, ${DUMP_REMOVAL_TOPIC} and ${CRASH_DLQ_TOPIC} ready`,
+    `topics ${CRASH_TOPIC}, ${ANALYSIS_TOPIC}, ${ANALYSIS_REQUEST_TOPIC}, ${DUMP_REMOVAL_TOPIC}, ${DUMP_DELETION_TOPIC} and ${CRASH_DLQ_TOPIC} ready`,
   );
 
   step('A Kubernetes API stand-in that knows the pod, and an OTLP receiver');
@@ -342,6 +344,8 @@ async function main(): Promise<void> {
     ],
   };
   kube.addPod(pod);
+  // Listed, so retention never takes the demo pod's namespace for a deleted one.
+  kube.addNamespace(pod.namespace);
   const userToken = `demo-${randomBytes(16).toString('hex')}`;
   kube.addToken(userToken, { username: 'demo-sre@example.com', groups: ['sre'] });
   kube.grant({
@@ -360,8 +364,9 @@ async function main(): Promise<void> {
   cleanups.push(() => otlp.close());
   say(`OTLP/HTTP receiver on ${otlp.url}`);
 
-  step('podmortem: indexer, analyzer, query API, collector agent');
-  const [indexerPort, analyzerPort, apiPort, apiOpsPort, agentPort] = [
+  step('podmortem: indexer, analyzer, retention, query API, collector agent');
+  const [indexerPort, analyzerPort, retentionPort, apiPort, apiOpsPort, agentPort] = [
+    await freePort(),
     await freePort(),
     await freePort(),
     await freePort(),
@@ -385,6 +390,16 @@ async function main(): Promise<void> {
   });
   await waitReady('analyzer', `http://127.0.0.1:${analyzerPort}/readyz`);
   say(`analyzer ready (metrics http://127.0.0.1:${analyzerPort}/metrics)`);
+  // Its default rules keep a fresh crash's core for 30 days; it performs `podmortem delete`.
+  startService('retention', 'retention/src/main.ts', {
+    PODMORTEM_RETENTION_KAFKA_BROKERS: stack.kafkaBrokers.join(','),
+    ...storageEnv('PODMORTEM_RETENTION_'),
+    PODMORTEM_RETENTION_KUBECONFIG: kubeconfig,
+    PODMORTEM_RETENTION_OPS_HOST: '127.0.0.1',
+    PODMORTEM_RETENTION_OPS_PORT: String(retentionPort),
+  });
+  await waitReady('retention', `http://127.0.0.1:${retentionPort}/readyz`);
+  say(`retention ready (metrics http://127.0.0.1:${retentionPort}/metrics)`);
 
   const api = `http://127.0.0.1:${apiPort}`;
   startService('query-api', 'query-api/src/main.ts', {

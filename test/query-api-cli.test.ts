@@ -21,6 +21,7 @@ import { metricValue } from './support/metrics.ts';
 import { freePort } from './support/ports.ts';
 import { remoteWrite, type Series } from './support/prometheus.ts';
 import { repoDir, stack, uniqueName } from './support/stack.ts';
+import { FsStore } from '@podmortem/contract/store';
 import {
   CrashIndex,
   RBAC,
@@ -32,6 +33,14 @@ import {
   sha256,
   type LogDoc,
 } from './support/query-api.ts';
+import { startDeletions } from './support/deletions.ts';
+import {
+  startIndexer,
+  stopIndexer,
+  testKafka,
+  topicsForTest,
+  uniqueNames,
+} from './support/indexer-harness.ts';
 import { until } from './support/poll.ts';
 import { splitDebugInfo } from './support/debuginfod.ts';
 import { buildIdOf, buildPrograms, crashAll, lineOf } from './support/real-crash.ts';
@@ -181,8 +190,10 @@ rmSync(storage.path(dumpRelPath(removed.event)));
 await index.add(all.map((c) => c.event));
 // `podmortem delete` takes this one's core away: in a namespace of its own, so no other test sees it.
 const doomed = makeCrash({ namespace: 'team-d', pod: 'batch-0', at: now - 4 * minute });
+const doomedToo = makeCrash({ namespace: 'team-d', pod: 'batch-1', at: now - 4 * minute });
 storage.write(doomed);
-await index.add([doomed.event]);
+storage.write(doomedToo);
+await index.add([doomed.event, doomedToo.event]);
 const dora = addUser(kube, 'dora', ['team-d']);
 kube.grant({ user: 'dora', namespace: 'team-d', verbs: ['delete'], ...RBAC, subresource: 'dump' });
 
@@ -254,8 +265,24 @@ await seedLogs(es, logsIndex, logDocs);
 
 // The topic `podmortem reanalyze` publishes to, through the API.
 const { topic: requestTopic, published: requestsPublished } = await requestTopicFor(t, 'pm-cli-requests');
-// The topic `podmortem delete` publishes its removals to, through the API.
-const { topic: removalTopic, published: removalsPublished } = await requestTopicFor(t, 'pm-cli-removals');
+// `podmortem delete` as it runs: the API publishes the request, retention's deletion consumer
+// removes the core and publishes the removal, the real indexer merges it into the crash's
+// document, which the command waits for.
+const names = { ...uniqueNames('pm-cli'), alias: index.alias };
+const kafka = testKafka();
+await topicsForTest(t, kafka, es, names, 1);
+const indexer = await startIndexer({ names });
+t.teardown(() => stopIndexer(indexer));
+await until('the indexer ready', () => indexer.ready());
+const removalsPublished = async () => {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    return (await admin.fetchTopicOffsets(names.removals)).reduce((n, p) => n + Number(p.high), 0);
+  } finally {
+    await admin.disconnect();
+  }
+};
 
 // The API as its own process.
 const port = await freePort();
@@ -273,7 +300,7 @@ const apiEnv = {
   PODMORTEM_API_KUBECONFIG: kube.writeKubeconfig(join(work, 'api-kubeconfig')),
   PODMORTEM_API_KAFKA_BROKERS: stack.kafkaBrokers.join(','),
   PODMORTEM_API_REQUEST_TOPIC: requestTopic,
-  PODMORTEM_API_DUMP_REMOVAL_TOPIC: removalTopic,
+  PODMORTEM_API_DUMP_DELETION_TOPIC: names.deletions,
   PODMORTEM_API_OPS_HOST: '127.0.0.1',
   PODMORTEM_API_OPS_PORT: String(opsPort),
   LOG_LEVEL: 'warn',
@@ -465,10 +492,13 @@ t.test('delete: the core gone, idempotent; refused without the verb, a hidden cr
   const id = doomed.event.crash.id;
   const help = await cli(['delete', '--help']);
   t.equal(help.code, 0);
-  t.match(help.stdout, 'Usage: podmortem delete ID [--json]');
+  t.match(help.stdout, 'Usage: podmortem delete ID [--no-wait | --timeout SECONDS] [--json]');
   const malformed = await cli(['delete', 'not-an-id'], { PODMORTEM_TOKEN: dora });
   t.equal(malformed.code, 2);
   t.match(malformed.stderr, 'podmortem delete: not-an-id: not a crash id');
+  const badTimeout = await cli(['delete', id, '--timeout', '0'], { PODMORTEM_TOKEN: dora });
+  t.equal(badTimeout.code, 2);
+  t.match(badTimeout.stderr, '--timeout 0: expected a positive integer');
   const forbidden = await cli(['delete', main.event.crash.id], asAlice);
   t.equal(forbidden.code, 4);
   t.match(forbidden.stderr, '403 alice may not delete coredumps/dump in namespace team-a');
@@ -476,15 +506,31 @@ t.test('delete: the core gone, idempotent; refused without the verb, a hidden cr
   const hiddenOne = await cli(['delete', hidden.event.crash.id], { PODMORTEM_TOKEN: dora });
   t.equal(hiddenOne.code, 3);
   t.match(hiddenOne.stderr, `crash ${hidden.event.crash.id} not found`);
+
+  // No retention running yet: the request is accepted and waits; the command gives up (exit 6).
+  const waiting = await cli(['delete', id, '--timeout', '1'], { PODMORTEM_TOKEN: dora });
+  t.equal(waiting.code, 6, waiting.stderr);
+  t.match(waiting.stderr, `crash ${id}: deletion requested; waiting for it to be done`);
+  t.match(waiting.stderr, 'is not done after 1 s (is the retention service running?)');
+  t.ok(existsSync(storage.path(dumpRelPath(doomed.event))), 'the core is still there');
+
+  // Retention comes: it does the waiting request, and the next deletion is done while the command waits.
+  await startDeletions(t, {
+    store: new FsStore({ root: storage.root }),
+    deletionTopic: names.deletions,
+    removalTopic: names.removals,
+  });
+  await until('the waiting request done', () => !existsSync(storage.path(dumpRelPath(doomed.event))));
   const before = await removalsPublished();
-  const r = await cli(['delete', id], { PODMORTEM_TOKEN: dora });
+  const other = doomedToo.event.crash.id;
+  const r = await cli(['delete', other], { PODMORTEM_TOKEN: dora });
   t.equal(r.code, 0, r.stderr);
   t.match(
     r.stdout,
-    new RegExp(`^crash ${id}: dump deleted \\(deleted by dora at [0-9T:.Z-]+: deleted by dora\\)\n$`),
+    new RegExp(`^crash ${other}: dump deleted \\(deleted by dora at [0-9T:.Z-]+: deleted by dora\\)\n$`),
   );
-  t.notOk(existsSync(storage.path(dumpRelPath(doomed.event))), 'the core is gone');
-  t.equal(await removalsPublished(), before + 1, 'the removal is on its topic');
+  t.notOk(existsSync(storage.path(dumpRelPath(doomedToo.event))), 'the core is gone');
+  t.equal(await removalsPublished(), before + 1, 'its removal is on its topic');
   const again = await cli(['delete', id, '--json'], { PODMORTEM_TOKEN: dora });
   t.equal(again.code, 0, again.stderr);
   t.match(JSON.parse(again.stdout), {
@@ -492,6 +538,9 @@ t.test('delete: the core gone, idempotent; refused without the verb, a hidden cr
     changed: false,
     dump: { status: 'deleted', removed_by: 'dora' },
   });
+  const dumpCmd = await cli(['dump', id, '-o', join(work, 'doomed.core')], { PODMORTEM_TOKEN: dora });
+  t.not(dumpCmd.code, 0, 'the deleted core cannot be downloaded');
+  t.match(dumpCmd.stderr, '410');
 });
 
 t.test('dump: raw and stored, sha256 verified, progress on stderr', async (t) => {

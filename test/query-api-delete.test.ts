@@ -21,6 +21,8 @@ import {
   topicsForTest,
   uniqueNames,
 } from './support/indexer-harness.ts';
+import { startDeletions } from './support/deletions.ts';
+import { metricValue } from './support/metrics.ts';
 import { until } from './support/poll.ts';
 import { freePort } from './support/ports.ts';
 import {
@@ -35,11 +37,13 @@ import {
 } from './support/query-api.ts';
 import { stack, uniqueName } from './support/stack.ts';
 
-// DELETE /v1/crashes/{id}/dump on real Elasticsearch, Kafka and each store backend: allowed with
-// `delete` on coredumps/dump (the core gone from the store, the stored event marked, the
-// DumpRemoval on its topic, a later download 410 naming who), 403 with read rights alone, 404 for
-// a crash the caller may not see and for none at all, idempotent, audited, and 503 naming Kafka
-// when it is down. Then once through the real indexer, which merges the removal into the crash.
+// DELETE /v1/crashes/{id}/dump on real Elasticsearch, Kafka and each store backend, with the
+// retention service's deletion consumer performing what the API accepts: allowed with `delete` on
+// coredumps/dump (202, then the core gone from the store, the stored event marked, the DumpRemoval
+// on its topic, a later download 410 naming who), 403 with read rights alone, 404 for a crash the
+// caller may not see and for none at all (nothing requested), idempotent, audited, and 503 naming
+// Kafka when it is down. Then once through the real indexer, which merges the removal into the
+// crash.
 
 const hour = 3_600_000;
 
@@ -85,13 +89,19 @@ for (const name of BACKENDS)
   t.test(name, async (t) => {
     const backend = await openBackend(t, name);
     const { topic, published } = await requestTopicFor(t, 'pm-delete-removals');
+    const requests = await requestTopicFor(t, 'pm-delete-requests');
     const h = await harness(
-      { kafkaBrokers: stack.kafkaBrokers, dumpRemovalTopic: topic },
+      { kafkaBrokers: stack.kafkaBrokers, dumpDeletionTopic: requests.topic },
       { store: backend.store },
     );
     t.teardown(() => h.close());
     const removals = await readRemovals(topic);
     t.teardown(() => removals.consumer.disconnect());
+    const deletions = await startDeletions(t, {
+      store: backend.store,
+      deletionTopic: requests.topic,
+      removalTopic: topic,
+    });
 
     const alice = addUser(h.kube, 'alice', ['team-a']);
     grantDelete(h, 'alice', 'team-a');
@@ -117,6 +127,7 @@ for (const name of BACKENDS)
         /reader may not delete coredumps\/dump in namespace team-a/,
       );
       t.ok(await exists(h.store, dumpRelPath(crash.event)), 'the core is still stored');
+      t.equal(await requests.published(), 0, 'nothing requested');
     });
 
     await t.test('another namespace and an unknown id: 404, alike', async (t) => {
@@ -131,6 +142,7 @@ for (const name of BACKENDS)
       t.equal(other.json<{ code: string }>().code, 'PM_ERR_CRASH_NOT_FOUND');
       t.equal(unknown.json<{ code: string }>().code, 'PM_ERR_CRASH_NOT_FOUND');
       t.ok(await exists(h.store, dumpRelPath(crash.event)), 'the core is still stored');
+      t.equal(await requests.published(), 0, 'nothing requested');
     });
 
     await t.test('a malformed id: 400; no token: 401', async (t) => {
@@ -153,25 +165,31 @@ for (const name of BACKENDS)
       });
       t.equal(res.statusCode, 404);
       t.equal(res.json<{ code: string }>().code, 'PM_ERR_NO_DUMP');
+      t.equal(await requests.published(), 0, 'nothing requested');
     });
 
     await t.test(
-      'allowed: deleted, audited, gone from the store, marked, on the topic, 410 after',
+      'allowed: 202, audited; then retention deletes it: gone from the store, marked, on the topic, 410',
       async (t) => {
         const before = h.logs.lines.length;
         const publishedBefore = await published();
         const started = Date.now();
         const res = await h.app.inject({ method: 'DELETE', url, headers: bearer(alice) });
-        t.equal(res.statusCode, 200, res.body);
-        const body = res.json<{ crash_id: string; dump: CrashEvent['dump']; changed: boolean }>();
+        t.equal(res.statusCode, 202, res.body);
+        const body = res.json<{
+          crash_id: string;
+          dump: CrashEvent['dump'];
+          changed: boolean;
+          requested_at: string;
+          requested_by: string;
+        }>();
         t.equal(body.crash_id, id);
         t.equal(body.changed, true);
-        t.equal(body.dump.status, 'deleted');
-        t.equal(body.dump.removed_by, 'alice');
-        t.equal(body.dump.reason, 'deleted by alice');
-        t.equal(body.dump.sha256, crash.event.dump.sha256, 'the rest of the dump is kept');
-        const removedAt = Date.parse(body.dump.removed_at ?? '');
-        t.ok(removedAt >= started - 1000 && removedAt <= Date.now() + 1000, 'removed_at is now');
+        t.equal(body.requested_by, 'alice');
+        t.equal(body.dump.status, 'stored', 'the dump as it still is');
+        const requestedAt = Date.parse(body.requested_at);
+        t.ok(requestedAt >= started - 1000 && requestedAt <= Date.now() + 1000, 'requested_at is now');
+        t.equal(await requests.published(), 1, 'one deletion request on its topic');
 
         const audits = h.logs.lines.slice(before).filter((l) => l.audit === true);
         t.equal(audits.length, 1);
@@ -180,18 +198,35 @@ for (const name of BACKENDS)
           user: 'alice',
           crash_id: id,
           namespace: 'team-a',
-          status: 200,
+          status: 202,
           changed: true,
         });
-        t.ok(Math.abs(Date.parse(String(audits[0]?.at)) - removedAt) < 1000, 'the audit says when');
+        t.equal(audits[0]?.at, body.requested_at, 'the audit says when');
 
-        t.notOk(await exists(h.store, dumpRelPath(crash.event)), 'the core is gone from the store');
+        await until(
+          'the core gone from the store',
+          async () => !(await exists(h.store, dumpRelPath(crash.event))),
+        );
+        await until(
+          'the stored event marked',
+          async () => (await storedEvent(h.store, crash.event)).dump.status === 'deleted',
+        );
         t.ok(await exists(h.store, dumpRelPath(kept.event)), 'the other crash keeps its core');
         const stored = await storedEvent(h.store, crash.event);
-        t.match(stored.dump, { status: 'deleted', removed_by: 'alice', reason: 'deleted by alice' });
+        t.same(
+          stored.dump,
+          {
+            ...crash.event.dump,
+            status: 'deleted',
+            reason: 'deleted by alice',
+            removed_at: body.requested_at,
+            removed_by: 'alice',
+          },
+          'deleted by alice when she asked; the rest of the dump kept',
+        );
 
-        t.equal((await published()) - publishedBefore, 1, 'one record on the removal topic');
         await until('the removal record', () => removals.records.length >= 1);
+        t.equal((await published()) - publishedBefore, 1, 'one record on the removal topic');
         t.equal(removals.records.length, 1);
         t.match(removals.records[0], {
           crash: { id },
@@ -200,9 +235,29 @@ for (const name of BACKENDS)
             status: 'deleted',
             removed_by: 'alice',
             reason: 'deleted by alice',
-            removed_at: body.dump.removed_at,
+            removed_at: body.requested_at,
           },
         });
+        const done = async () =>
+          metricValue(
+            await deletions.telemetry.registry.metrics(),
+            'podmortem_retention_deletion_requests_total',
+            {
+              result: 'deleted',
+            },
+          );
+        await until('the request done', async () => (await done()) === 1);
+        t.match(
+          deletions.logs.lines.find((l) => l.msg === 'core deleted at a user’s request'),
+          { crashId: id, requestedBy: 'alice', changed: true },
+          'retention logs the deletion',
+        );
+
+        // Before the indexer has the removal the API reads the store: asked again, it answers it.
+        const again = await h.app.inject({ method: 'DELETE', url, headers: bearer(alice) });
+        t.equal(again.statusCode, 200, again.body);
+        t.same(again.json<{ dump: unknown }>().dump, stored.dump);
+        t.equal(await requests.published(), 1, 'no second request');
 
         // What the indexer does with that record, so the download reads the crash as deleted.
         await h.index.add([{ ...crash.event, dump: stored.dump }]);
@@ -225,6 +280,7 @@ for (const name of BACKENDS)
       t.same((await storedEvent(h.store, crash.event)).dump, first.dump);
       const audit = h.logs.lines.filter((l) => l.audit === true).at(-1);
       t.match(audit, { action: 'delete-dump', user: 'carol', status: 200, changed: false });
+      t.equal(await requests.published(), 1, 'nothing requested again');
     });
   });
 
@@ -272,9 +328,10 @@ t.test('through the real indexer: the crash says deleted by the caller, the down
   const h = await harness({
     kafkaBrokers: stack.kafkaBrokers,
     crashIndex: names.alias,
-    dumpRemovalTopic: names.removals,
+    dumpDeletionTopic: names.deletions,
   });
   t.teardown(() => h.close());
+  await startDeletions(t, { store: h.store, deletionTopic: names.deletions, removalTopic: names.removals });
   const alice = addUser(h.kube, 'alice', ['team-a']);
   grantDelete(h, 'alice', 'team-a');
   const crash = makeCrash({ namespace: 'team-a', at: Date.now() - hour });
@@ -290,14 +347,25 @@ t.test('through the real indexer: the crash says deleted by the caller, the down
   await es.indices.refresh({ index: `${names.alias}*` });
 
   const res = await h.app.inject({ method: 'DELETE', url: `/v1/crashes/${id}/dump`, headers: bearer(alice) });
-  t.equal(res.statusCode, 200, res.body);
-  const { dump } = res.json<{ dump: CrashEvent['dump'] }>();
-  await settled(names.removals);
-  await es.indices.refresh({ index: `${names.alias}*` });
-
-  const got = await h.app.inject({ method: 'GET', url: `/v1/crashes/${id}`, headers: bearer(alice) });
-  t.equal(got.statusCode, 200);
-  t.same(got.json<CrashEvent>().dump, dump, 'the indexed crash has the removal the API answered');
+  t.equal(res.statusCode, 202, res.body);
+  const { requested_at } = res.json<{ requested_at: string }>();
+  const got = await until('the indexed crash deleted', async () => {
+    await es.indices.refresh({ index: `${names.alias}*` });
+    const r = await h.app.inject({ method: 'GET', url: `/v1/crashes/${id}`, headers: bearer(alice) });
+    return r.statusCode === 200 && r.json<CrashEvent>().dump.status === 'deleted' ? r : undefined;
+  });
+  const { dump } = got.json<CrashEvent>();
+  t.same(
+    dump,
+    {
+      ...crash.event.dump,
+      status: 'deleted',
+      reason: 'deleted by alice',
+      removed_at: requested_at,
+      removed_by: 'alice',
+    },
+    'the indexed crash says who deleted it and when she asked',
+  );
   const download = await h.app.inject({
     method: 'GET',
     url: `/v1/crashes/${id}/dump`,

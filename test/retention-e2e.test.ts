@@ -7,6 +7,7 @@ import {
   crashKey,
   decodeDumpRemovalMessage,
   dumpRelPath,
+  encodeDumpDeletionMessage,
   encodeCrashMessage,
   eventRelPath,
   newCrashId,
@@ -111,6 +112,8 @@ function retentionEnv(
       env('kubeconfig', kubeconfig),
       env('kafkaBrokers', stack.kafkaBrokers.join(',')),
       env('removalTopic', names.removals),
+      env('deletionTopic', names.deletions),
+      env('deletionGroupId', `${lease}-deletions`),
       env('leaseTopic', lease),
       env('leaseGroupId', lease),
       env('sessionTimeoutMs', 6000),
@@ -297,5 +300,38 @@ for (const name of BACKENDS) {
     const expired = await es.count({ index: names.alias, query: { term: { 'dump.status': 'expired' } } });
     t.equal(expired.count, 5, 'exactly five documents say expired');
     t.equal(await searchableCount(es, names.alias), all.length, 'no document made or lost');
+
+    // A user's deletion (as the query API publishes it) is done by one of the two, either one.
+    const doomed = young[0]?.event;
+    if (!doomed) throw new Error('no young crash');
+    const requestedAt = new Date();
+    await produce(kafka, names.deletions, [
+      {
+        key: crashKey(doomed),
+        value: encodeDumpDeletionMessage({ event: doomed, requestedBy: 'erin', requestedAt }),
+      },
+    ]);
+    const DELETIONS = 'podmortem_retention_deletion_requests_total';
+    await until(
+      'the deletion done',
+      async () => (await sum(retentions, DELETIONS, { result: 'deleted' })) === 1,
+    );
+    t.equal(await hasCore(backend.store, doomed), false, 'the core the user deleted is gone');
+    await until(
+      'the indexer through the removal',
+      async () => (await groupProgress(admin, names.group, names.removals)).behind === 0,
+    );
+    t.same(
+      (await documentOf(names, doomed))?.dump,
+      {
+        ...doomed.dump,
+        status: 'deleted',
+        reason: 'deleted by erin',
+        removed_at: requestedAt.toISOString(),
+        removed_by: 'erin',
+      },
+      'the document says who deleted it and when',
+    );
+    t.equal(await sum(retentions, DELETIONS), 1, 'done once, by one process');
   });
 }

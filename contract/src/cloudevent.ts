@@ -194,3 +194,59 @@ export function decodeDumpRemovalMessage(value: Buffer | null): DumpRemovalMessa
   }
   return result;
 }
+
+export const DUMP_DELETION_EVENT_TYPE = 'io.podmortem.dump-deletion.v1';
+
+/** A user's request to delete a crash's stored core, as the retention service performs it. */
+export interface DumpDeletionRequest {
+  /** The crash event as stored (without the analyzer's fields). */
+  event: CrashEvent;
+  /** The Kubernetes username of the caller the API authorized. */
+  requestedBy: string;
+  requestedAt: Date;
+}
+
+export type DumpDeletionMessageDecoding = MessageDecoding<DumpDeletionRequest>;
+
+const MAX_USERNAME_CHARS = 512;
+
+/**
+ * A deletion request as a record value: a CloudEvents 1.0 envelope whose data is the crash event
+ * (so the request is validated by the crash event's own schema), whose `time` is when it was
+ * asked and whose extension attribute `requestedby` says by whom. Its key is `crashKey(event)`.
+ */
+export function encodeDumpDeletionMessage(request: DumpDeletionRequest): Buffer {
+  const { event } = request;
+  return Buffer.from(
+    JSON.stringify({
+      specversion: '1.0',
+      type: DUMP_DELETION_EVENT_TYPE,
+      source: '/query-api',
+      id: `${event.crash.id}/dump-deletion/${request.requestedAt.toISOString()}`,
+      time: request.requestedAt.toISOString(),
+      subject: event.crash.id,
+      requestedby: request.requestedBy,
+      datacontenttype: 'application/json',
+      dataschema: CRASH_DATASCHEMA,
+      data: event,
+    }),
+  );
+}
+
+/** Decodes a deletion request as strictly as a crash (see decodeCrashMessage). */
+export function decodeDumpDeletionMessage(value: Buffer | null): DumpDeletionMessageDecoding {
+  const parsed = envelopeOf(value, DUMP_DELETION_EVENT_TYPE);
+  if (!parsed.ok) return parsed;
+  const { envelope } = parsed;
+  const errors: string[] = [];
+  const by = envelope.requestedby;
+  if (typeof by !== 'string' || by.length === 0 || by.length > MAX_USERNAME_CHARS)
+    errors.push(`requestedby: must be a username of 1 to ${MAX_USERNAME_CHARS} characters`);
+  const time = typeof envelope.time === 'string' ? new Date(envelope.time) : undefined;
+  if (time === undefined || Number.isNaN(time.getTime())) errors.push('time: must be an RFC 3339 date-time');
+  const result = validateCrashEvent(envelope.data);
+  if (!result.ok) errors.push(...result.errors.map((e) => `data.${e}`));
+  if (errors.length > 0 || !result.ok || time === undefined || typeof by !== 'string') return invalid(errors);
+  if (envelope.subject !== result.value.crash.id) return invalid(['subject: must equal data.crash.id']);
+  return { ok: true, value: { event: result.value, requestedBy: by, requestedAt: time } };
+}

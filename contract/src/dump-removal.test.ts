@@ -1,6 +1,11 @@
 import t from 'tap';
-import { dumpRemovalOf, validateDumpRemoval, type DumpChange } from './dump-removal.ts';
-import { decodeDumpRemovalMessage, encodeDumpRemovalMessage } from './cloudevent.ts';
+import { dumpRemovalOf, userDeletion, validateDumpRemoval, type DumpChange } from './dump-removal.ts';
+import {
+  decodeDumpDeletionMessage,
+  decodeDumpRemovalMessage,
+  encodeDumpDeletionMessage,
+  encodeDumpRemovalMessage,
+} from './cloudevent.ts';
 import { validExamples } from './examples.ts';
 import { validateCrashEvent } from './validate.ts';
 
@@ -122,5 +127,73 @@ t.test('a removal travels as a CloudEvent of its own type, decoded as strictly a
     const decoded = decodeDumpRemovalMessage(bad);
     t.notOk(decoded.ok, name);
     if (!decoded.ok) t.match(decoded.errors.join('\n'), expected, name);
+  }
+});
+
+t.test('a deletion request round-trips: the crash event, who asked and when', async (t) => {
+  const at = new Date('2026-03-05T06:07:08.009Z');
+  const value = encodeDumpDeletionMessage({ event: pod, requestedBy: 'alice', requestedAt: at });
+  const envelope = JSON.parse(value.toString('utf8')) as Record<string, unknown>;
+  t.match(envelope, {
+    specversion: '1.0',
+    type: 'io.podmortem.dump-deletion.v1',
+    source: '/query-api',
+    subject: pod.crash.id,
+    time: at.toISOString(),
+    requestedby: 'alice',
+    dataschema: 'https://podmortem.io/schemas/crash-event/v1',
+  });
+  t.same(decodeDumpDeletionMessage(value), {
+    ok: true,
+    value: { event: pod, requestedBy: 'alice', requestedAt: at },
+  });
+  t.same(userDeletion('alice', at), {
+    status: 'deleted',
+    reason: 'deleted by alice',
+    removed_at: at,
+    removed_by: 'alice',
+  });
+});
+
+t.test('bad deletion requests are rejected with the field named', async (t) => {
+  const good = JSON.parse(
+    encodeDumpDeletionMessage({ event: pod, requestedBy: 'alice', requestedAt: new Date() }).toString('utf8'),
+  ) as Record<string, unknown>;
+  const cases: [string, Buffer | null, string][] = [
+    ['empty', null, '(record): value is empty'],
+    ['not JSON', Buffer.from('{'), '(record): not JSON'],
+    [
+      'a removal',
+      encodeDumpRemovalMessage(dumpRemovalOf(pod, change)),
+      'type: must be "io.podmortem.dump-deletion.v1"',
+    ],
+    [
+      'no requestedby',
+      Buffer.from(JSON.stringify({ ...good, requestedby: undefined })),
+      'requestedby: must be',
+    ],
+    ['empty requestedby', Buffer.from(JSON.stringify({ ...good, requestedby: '' })), 'requestedby: must be'],
+    [
+      'long requestedby',
+      Buffer.from(JSON.stringify({ ...good, requestedby: 'u'.repeat(513) })),
+      'requestedby: must be',
+    ],
+    ['bad time', Buffer.from(JSON.stringify({ ...good, time: 'soon' })), 'time: must be'],
+    ['no event', Buffer.from(JSON.stringify({ ...good, data: 'x' })), 'data'],
+    [
+      'a bad event',
+      Buffer.from(JSON.stringify({ ...good, data: { ...pod, crash: { id: '../../etc' } } })),
+      'data.crash.id',
+    ],
+    [
+      'another crash',
+      Buffer.from(JSON.stringify({ ...good, subject: host.crash.id })),
+      'subject: must equal data.crash.id',
+    ],
+  ];
+  for (const [name, value, error] of cases) {
+    const decoded = decodeDumpDeletionMessage(value);
+    t.notOk(decoded.ok, name);
+    if (!decoded.ok) t.match(decoded.errors.join('\n'), error, name);
   }
 });

@@ -50,6 +50,11 @@ export interface DumpChange {
   removed_by: string;
 }
 
+/** A user's deletion: the one wording the API, the CLI and retention agree on. */
+export function userDeletion(username: string, at: Date): DumpChange {
+  return { status: 'deleted', reason: `deleted by ${username}`, removed_at: at, removed_by: username };
+}
+
 /** Validates an untrusted value as a dump removal v1. */
 export const validateDumpRemoval: (value: unknown) => Validation<DumpRemoval> = validatorOf<DumpRemoval>(
   DumpRemovalSchema,

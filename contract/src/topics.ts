@@ -8,6 +8,12 @@ export const ANALYSIS_TOPIC = 'podmortem.analyses';
  */
 export const DUMP_REMOVAL_TOPIC = 'podmortem.dump-removals';
 /**
+ * Dump deletion requests (a user's DELETE through the query API): each record is the crash event
+ * as stored, with who asked and when, keyed like the crash. The retention service consumes it and
+ * performs the removal, so the API never needs write access to the store.
+ */
+export const DUMP_DELETION_TOPIC = 'podmortem.dump-deletions';
+/**
  * Requests to analyse a crash again (the query API's re-analysis): each record is the crash event
  * as stored, keyed like the crash; the analyzer consumes it beside the crash topic.
  */

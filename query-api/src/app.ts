@@ -25,7 +25,7 @@ import { crashGetRoutes } from './crash-get.ts';
 import { crashReanalysisRoutes } from './crash-reanalysis.ts';
 import { crashesSearchRoutes } from './crashes-search.ts';
 import { debuginfodRoutes } from './debuginfod.ts';
-import { DumpRemovals } from './dump-removals.ts';
+import { DumpDeletions } from './dump-deletions.ts';
 import { ApiError, PM_ERR_METHOD_NOT_ALLOWED, PM_ERR_ROUTE_NOT_FOUND, errorBody } from './errors.ts';
 import { groupsRoutes } from './groups.ts';
 import { healthRoutes } from './health.ts';
@@ -142,11 +142,11 @@ export async function buildApp(params: AppParams): Promise<App> {
     telemetry,
   });
   // Same brokers and timeout as the re-analysis requests; a producer of its own, on its own topic.
-  const dumpRemovals = new DumpRemovals({
+  const dumpDeletions = new DumpDeletions({
     store,
     brokers: config.kafkaBrokers,
     clientId: config.kafkaClientId,
-    topic: config.dumpRemovalTopic,
+    topic: config.dumpDeletionTopic,
     timeoutMs: config.kafkaTimeoutMs,
     logger,
     telemetry,
@@ -162,7 +162,7 @@ export async function buildApp(params: AppParams): Promise<App> {
     logsFields: logsFieldsOf(config),
     logger,
     analysisRequests,
-    dumpRemovals,
+    dumpDeletions,
   };
 
   // Typed as Fastify's base logger so the instance is the plain App type the plugins expect.
@@ -182,7 +182,7 @@ export async function buildApp(params: AppParams): Promise<App> {
   const routes: { method: string; url: string }[] = [];
   routeLists.set(app, routes);
   app.addHook('onClose', () => analysisRequests.close());
-  app.addHook('onClose', () => dumpRemovals.close());
+  app.addHook('onClose', () => dumpDeletions.close());
   app.addHook('onRoute', (route) => {
     for (const method of [route.method].flat()) routes.push({ method, url: route.url });
   });

@@ -2,7 +2,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import {
   ANALYSIS_REQUEST_TOPIC,
   CRASH_ALIAS,
-  DUMP_REMOVAL_TOPIC,
+  DUMP_DELETION_TOPIC,
   POD_METRIC_QUERIES,
 } from '@podmortem/contract';
 import { isIP } from 'node:net';
@@ -123,11 +123,11 @@ export const ConfigSchema = Type.Object({
     default: ANALYSIS_REQUEST_TOPIC,
     description: 'Topic the re-analysis requests are published to (the analyzer consumes it)',
   }),
-  dumpRemovalTopic: Type.String({
+  dumpDeletionTopic: Type.String({
     minLength: 1,
-    default: DUMP_REMOVAL_TOPIC,
+    default: DUMP_DELETION_TOPIC,
     description:
-      "Topic a user's dump deletion is published to (the indexer consumes it); same brokers and timeout as re-analysis",
+      "Topic a user's dump deletion request is published to (the retention service performs it); same brokers and timeout as re-analysis",
   }),
   otlpTracesEndpoint: str('', 'OTLP/HTTP traces endpoint (…/v1/traces); empty = no traces exported'),
   docs: Type.Boolean({ default: true, description: 'Serve the OpenAPI UI at /docs' }),

@@ -9,17 +9,27 @@ import { CrashIdParams, errorResponses } from './schemas.ts';
 // DELETE /v1/crashes/{id}/dump: a user takes a crash's stored core away (it holds the process's
 // memory: secrets, customer data). A crash the caller may not read is a 404 like every other
 // route's, so a refusal never tells that it exists; a reader without `delete` on coredumps/dump in
-// its namespace gets a 403. The crash itself stays, its dump marked deleted with who and when,
-// and a later download says so (410). Every request is audited, whatever its outcome.
+// its namespace gets a 403. An allowed deletion is a request on Kafka that the retention service
+// performs (202): the API itself never writes the store. The crash stays, its dump marked deleted
+// with who and when, and a later download says so (410). Every request is audited, whatever its
+// outcome.
 
 export const DumpDeletionResponse = Type.Object({
   crash_id: Type.String(),
   dump: Type.Unsafe<CrashEvent['dump']>(
-    structuredClone({ ...CrashEventSchema.properties.dump, description: 'The dump as the crash now has it' }),
+    structuredClone({
+      ...CrashEventSchema.properties.dump,
+      description: 'The dump as the crash has it now (on a 202: before the deletion is done)',
+    }),
   ),
   changed: Type.Boolean({
-    description: 'False when the dump had been removed before: the first removal (its who and when) stands',
+    description:
+      'True: a deletion was requested (202); false: the dump had been removed before, and the first removal (its who and when) stands (200)',
   }),
+  requested_at: Type.Optional(
+    Type.String({ format: 'date-time', description: 'On a 202: when it was asked' }),
+  ),
+  requested_by: Type.Optional(Type.String({ description: 'On a 202: who asked (the caller)' })),
 });
 
 export const crashDeleteRoutes: FastifyPluginCallbackTypebox<RouteDeps> = (app, deps, done) => {
@@ -31,14 +41,19 @@ export const crashDeleteRoutes: FastifyPluginCallbackTypebox<RouteDeps> = (app, 
         summary: 'Delete the core dump of a crash',
         description:
           'Needs `delete` on `coredumps/dump` in the crash’s namespace (and `get` on `coredumps` to see the crash). ' +
-          'Deletes the core from storage, marks the stored event and the indexed crash deleted (who, when) and ' +
-          'answers the dump as it now is; deleting again answers the first deletion. 503 while Kafka or the ' +
-          'storage is unavailable (calling again completes the deletion).',
+          'Answers 202 once the deletion request is on Kafka: the retention service then deletes the core from ' +
+          'storage and marks the stored event and the indexed crash deleted (who, when), usually within seconds ' +
+          '(`GET /v1/crashes/{id}` shows `dump.status: deleted`). A dump removed before answers 200 with the first ' +
+          'removal. 503 while Kafka or the storage is unavailable (nothing was requested; call again).',
         params: CrashIdParams,
-        response: { 200: DumpDeletionResponse, ...errorResponses(403, 404) },
+        response: {
+          200: DumpDeletionResponse,
+          202: DumpDeletionResponse,
+          ...errorResponses(403, 404),
+        },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const caller = callerOf(request);
       const id = request.params.id;
       const at = new Date();
@@ -56,9 +71,21 @@ export const crashDeleteRoutes: FastifyPluginCallbackTypebox<RouteDeps> = (app, 
         // Nothing was stored (skipped, failed…): there is nothing to delete, as there is nothing to download.
         if (!isRemovedDumpStatus(dump.status) && dump.status !== 'stored' && dump.status !== 'truncated')
           throw PM_ERR_NO_DUMP(id, dump.status, dump.reason);
-        const removed = await deps.dumpRemovals.delete(event, caller.username, at);
-        changed = removed.changed;
-        return { crash_id: id, dump: removed.event.dump, changed };
+        const outcome = await deps.dumpDeletions.request(event, caller.username, at);
+        if (outcome.kind === 'removed') {
+          changed = false;
+          return { crash_id: id, dump: outcome.dump, changed };
+        }
+        changed = true;
+        status = 202;
+        reply.code(202);
+        return {
+          crash_id: id,
+          dump: outcome.dump,
+          changed,
+          requested_at: outcome.requestedAt.toISOString(),
+          requested_by: caller.username,
+        };
       } catch (err) {
         status = err instanceof ApiError ? err.statusCode : 500;
         throw err;

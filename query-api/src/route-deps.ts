@@ -7,7 +7,7 @@ import type { AnalysisRequests } from './analysis-requests.ts';
 import type { Access } from './auth.ts';
 import type { Config, LogsFields } from './config.ts';
 import type { CrashStore } from './crash-store.ts';
-import type { DumpRemovals } from './dump-removals.ts';
+import type { DumpDeletions } from './dump-deletions.ts';
 import type { Caller } from './kube-reviews.ts';
 import type { PrometheusClient } from './prometheus-client.ts';
 import type { StorageReader } from './storage-reader.ts';
@@ -43,5 +43,5 @@ export interface RouteDeps {
   logsFields: LogsFields;
   logger: Logger;
   analysisRequests: AnalysisRequests;
-  dumpRemovals: DumpRemovals;
+  dumpDeletions: DumpDeletions;
 }

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { DUMP_REMOVAL_TOPIC } from '@podmortem/contract';
+import { DUMP_DELETION_TOPIC, DUMP_REMOVAL_TOPIC } from '@podmortem/contract';
 import { loadRetentionConfig } from './config.ts';
 
 t.test('defaults: cores kept 30 days, events a year, budgets and dry run off', async (t) => {
@@ -11,6 +11,8 @@ t.test('defaults: cores kept 30 days, events a year, budgets and dry run off', a
     namespaceGraceS: 604800,
     dryRun: false,
     removalTopic: DUMP_REMOVAL_TOPIC,
+    deletionTopic: DUMP_DELETION_TOPIC,
+    deletionGroupId: 'podmortem-retention-deletions',
     leaseTopic: 'podmortem.retention-lease',
     opsPort: 9468,
   });
@@ -38,6 +40,10 @@ t.test('bad values are refused naming the variable', async (t) => {
     ['PODMORTEM_RETENTION_INTERVAL_S', '0'],
     ['PODMORTEM_RETENTION_EVENT_MAX_AGE_DAYS', '10'],
     ['PODMORTEM_RETENTION_LEASE_TOPIC', DUMP_REMOVAL_TOPIC],
+    ['PODMORTEM_RETENTION_DELETION_TOPIC', DUMP_REMOVAL_TOPIC],
+    ['PODMORTEM_RETENTION_DELETION_TOPIC', 'podmortem.retention-lease'],
+    ['PODMORTEM_RETENTION_DELETION_TOPIC', ''],
+    ['PODMORTEM_RETENTION_DELETION_GROUP_ID', 'podmortem-retention'],
   ];
   for (const [key, value] of bad)
     t.throws(() => loadRetentionConfig({ [key]: value }), { name: 'ConfigError', key }, `${key}=${value}`);

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { DUMP_REMOVAL_TOPIC } from '@podmortem/contract';
+import { DUMP_DELETION_TOPIC, DUMP_REMOVAL_TOPIC } from '@podmortem/contract';
 import {
   checkConsumerGroupTimings,
   configRule,
@@ -77,6 +77,17 @@ export const RetentionConfigSchema = Type.Object({
     default: DUMP_REMOVAL_TOPIC,
     description: 'Topic the dump removals are published to, for the indexer',
   }),
+  deletionTopic: Type.String({
+    minLength: 1,
+    default: DUMP_DELETION_TOPIC,
+    description:
+      "Topic of users' dump deletion requests (the query API publishes them); consumed by every replica",
+  }),
+  deletionGroupId: Type.String({
+    minLength: 1,
+    default: 'podmortem-retention-deletions',
+    description: 'Consumer group of the deletion requests (each request is done by one replica)',
+  }),
   leaseTopic: Type.String({
     minLength: 1,
     default: 'podmortem.retention-lease',
@@ -91,9 +102,9 @@ export const RetentionConfigSchema = Type.Object({
   sessionTimeoutMs: Int(
     30_000,
     6000,
-    'Lease group session timeout: an active member silent this long loses the lease',
+    'Session timeout of the lease group (an active member silent this long loses the lease) and of the deletion group',
   ),
-  heartbeatIntervalMs: Int(3000, 1, 'Lease group heartbeat interval'),
+  heartbeatIntervalMs: Int(3000, 1, 'Heartbeat interval of the lease and deletion groups'),
   storageRoot: Type.String({
     minLength: 1,
     default: '/var/lib/podmortem/storage',
@@ -130,5 +141,11 @@ export function loadRetentionConfig(
     `must be 0 or at least ${envName(CONFIG_PREFIX, 'maxAgeDays')} (${config.maxAgeDays}): the event outlives its core`,
   );
   must(config.leaseTopic !== config.removalTopic, 'leaseTopic', 'must differ from the removal topic');
+  must(
+    ![config.removalTopic, config.leaseTopic].includes(config.deletionTopic),
+    'deletionTopic',
+    'must differ from the removal and lease topics',
+  );
+  must(config.deletionGroupId !== config.leaseGroupId, 'deletionGroupId', 'must differ from the lease group');
   return config;
 }

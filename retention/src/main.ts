@@ -3,6 +3,7 @@ import { createKafka, OpsServer, runService } from '@podmortem/contract/runtime'
 import { kubeConfigFrom } from '@podmortem/contract/runtime/kube-config';
 import { storeFrom } from '@podmortem/contract/store';
 import { loadRetentionConfig } from './config.ts';
+import { DeletionWorker } from './deletions.ts';
 import { Retention } from './retention.ts';
 import { createTelemetry } from './telemetry.ts';
 
@@ -13,7 +14,7 @@ await runService({
   name: 'podmortem-retention',
   loadConfig: () => loadRetentionConfig(),
   startFailedMessage: 'start-up failed',
-  build: ({ config, logger }) => {
+  build: ({ config, logger, fatal }) => {
     const telemetry = createTelemetry();
     const kafka = createKafka({
       brokers: config.kafkaBrokers,
@@ -21,22 +22,31 @@ await runService({
       requestTimeoutMs: config.kafkaTimeoutMs,
       logger,
     });
+    const store = storeFrom(config);
     const retention = new Retention({
       config,
       logger,
       telemetry,
       kafka,
-      store: storeFrom(config),
+      store,
       core: kubeConfigFrom(config.kubeconfig).makeApiClient(CoreV1Api),
+    });
+    const deletions = new DeletionWorker({
+      config,
+      logger,
+      telemetry,
+      kafka,
+      store,
+      onFatal: () => fatal('deletion consumer stopped for good'),
     });
     const ops = new OpsServer({
       host: config.opsHost,
       port: config.opsPort,
       registry: telemetry.registry,
-      ready: () => retention.ready(),
+      ready: () => retention.ready() && deletions.ready(),
     });
     return {
-      components: [ops, retention],
+      components: [ops, retention, deletions],
       running: () => ({
         fields: { opsPort: ops.port, leaseTopic: config.leaseTopic, dryRun: config.dryRun },
         message: 'retention running',

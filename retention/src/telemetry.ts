@@ -11,6 +11,7 @@ export interface RetentionTelemetry {
   eventsDeleted: Counter;
   modulesDeleted: Counter;
   malformedEvents: Counter;
+  deletionRequests: Counter<'result'>;
   errors: Counter<'operation'>;
 }
 
@@ -55,9 +56,15 @@ export function createTelemetry(
       help: 'Stored events that were not a valid crash event of their key (left alone)',
       registers,
     }),
+    deletionRequests: new Counter({
+      name: 'podmortem_retention_deletion_requests_total',
+      help: "Users' dump deletion requests done, by result (deleted, already-removed, invalid: passed over)",
+      labelNames: ['result'],
+      registers,
+    }),
     errors: new Counter({
       name: 'podmortem_retention_errors_total',
-      help: 'Failed operations (each retried on the next pass), by operation (scan, namespaces, remove, delete)',
+      help: 'Failed operations (each retried: on the next pass, or a user deletion with backoff), by operation (scan, namespaces, remove, delete, user-delete)',
       labelNames: ['operation'],
       registers,
     }),

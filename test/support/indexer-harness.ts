@@ -208,6 +208,8 @@ export interface Names {
   requests: string;
   /** Dump removals (expired or deleted cores). */
   removals: string;
+  /** Users' dump deletion requests: of a test running retention's deletion consumer beside it. */
+  deletions: string;
   dlq: string;
   group: string;
   alias: string;
@@ -220,6 +222,7 @@ export function uniqueNames(prefix: string): Names {
     analyses: `${base}.analyses`,
     requests: `${base}.analysis-requests`,
     removals: `${base}.dump-removals`,
+    deletions: `${base}.dump-deletions`,
     dlq: `${base}.crashes.dlq`,
     group: `${base}-indexer`,
     alias: `${base}-crashes`,
@@ -232,6 +235,7 @@ export async function createTopics(admin: Admin, names: Names, partitions: numbe
     { topic: names.analyses, numPartitions: partitions },
     { topic: names.requests, numPartitions: partitions },
     { topic: names.removals, numPartitions: partitions },
+    { topic: names.deletions, numPartitions: partitions },
     { topic: names.dlq, numPartitions: 2 },
   ]);
 }
@@ -576,7 +580,9 @@ export async function topicsForTest(
   await admin.connect();
   t.teardown(async () => {
     await admin
-      .deleteTopics({ topics: [names.topic, names.analyses, names.requests, names.removals, names.dlq] })
+      .deleteTopics({
+        topics: [names.topic, names.analyses, names.requests, names.removals, names.deletions, names.dlq],
+      })
       .catch(() => undefined);
     await admin.disconnect();
     await removeIndexSet(es, names.alias);

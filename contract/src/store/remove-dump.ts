@@ -65,7 +65,7 @@ export async function removeDump(params: RemoveDumpParams): Promise<RemovedDump>
   const dumpKey = dumpRelPath(event);
   const eventKey = eventRelPath(event);
 
-  const stored = await storedEvent(store, eventKey, event.crash.id);
+  const stored = await storedEventAt(store, eventKey, event.crash.id);
   const base = stored ?? event;
   const earlier = [stored, event].find((e) => e !== undefined && isRemovedDumpStatus(e.dump.status));
   const change: DumpChange = earlier === undefined ? params.change : (changeOf(earlier) ?? params.change);
@@ -87,10 +87,18 @@ export async function removeDump(params: RemoveDumpParams): Promise<RemovedDump>
 }
 
 /**
- * The stored event of the crash, or undefined when there is none or what is there is no event of
- * this crash (then it is replaced by the caller's, marked).
+ * The crash's event as the store keeps it (the truth about its dump, however far the index is
+ * behind), or undefined when there is none or what is there is no event of this crash.
  */
-async function storedEvent(store: Store, key: string, id: string): Promise<CrashEvent | undefined> {
+export function readStoredEvent(store: Store, event: CrashEvent): Promise<CrashEvent | undefined> {
+  return storedEventAt(store, eventRelPath(event), event.crash.id);
+}
+
+/**
+ * The stored event at `key` if it is the crash's, else undefined (then removeDump replaces it by
+ * the caller's, marked).
+ */
+async function storedEventAt(store: Store, key: string, id: string): Promise<CrashEvent | undefined> {
   let bytes: Buffer | undefined;
   try {
     bytes = await readBytes(store, key, MAX_EVENT_BYTES);

@@ -88,8 +88,7 @@ export interface StoreSettings {
   storageS3TimeoutMs: number;
   storageS3BudgetBytes: number;
   storageS3PartSizeBytes: number;
-  /** Absent (settings built by hand rather than by loadConfig): S3_DEFAULTS.queueSize. */
-  storageS3QueueSize?: number;
+  storageS3QueueSize: number;
   storageS3Checksum: 'SHA256' | 'off';
 }
 
@@ -138,7 +137,7 @@ function s3Params(settings: StoreSettings): S3StoreParams {
     timeoutMs: settings.storageS3TimeoutMs,
     ...(settings.storageS3BudgetBytes === 0 ? {} : { budgetBytes: settings.storageS3BudgetBytes }),
     partSizeBytes: settings.storageS3PartSizeBytes,
-    queueSize: settings.storageS3QueueSize ?? S3_DEFAULTS.queueSize,
+    queueSize: settings.storageS3QueueSize,
     checksum: settings.storageS3Checksum,
   };
 }

@@ -112,6 +112,26 @@ async function getCrash(api: ApiClient, id: string): Promise<CrashEvent> {
   return api.json<CrashEvent>(`/v1/crashes/${encodeURIComponent(id)}`);
 }
 
+/** The removal as people read it: `deleted by dora at …: deleted by dora`. */
+function removal(dump: CrashEvent['dump']): string {
+  return `${dump.status} by ${dump.removed_by ?? '?'} at ${dump.removed_at ?? '?'}${dump.reason ? `: ${dump.reason}` : ''}`;
+}
+
+/** Polls the crash until its dump has been removed (removed_at set), for at most `timeoutMs`. */
+async function removedDump(api: ApiClient, id: string, timeoutMs: number): Promise<CrashEvent['dump']> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { dump } = await getCrash(api, id);
+    if (dump.removed_at !== undefined) return dump;
+    if (Date.now() >= deadline)
+      throw new CliError(
+        EXIT.unavailable,
+        `${id}: the deletion was requested but is not done after ${timeoutMs / 1000} s (is the retention service running?); it will be done once it runs`,
+      );
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
 function format(value: string | undefined, def: 'raw' | 'zstd'): 'raw' | 'zstd' {
   const f = value ?? def;
   if (f !== 'raw' && f !== 'zstd') throw new CliError(EXIT.usage, `--format ${f}: raw or zstd`);
@@ -403,27 +423,46 @@ modules are stored); \`podmortem info ID\` shows the new analysis once it is don
   },
   delete: {
     summary: 'delete a crash’s core dump',
-    usage: 'podmortem delete ID [--json]',
+    usage: 'podmortem delete ID [--no-wait | --timeout SECONDS] [--json]',
     positionals: 1,
-    options: { json: { type: 'boolean' } },
+    options: { json: { type: 'boolean' }, 'no-wait': { type: 'boolean' }, timeout: { type: 'string' } },
     details: `Deletes the crash's core from storage (it cannot be downloaded after: 410). The crash
 stays, its dump marked deleted by you. Needs \`delete\` on coredumps/dump in the crash's
-namespace. Deleting a deleted dump again changes nothing and prints the first deletion.
-  --json              the API's answer as JSON`,
+namespace. The API accepts the request and the retention service performs it; the command
+waits until the crash says deleted. Deleting a removed dump again changes nothing and prints
+the first removal.
+  --no-wait           return once the deletion is requested
+  --timeout SECONDS   longest wait for the deletion to be done (default 60; then exit 6)
+  --json              the crash's dump (or, with --no-wait, the API's answer) as JSON`,
     async run(args, apiOf, io) {
       const id = args.positionals[0] ?? '';
       // Refused here, before a token is looked for: a destructive command names its mistake first.
       if (!isCrashId(id))
         throw new CliError(EXIT.usage, `${id}: not a crash id (a UUIDv7, as \`podmortem list\` shows)`);
-      const res = await (
-        await apiOf()
-      ).json<DumpDeletion>(`/v1/crashes/${encodeURIComponent(id)}/dump`, {}, { method: 'DELETE' });
-      const { dump } = res;
-      const what = res.changed ? 'deleted' : 'already removed';
+      const timeoutS = positiveInt('timeout', args.values.timeout as string | undefined, 60);
+      const api = await apiOf();
+      const res = await api.json<DumpDeletion>(
+        `/v1/crashes/${encodeURIComponent(id)}/dump`,
+        {},
+        { method: 'DELETE' },
+      );
+      const json = args.values.json === true;
+      if (!res.changed || args.values['no-wait'] === true) {
+        io.stdout.write(
+          json
+            ? JSON.stringify(res, null, 2) + '\n'
+            : res.changed
+              ? `crash ${id}: deletion requested at ${res.requested_at ?? '?'}\n`
+              : `crash ${id}: dump already removed (${removal(res.dump)})\n`,
+        );
+        return EXIT.ok;
+      }
+      if (!json) io.stderr.write(`crash ${id}: deletion requested; waiting for it to be done…\n`);
+      const dump = await removedDump(api, id, timeoutS * 1000);
       io.stdout.write(
-        args.values.json === true
-          ? JSON.stringify(res, null, 2) + '\n'
-          : `crash ${res.crash_id}: dump ${what} (${dump.status} by ${dump.removed_by ?? '?'} at ${dump.removed_at ?? '?'}${dump.reason ? `: ${dump.reason}` : ''})\n`,
+        json
+          ? JSON.stringify({ crash_id: id, dump }, null, 2) + '\n'
+          : `crash ${id}: dump deleted (${removal(dump)})\n`,
       );
       return EXIT.ok;
     },
