@@ -49,7 +49,8 @@ export const RetentionConfigSchema = Type.Object({
   intervalS: Int(3600, 1, 'Seconds between two passes of the active instance'),
   dryRun: Type.Boolean({
     default: false,
-    description: 'Log what would be deleted, with the reason, and delete nothing',
+    description:
+      "Log what the rules would delete, with the reason, and delete nothing by rule (users' deletions are still performed)",
   }),
   kubeconfig: Type.String({
     default: '',
