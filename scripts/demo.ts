@@ -44,9 +44,6 @@ import { EXIT } from '../query-api/src/cli/client.ts';
 import { PodTelemetry } from './demo/pod-telemetry.ts';
 
 const run = promisify(execFile);
-// kafkajs 2.2 sets a timeout of (-1 - now) when the broker has not throttled it; Node 24 warns
-// and uses 1 ms, which is what kafkajs meant. The warning is noise for a reader of the demo.
-const nodeFlags = ['--disable-warning=TimeoutNegativeWarning'];
 const CORE_PATTERN = '/proc/sys/kernel/core_pattern';
 
 const { values: options } = parseArgs({
@@ -166,7 +163,7 @@ async function createDemoBucket(keep: boolean): Promise<void> {
 
 function startService(name: string, script: string, env: Record<string, string>): ChildProcess {
   const log = createWriteStream(join(workDir, `${name}.log`));
-  const child = spawn(process.execPath, [...nodeFlags, join(repoDir, script)], {
+  const child = spawn(process.execPath, [join(repoDir, script)], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -34,7 +34,7 @@ t.test("Node's process warnings become JSON log lines", async (t) => {
   logProcessWarnings(createLogger('test', {}, stream));
   t.equal(process.listenerCount('warning'), 1, "Node's own printer is replaced");
   const warned = once(process, 'warning');
-  // The warning kafkajs causes under Node 24 (kafkajs#1751).
+  // The warning kafkajs 2.2.4 caused under Node 24 before patches/kafkajs+2.2.4.patch.
   setTimeout(() => undefined, -5).unref();
   await warned;
   t.match(lines, [{ level: 40, warning: 'TimeoutNegativeWarning', msg: /-5 is a negative number/ }]);

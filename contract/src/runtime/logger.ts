@@ -30,8 +30,8 @@ export function createLogger(
 }
 
 /**
- * Node's own process warnings as JSON log lines, like every other line a service writes, instead
- * of plain text on stderr (kafkajs 2.2 sets a negative timer under Node 24: kafkajs#1751).
+ * Node's own process warnings (a deprecation, a negative timer) as JSON log lines, like every
+ * other line a service writes, instead of plain text on stderr. Nothing is dropped.
  */
 export function logProcessWarnings(logger: Logger): void {
   process.removeAllListeners('warning');
