@@ -5,6 +5,7 @@ import {
   messageOf,
   checkTopicsExist,
   GroupMember,
+  InFlight,
   kafkaWaitOut,
   retry,
   retryPolicy,
@@ -66,7 +67,7 @@ export class Analyzer implements Component {
   private readonly retry: RetryPolicy;
   private readonly producer: SessionProducer;
   private member: GroupMember | undefined;
-  private readonly inFlight = new Set<Promise<void>>();
+  private readonly inFlight = new InFlight();
   private stopping = false;
   private shutdownDone: Promise<void> | undefined;
   private running = false;
@@ -137,14 +138,9 @@ export class Analyzer implements Component {
       autoCommit: false,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: config.concurrency,
-      eachBatch: (payload) => this.track(this.handleBatch(payload)),
+      eachBatch: (payload) => this.inFlight.track(this.handleBatch(payload)),
     });
     this.running = true;
-  }
-
-  private track(work: Promise<void>): Promise<void> {
-    this.inFlight.add(work);
-    return work.finally(() => this.inFlight.delete(work));
   }
 
   private async handleBatch(payload: EachBatchPayload): Promise<void> {
@@ -261,7 +257,7 @@ export class Analyzer implements Component {
     // An unwind may take its whole deadline: cancel it (its offset stays uncommitted, so the crash
     // is analysed again by whoever takes the partition) rather than hold the shutdown.
     this.work.abort(new Error('shutting down'));
-    await beforeDeadline(Promise.allSettled([...this.inFlight]), deadline, undefined);
+    await this.inFlight.settled(deadline);
     await this.member?.leave(deadline);
     this.running = false;
     await beforeDeadline(this.producer.disconnect(), deadline, undefined);

@@ -5,6 +5,7 @@ import {
   beforeDeadline,
   checkTopicsExist,
   GroupMember,
+  InFlight,
   isProgrammerError,
   kafkaWaitOut,
   messageOf,
@@ -59,7 +60,7 @@ export class DeletionWorker implements Component {
   /** Aborted at shutdown: a deletion waiting out an outage stops, its request uncommitted. */
   private readonly work = new AbortController();
   private member: GroupMember | undefined;
-  private readonly inFlight = new Set<Promise<void>>();
+  private readonly inFlight = new InFlight();
   private stopping = false;
   private running = false;
 
@@ -108,14 +109,9 @@ export class DeletionWorker implements Component {
     signal.throwIfAborted();
     await member.consumer.run({
       autoCommit: false,
-      eachMessage: (payload) => this.track(this.handle(payload)),
+      eachMessage: (payload) => this.inFlight.track(this.handle(payload)),
     });
     this.running = true;
-  }
-
-  private track(work: Promise<void>): Promise<void> {
-    this.inFlight.add(work);
-    return work.finally(() => this.inFlight.delete(work));
   }
 
   private async handle(payload: EachMessagePayload): Promise<void> {
@@ -184,7 +180,7 @@ export class DeletionWorker implements Component {
     this.stopping = true;
     this.startAbort.abort(new Error('shutting down'));
     this.work.abort(new Error('shutting down'));
-    await beforeDeadline(Promise.allSettled([...this.inFlight]), deadline, undefined);
+    await this.inFlight.settled(deadline);
     await this.member?.leave(deadline);
     this.running = false;
     await beforeDeadline(this.producer.disconnect(), deadline, undefined);

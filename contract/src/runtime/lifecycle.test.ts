@@ -1,6 +1,6 @@
 import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { beforeDeadline } from './lifecycle.ts';
+import { beforeDeadline, InFlight } from './lifecycle.ts';
 import { OpsServer } from './ops-server.ts';
 import { Registry, Counter } from 'prom-client';
 
@@ -28,3 +28,31 @@ t.test('the ops server serves metrics and probes; shutdown is safe before start 
   await server.shutdown();
   await t.rejects(fetch(`${base}/healthz`));
 });
+
+t.test(
+  'InFlight: settled waits for the work tracked, failed or not, and no longer than the deadline',
+  async (t) => {
+    const inFlight = new InFlight();
+    let release: () => void = () => undefined;
+    const slow = inFlight.track(new Promise<void>((resolve) => (release = resolve)));
+    const failed = inFlight.track(Promise.reject(new Error('boom')));
+    await t.rejects(failed, /boom/, 'the caller still sees the work fail');
+    const started = Date.now();
+    await inFlight.settled(Date.now() + 50);
+    t.ok(Date.now() - started >= 40, 'the deadline bounds the wait on unfinished work');
+    let settled = false;
+    const waiting = inFlight.settled(Date.now() + 10_000).then(() => (settled = true));
+    await sleep(20);
+    t.equal(settled, false, 'not before the work is done');
+    release();
+    await slow;
+    await waiting;
+    t.equal(settled, true);
+    const idle = inFlight.settled(Date.now() + 60_000).then(() => 'settled');
+    t.equal(
+      await beforeDeadline(idle, Date.now() + 10_000, 'waited'),
+      'settled',
+      'nothing left in flight: at once',
+    );
+  },
+);

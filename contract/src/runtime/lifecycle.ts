@@ -23,6 +23,26 @@ export async function beforeDeadline<T>(work: Promise<T>, deadline: number, fall
   }
 }
 
+/** The work a consumer has in flight, so that its shutdown can wait for it (until a deadline). */
+export class InFlight {
+  private readonly work = new Set<Promise<unknown>>();
+
+  /** `work`, counted until it settles. */
+  track<T>(work: Promise<T>): Promise<T> {
+    this.work.add(work);
+    return work.finally(() => this.work.delete(work));
+  }
+
+  /** Resolves once all of it has settled, or at the deadline. */
+  settled(deadline: number): Promise<void> {
+    return beforeDeadline(
+      Promise.allSettled([...this.work]).then(() => undefined),
+      deadline,
+      undefined,
+    );
+  }
+}
+
 /**
  * Starts components in order and, when `stop` is called, shuts them down in reverse, each within
  * what is left of `graceMs`. `stop` resolves when all are down; calling it again returns the same.
