@@ -14,6 +14,8 @@ if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.pack
   npm ci --no-audit --no-fund
 fi
 export PATH="$PWD/node_modules/.bin:$PATH"
+# An install made before a patch was added gets it now (idempotent; see scripts/patch-deps.ts).
+node scripts/patch-deps.ts >/dev/null
 step "node $(node --version)"
 
 step "static checks: tsc, eslint, prettier, generated files"
