@@ -40,6 +40,7 @@ bash deploy/local/stack.sh up
 
 step "kustomize (test/k8s-manifests.test.ts renders deploy/k8s with it)"
 node test/support/kustomize.ts
+node test/support/helm.ts
 
 step "tests"
 # tap compiles its test class from the plugins in .taprc (ts-node off: Node strips the types);
