@@ -1,6 +1,7 @@
 import type { Consumer, ConsumerConfig, Kafka } from 'kafkajs';
 import type { Logger } from 'pino';
 import { isProgrammerError, messageOf } from './errors.ts';
+import { KafkaAuthError } from './kafka-security.ts';
 import { beforeDeadline } from './lifecycle.ts';
 import type { RetryOptions, RetryPolicy } from './retry.ts';
 
@@ -10,7 +11,8 @@ import type { RetryOptions, RetryPolicy } from './retry.ts';
 
 /**
  * Retry options that wait Kafka out at start-up, whatever kafkajs calls its error (its "retries
- * exhausted" is marked non-retriable); programmer errors are not retried.
+ * exhausted" is marked non-retriable); programmer errors are not retried, nor refused credentials
+ * (a KafkaAuthError, see createKafka), which no wait mends.
  */
 export function kafkaWaitOut(
   policy: RetryPolicy,
@@ -20,7 +22,7 @@ export function kafkaWaitOut(
   return {
     ...policy,
     signal,
-    retriable: (err: unknown) => !isProgrammerError(err),
+    retriable: (err: unknown) => !isProgrammerError(err) && !(err instanceof KafkaAuthError),
     onRetry: (err: unknown, attempt: number, delayMs: number) =>
       logger.warn({ err: messageOf(err), attempt, delayMs }, 'Kafka not ready, retrying'),
   };

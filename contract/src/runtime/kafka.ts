@@ -2,6 +2,11 @@ import {
   Kafka,
   logLevel,
   Partitioners,
+  type Admin,
+  type AdminConfig,
+  type Consumer,
+  type ConsumerConfig,
+  type KafkaConfig,
   type LogEntry,
   type logCreator,
   type Producer,
@@ -11,6 +16,7 @@ import {
   type RetryOptions as KafkaRetryOptions,
 } from 'kafkajs';
 import type { Logger } from 'pino';
+import { namedKafkaAuthError, type KafkaSecurity } from './kafka-security.ts';
 
 // The Kafka client of every service: kafkajs logging through pino as JSON like the rest of the
 // service, and the one producer configuration under which a send is acknowledged by every
@@ -24,6 +30,8 @@ export interface KafkaParams {
   requestTimeoutMs?: number;
   /** kafkajs's own retry, before the caller's retry (with its backoff) takes over. */
   retry?: KafkaRetryOptions;
+  /** TLS and SASL (see kafkaSecurity); none: plaintext. */
+  security?: KafkaSecurity;
 }
 
 /** The `acks` of every send: all in-sync replicas. */
@@ -53,16 +61,58 @@ export function kafkaLogCreator(logger: Logger): logCreator {
     };
 }
 
+/** A client whose connect() turns a SASL refusal into a KafkaAuthError naming the variables. */
+function namingRefusals<T extends { connect(): Promise<void> }>(client: T, variables: string[]): T {
+  const connect = client.connect.bind(client);
+  client.connect = () =>
+    connect().catch((err: unknown) => {
+      throw namedKafkaAuthError(err, variables);
+    });
+  return client;
+}
+
+/**
+ * Kafka whose producers, consumers and admins say which settings hold the credentials the broker
+ * refused: kafkajs' own error names neither, and a refusal is the one connect failure that no
+ * retry mends.
+ */
+class NamedCredentialsKafka extends Kafka {
+  readonly #variables: string[];
+
+  constructor(config: KafkaConfig, variables: string[]) {
+    super(config);
+    this.#variables = variables;
+  }
+
+  override producer(config?: ProducerConfig): Producer {
+    return namingRefusals(super.producer(config), this.#variables);
+  }
+
+  override consumer(config: ConsumerConfig): Consumer {
+    return namingRefusals(super.consumer(config), this.#variables);
+  }
+
+  override admin(config?: AdminConfig): Admin {
+    return namingRefusals(super.admin(config), this.#variables);
+  }
+}
+
 export function createKafka(params: KafkaParams): Kafka {
-  return new Kafka({
+  const { security } = params;
+  const config: KafkaConfig = {
     clientId: params.clientId,
     brokers: params.brokers,
     ...(params.connectionTimeoutMs === undefined ? {} : { connectionTimeout: params.connectionTimeoutMs }),
     ...(params.requestTimeoutMs === undefined ? {} : { requestTimeout: params.requestTimeoutMs }),
     ...(params.retry === undefined ? {} : { retry: params.retry }),
+    ...(security?.ssl === undefined ? {} : { ssl: security.ssl }),
+    ...(security?.sasl === undefined ? {} : { sasl: security.sasl }),
     logLevel: logLevel.WARN,
     logCreator: kafkaLogCreator(params.logger.child({ component: 'kafkajs' })),
-  });
+  };
+  return security?.sasl === undefined
+    ? new Kafka(config)
+    : new NamedCredentialsKafka(config, security.credentialVariables);
 }
 
 export function createIdempotentProducer(kafka: Kafka): Producer {
