@@ -6,13 +6,14 @@
 # from and the client library elfutils loads to ask one (libdebuginfod1, dlopened by libdw, so
 # checked by its file), gdb for `podmortem debug`, Python 3 with venv for the schema fuzzer's
 # virtual environment (test/support/schemathesis.ts; checked by ensurepip, which Debian's python3
-# lacks without python3-venv). Installed with apt-get when a command or the
-# library is missing (needs root); a machine that has them all is left alone.
-# Prometheus is installed by deploy/local/prometheus.sh, nginx by bench/api.ts, where they are used.
+# lacks without python3-venv), nginx as the TLS proxy with authentication that the secured
+# connections' tests put in front of Elasticsearch (test/support/nginx.ts; bench/api.ts uses it
+# too). Installed with apt-get when a command or the library is missing (needs root); a machine
+# that has them all is left alone. Prometheus is installed by deploy/local/prometheus.sh.
 set -euo pipefail
 
 # command → Debian package
-declare -A packages=([gcc]=gcc [g++]=g++ [flock]=util-linux [curl]=curl [mvn]=maven [java]=openjdk-17-jdk-headless [eu-stack]=elfutils [debuginfod]=debuginfod [gdb]=gdb)
+declare -A packages=([gcc]=gcc [g++]=g++ [flock]=util-linux [curl]=curl [mvn]=maven [java]=openjdk-17-jdk-headless [eu-stack]=elfutils [debuginfod]=debuginfod [gdb]=gdb [nginx]=nginx-light)
 
 missing=()
 for cmd in "${!packages[@]}"; do

@@ -22,6 +22,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 # default a new one), PODMORTEM_KAFKA_REPLICATION_FACTOR (default and internal topics' replicas,
 # default 1) and PODMORTEM_KAFKA_MIN_INSYNC_REPLICAS (default 1). The defaults are the one-node
 # broker of the local stack.
+#
+# A secured listener beside PLAINTEXT (for the tests of TLS and SASL): PODMORTEM_KAFKA_SASL_SSL_PORT
+# opens SASL_SSL on that port (SCRAM-SHA-256 and SCRAM-SHA-512), with the server's PEM private key
+# (unencrypted PKCS#8) and certificate chain in the one file PODMORTEM_KAFKA_SSL_PEM_FILE, and the
+# SCRAM users of PODMORTEM_KAFKA_SCRAM_USERS ("name=password ...", both mechanisms), written when
+# the storage is formatted. Inter-broker and controller traffic stays on PLAINTEXT.
 
 POM="$LOCAL_DIR/kafka/pom.xml"
 KAFKA_DIR="$STACK_DIR/kafka"
@@ -45,6 +51,9 @@ NODE_ID=${PODMORTEM_KAFKA_NODE_ID:-1}
 QUORUM_VOTERS=${PODMORTEM_KAFKA_QUORUM_VOTERS:-$NODE_ID@$HOST:$CONTROLLER_PORT}
 REPLICATION_FACTOR=${PODMORTEM_KAFKA_REPLICATION_FACTOR:-1}
 MIN_INSYNC=${PODMORTEM_KAFKA_MIN_INSYNC_REPLICAS:-1}
+SASL_SSL_PORT=${PODMORTEM_KAFKA_SASL_SSL_PORT:-}
+SSL_PEM_FILE=${PODMORTEM_KAFKA_SSL_PEM_FILE:-}
+SCRAM_USERS=${PODMORTEM_KAFKA_SCRAM_USERS:-}
 JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 VERSION=${PODMORTEM_KAFKA_VERSION:-$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM")}
 [ -n "$VERSION" ] || die "no kafka.version in $POM"
@@ -76,15 +85,23 @@ install() {
 
 write_config() {
   mkdir -p "$DATA_DIR" "$LOG_DIR"
+  local listeners="PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT"
+  local advertised="PLAINTEXT://$HOST:$PORT" protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+  if [ -n "$SASL_SSL_PORT" ]; then
+    [ -f "$SSL_PEM_FILE" ] || die "PODMORTEM_KAFKA_SASL_SSL_PORT needs PODMORTEM_KAFKA_SSL_PEM_FILE (key and certificate chain)"
+    listeners+=",SASL_SSL://$HOST:$SASL_SSL_PORT"
+    advertised+=",SASL_SSL://$HOST:$SASL_SSL_PORT"
+    protocols+=",SASL_SSL:SASL_SSL"
+  fi
   cat >"$SERVER_PROPS" <<EOF
 # Written by deploy/local/kafka.sh on every start; edit that script, not this file.
 process.roles=broker,controller
 node.id=$NODE_ID
 controller.quorum.voters=$QUORUM_VOTERS
 controller.listener.names=CONTROLLER
-listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$HOST:$PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=$listeners
+advertised.listeners=$advertised
+listener.security.protocol.map=$protocols
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$DATA_DIR
 
@@ -105,6 +122,18 @@ group.initial.rebalance.delay.ms=0
 offsets.topic.num.partitions=10
 transaction.state.log.num.partitions=10
 EOF
+  if [ -n "$SASL_SSL_PORT" ]; then
+    cat >>"$SERVER_PROPS" <<EOF
+
+# The secured listener (PODMORTEM_KAFKA_SASL_SSL_PORT): TLS with a PEM key store, SCRAM users.
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$SSL_PEM_FILE
+listener.name.sasl_ssl.ssl.client.auth=none
+EOF
+  fi
   # Everything at INFO into one rolling file; the console gets nothing.
   cat >"$LOG4J_PROPS" <<EOF
 # Written by deploy/local/kafka.sh on every start.
@@ -148,9 +177,15 @@ format_storage() {
     cluster_id=$("$JAVA" -cp "$LIB_DIR/*" -Dlog4j2.configurationFile="$TOOLS_LOG4J_PROPS" \
       kafka.tools.StorageTool random-uuid) || die "StorageTool random-uuid failed"
   fi
+  # SCRAM credentials live in the metadata log: KRaft takes the first ones at format time.
+  local scram=() user
+  for user in $SCRAM_USERS; do
+    scram+=(--add-scram "SCRAM-SHA-256=[name=${user%%=*},password=${user#*=}]")
+    scram+=(--add-scram "SCRAM-SHA-512=[name=${user%%=*},password=${user#*=}]")
+  done
   log "formatting storage in $DATA_DIR (cluster id $cluster_id)"
   "$JAVA" -cp "$LIB_DIR/*" -Dlog4j2.configurationFile="$TOOLS_LOG4J_PROPS" \
-    kafka.tools.StorageTool format --cluster-id "$cluster_id" --config "$SERVER_PROPS" \
+    kafka.tools.StorageTool format --cluster-id "$cluster_id" --config "$SERVER_PROPS" "${scram[@]}" \
     >"$LOG_DIR/format.log" 2>&1 || { cat "$LOG_DIR/format.log" >&2; die "formatting failed; see $LOG_DIR/format.log"; }
 }
 

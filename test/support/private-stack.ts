@@ -20,6 +20,8 @@ export type PrivateComponent = 'kafka' | 'elasticsearch' | 'seaweedfs';
 export interface PrivateServer {
   /** host:port for Kafka, http://host:port for Elasticsearch and for SeaweedFS's S3 gateway. */
   readonly address: string;
+  /** Kafka with the saslSsl option: host:port of its SASL_SSL listener. */
+  readonly saslSslAddress?: string;
   up(): Promise<void>;
   down(): Promise<void>;
   /** Stops the server and removes its folder. */
@@ -34,6 +36,11 @@ export interface PrivateServerOptions {
    * bucket from a Host of <bucket>.<domain> (virtual-host requests); path-style ones still work.
    */
   s3DomainName?: string;
+  /**
+   * Kafka: a SASL_SSL listener beside PLAINTEXT (SCRAM-SHA-256 and -512), with the server's key
+   * and certificate chain in one PEM file and its SCRAM users, name → password.
+   */
+  saslSsl?: { keyAndCertFile: string; users: Record<string, string> };
 }
 
 export async function privateServer(
@@ -50,11 +57,21 @@ export async function privateServer(
     PODMORTEM_STACK_DIR: dir,
   };
   let address: string;
+  let saslSslAddress: string | undefined;
   if (component === 'kafka') {
     const port = await freePort();
     env.PODMORTEM_KAFKA_PORT = String(port);
     env.PODMORTEM_KAFKA_CONTROLLER_PORT = String(await freePort());
     address = `${stack.host}:${port}`;
+    if (options.saslSsl) {
+      const securePort = await freePort();
+      env.PODMORTEM_KAFKA_SASL_SSL_PORT = String(securePort);
+      env.PODMORTEM_KAFKA_SSL_PEM_FILE = options.saslSsl.keyAndCertFile;
+      env.PODMORTEM_KAFKA_SCRAM_USERS = Object.entries(options.saslSsl.users)
+        .map(([name, password]) => `${name}=${password}`)
+        .join(' ');
+      saslSslAddress = `${stack.host}:${securePort}`;
+    }
   } else if (component === 'seaweedfs') {
     const port = await freePort();
     env.PODMORTEM_S3_PORT = String(port);
@@ -86,6 +103,7 @@ export async function privateServer(
   };
   return {
     address,
+    ...(saslSslAddress === undefined ? {} : { saslSslAddress }),
     up: () => call('up'),
     down: () => call('down'),
     destroy: async () => {
