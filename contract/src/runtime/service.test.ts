@@ -1,5 +1,7 @@
 import t from 'tap';
+import { Type } from '@sinclair/typebox';
 import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError, PodmortemError } from './errors.ts';
@@ -10,8 +12,18 @@ interface Config {
   shutdownGraceMs: number;
 }
 
-function fakeProcess() {
+const schema = Type.Object({
+  shutdownGraceMs: Type.Integer({ minimum: 0, default: 1000, description: 'Shutdown grace' }),
+  listenPort: Type.Integer({ minimum: 0, default: 8080, description: 'HTTP port' }),
+});
+
+const { version } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
+
+function fakeProcess(extra: { argv?: string[]; env?: Record<string, string> } = {}) {
   const signals = new EventEmitter();
+  const stdout: string[] = [];
   const stderr: string[] = [];
   const lines: Record<string, unknown>[] = [];
   const exits: number[] = [];
@@ -24,12 +36,16 @@ function fakeProcess() {
   });
   return {
     proc: {
+      ...extra,
+      script: new URL('../../../indexer/src/main.ts', import.meta.url).pathname,
+      stdout: { write: (s: string) => stdout.push(s) },
       stderr: { write: (s: string) => stderr.push(s) },
       signals,
       exit: (c: number) => exits.push(c),
       log,
     },
     signals,
+    stdout,
     stderr,
     lines,
     exits,
@@ -61,6 +77,7 @@ function spec(
 ): ServiceSpec<Config> {
   return {
     name: 'podmortem-test',
+    about: { summary: 'A service of the tests.', schema, prefix: 'PODMORTEM_TEST_' },
     loadConfig,
     build,
     startFailedMessage: 'the test service failed to start',
@@ -214,4 +231,118 @@ t.test('a component that ignores its deadline does not keep the process past the
   t.equal(await done, 0);
   t.ok(Date.now() - at < 5_000, 'exited soon after the grace');
   t.match(f.logged('shutdown overran its grace; exiting anyway'), [{ level: 50, graceMs: 50 }]);
+});
+
+t.test('--version and --help answer on stdout, exit 0, and nothing is loaded or built', async (t) => {
+  for (const argv of [['--version'], ['--help'], ['-h'], ['--version', '--help']]) {
+    const f = fakeProcess({ argv, env: { PODMORTEM_TEST_PORT: '1' } });
+    let loaded = false;
+    const code = await runService(
+      spec(
+        () => ({ components: [] }),
+        () => {
+          loaded = true;
+          throw new ConfigError('PODMORTEM_TEST_PORT', 'bad');
+        },
+      ),
+      f.proc,
+    );
+    t.equal(code, 0, argv.join(' '));
+    t.same(f.exits, [0]);
+    t.notOk(loaded, 'no configuration loaded');
+    t.same(f.stderr, []);
+    t.same(f.lines, [], 'nothing logged, not even the unknown variable');
+    // --help wins over --version.
+    if (argv.every((a) => a === '--version')) t.same(f.stdout, [`podmortem-test ${version}\n`]);
+    else
+      t.equal(
+        f.stdout.join(''),
+        [
+          `podmortem-test ${version}`,
+          '',
+          'A service of the tests.',
+          '',
+          'Usage: node indexer/src/main.ts [--help | --version]',
+          '',
+          'Settings are environment variables, shown with their defaults. A bad value stops',
+          'the service before it starts, with exit status 2 and one line naming the',
+          'variable; a PODMORTEM_TEST_* variable that is not one of these is logged as a',
+          'warning at start-up.',
+          '',
+          '  PODMORTEM_TEST_SHUTDOWN_GRACE_MS=1000',
+          '      Shutdown grace',
+          '  PODMORTEM_TEST_LISTEN_PORT=8080',
+          '      HTTP port',
+          '',
+        ].join('\n'),
+      );
+  }
+});
+
+t.test('any other argument: one stderr line naming it, exit 2', async (t) => {
+  for (const [argv, bad] of [
+    [['--verbose'], '--verbose'],
+    [['--help', 'start'], 'start'],
+  ] as const) {
+    const f = fakeProcess({ argv: [...argv] });
+    const code = await runService(
+      spec(() => ({ components: [] })),
+      f.proc,
+    );
+    t.equal(code, 2);
+    t.same(f.stderr, [`podmortem-test: unknown argument "${bad}"; see --help\n`]);
+    t.same(f.stdout, []);
+  }
+});
+
+t.test(
+  "a variable of the service's prefix it does not know: one warning naming the closest, then it runs",
+  async (t) => {
+    const f = fakeProcess({
+      env: { PODMORTEM_TEST_LISTEN_PROT: '9000', PODMORTEM_OTHER_PORT: '1', PODMORTEM_TEST_LISTEN_PORT: '1' },
+    });
+    const done = runService(
+      spec(() => ({ components: [], running: () => ({ fields: {}, message: 'up' }) })),
+      f.proc,
+    );
+    await until('running', () => f.logged('up').length === 1);
+    f.signals.emit('SIGTERM', 'SIGTERM');
+    t.equal(await done, 0);
+    const warnings = f.lines.filter((l) => l.level === 40);
+    t.same(
+      warnings.map((l) => [l.msg, l.variable, l.closest]),
+      [
+        [
+          'PODMORTEM_TEST_LISTEN_PROT is not a setting of podmortem-test; did you mean PODMORTEM_TEST_LISTEN_PORT?',
+          'PODMORTEM_TEST_LISTEN_PROT',
+          'PODMORTEM_TEST_LISTEN_PORT',
+        ],
+      ],
+      'once, and not for another prefix',
+    );
+    t.notMatch(JSON.stringify(warnings), '9000', 'the value is not logged');
+  },
+);
+
+t.test('a configuration message of several lines is still one line on stderr', async (t) => {
+  const f = fakeProcess();
+  const code = await runService(
+    spec(
+      () => ({ components: [] }),
+      () => {
+        throw new ConfigError('PODMORTEM_TEST_PORT', 'is wrong:\n  twice');
+      },
+    ),
+    f.proc,
+  );
+  t.equal(code, 2);
+  t.same(f.stderr, ['podmortem-test: configuration: PODMORTEM_TEST_PORT: is wrong: twice\n']);
+});
+
+t.test('without its settings (no `about`), --help shows the usage only', async (t) => {
+  const f = fakeProcess({ argv: ['--help'] });
+  const { about, ...bare } = spec(() => ({ components: [] }));
+  t.ok(about);
+  t.equal(await runService(bare, f.proc), 0);
+  t.same(f.stdout, [`podmortem-test ${version}\n\nUsage: node indexer/src/main.ts [--help | --version]\n`]);
 });
