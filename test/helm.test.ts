@@ -1,10 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { join, posix } from 'node:path';
-import type { V1DaemonSet, V1PodSecurityContext } from '@kubernetes/client-node';
+import type { V1DaemonSet, V1Deployment, V1PodSecurityContext } from '@kubernetes/client-node';
 import { Registry } from 'prom-client';
 import t from 'tap';
 import { parse } from 'yaml';
 import { OpsServer } from '@podmortem/contract/runtime';
+import { loadCollectorConfig } from '../collector/src/agent/config.ts';
 import { HANDLER_WRAPPER_NAME } from '../collector/src/agent/handler-installer.ts';
 import { CORE_PATTERN_MAX_BYTES, corePattern } from '../collector/src/core-pattern.ts';
 import { routesOf } from '../query-api/src/app.ts';
@@ -28,6 +29,7 @@ import {
   kubeCallsOf,
   probePaths,
   workloadOf,
+  type ServiceName,
 } from './support/k8s-checks.ts';
 import { describe, grantsOf } from './support/k8s-rbac.ts';
 import {
@@ -332,6 +334,58 @@ t.test('values.schema.json refuses bad values, naming them', async (t) => {
   );
   const ok = helm(['template', 'podmortem', CHART_DIR, '--set', 'indexer.replicas=3']);
   t.equal(ok.status, 0, `a good value renders: ${ok.stderr}`);
+});
+
+const NODE_TERM =
+  'indexer.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0]';
+
+t.test("each service's values reach its pods", async (t) => {
+  const r = renderChart(
+    'helm values',
+    [],
+    [
+      'image.registry=registry.example/pm',
+      'queryApi.image.tag=9.9.9',
+      'collector.image.registry=mirror.example/pm',
+      'indexer.replicas=5',
+      'analyzer.priorityClassName=podmortem-high',
+      'retention.nodeSelector.pool=system',
+      'queryApi.tolerations[0].key=dedicated,queryApi.tolerations[0].operator=Exists',
+      ['key=pool', 'operator=In', 'values[0]=podmortem'].map((x) => `${NODE_TERM}.${x}`).join(','),
+      'indexer.resources.limits.memory=3Gi',
+      'collector.extraEnv[0].name=PODMORTEM_COLLECTOR_KAFKA_CLIENT_ID,collector.extraEnv[0].value=pm-agent',
+      'storage.existingClaim=my-claim',
+    ],
+  );
+  const pod = (service: ServiceName) => inspect(r, service).workload.template.spec;
+  const deployment = (name: string) =>
+    r.objects.find((o) => o.kind === 'Deployment' && o.metadata.name === name) as V1Deployment | undefined;
+  t.equal(pod('indexer')?.containers[0]?.image, 'registry.example/pm/indexer:0.1.0', 'the global registry');
+  t.equal(pod('query-api')?.containers[0]?.image, 'registry.example/pm/query-api:9.9.9', "a service's tag");
+  for (const c of [...(pod('collector')?.initContainers ?? []), ...(pod('collector')?.containers ?? [])])
+    t.equal(c.image, 'mirror.example/pm/collector:0.1.0', `${c.name}: a service's registry`);
+  t.equal(deployment('podmortem-indexer')?.spec?.replicas, 5, 'replicas');
+  t.equal(pod('analyzer')?.priorityClassName, 'podmortem-high', 'priorityClassName');
+  t.strictSame(pod('retention')?.nodeSelector, { pool: 'system' }, 'nodeSelector');
+  t.strictSame(pod('query-api')?.tolerations, [{ key: 'dedicated', operator: 'Exists' }], 'tolerations');
+  t.strictSame(
+    pod('indexer')?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms,
+    [{ matchExpressions: [{ key: 'pool', operator: 'In', values: ['podmortem'] }] }],
+    'affinity',
+  );
+  t.equal(pod('indexer')?.containers[0]?.resources?.limits?.memory, '3Gi', 'resources');
+  const collector = inspect(r, 'collector');
+  t.strictSame(collector.problems, [], 'the extra variable is one of the collector schema');
+  t.equal(collector.facts && loadCollectorConfig(collector.env.env).kafkaClientId, 'pm-agent', 'extra env');
+  t.notOk(
+    r.objects.some((o) => o.kind === 'PersistentVolumeClaim'),
+    'an existing claim: the chart makes none',
+  );
+  for (const service of ['collector', 'analyzer', 'query-api', 'retention'] as const)
+    t.ok(
+      pod(service)?.volumes?.some((v) => v.persistentVolumeClaim?.claimName === 'my-claim'),
+      `${service} mounts the existing claim`,
+    );
 });
 
 // ---- the chart and the kustomize base render the same workloads --------------------------------
