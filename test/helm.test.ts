@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import type { V1DaemonSet, V1Deployment, V1PodSecurityContext } from '@kubernetes/client-node';
 import { Registry } from 'prom-client';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { parse } from 'yaml';
 import { OpsServer } from '@podmortem/contract/runtime';
 import { loadCollectorConfig } from '../collector/src/agent/config.ts';
@@ -441,26 +441,24 @@ function differences(a: unknown, b: unknown, path: string, found: string[]): str
   return found;
 }
 
-t.test('helm with the standard provider renders what kustomize renders from deploy/k8s/base', async (t) => {
-  const base = render('base');
-  const standard = providers.find((p) => p.provider === 'standard')?.rendering;
-  if (!standard) throw new Error('no standard rendering');
+/** Every difference between a kustomize rendering and a Helm one, object by object. */
+function compare(t: Test, base: Rendering, chart: Rendering) {
   // kustomize's configMapGenerator appends a content hash to the name; the chart's name has none.
   const chartConfigMaps = new Set(
-    standard.objects.filter((o) => o.kind === 'ConfigMap').map((o) => o.metadata.name),
+    chart.objects.filter((o) => o.kind === 'ConfigMap').map((o) => o.metadata.name),
   );
   const generated = new Map<string, string>();
   for (const o of base.objects.filter((x) => x.kind === 'ConfigMap')) {
     const m = /^(.+)-[a-z0-9]{10}$/.exec(o.metadata.name);
     if (m?.[1] !== undefined && chartConfigMaps.has(m[1])) generated.set(o.metadata.name, m[1]);
   }
-  t.ok(generated.size > 0, 'the endpoints ConfigMap is matched');
+  t.ok(generated.size > 0, `${base.name}: the endpoints ConfigMap is matched`);
   const fromKustomize = normalize(base, generated);
-  const fromHelm = normalize(standard, new Map());
+  const fromHelm = normalize(chart, new Map());
   t.strictSame(
     [...fromHelm.keys()].sort(),
     [...fromKustomize.keys()].sort(),
-    'the same objects, by kind and name',
+    `${base.name}: the same objects, by kind and name`,
   );
   const kinds = new Set([...fromKustomize.keys()].map((k) => k.split(' ')[0]));
   for (const kind of [
@@ -471,11 +469,26 @@ t.test('helm with the standard provider renders what kustomize renders from depl
     'ServiceAccount',
     'Service',
   ])
-    t.ok(kinds.has(kind), `the comparison covers ${kind}`);
+    t.ok(kinds.has(kind), `${base.name}: the comparison covers ${kind}`);
   for (const [key, o] of fromKustomize) {
     if (!fromHelm.has(key)) continue;
-    t.strictSame(differences(o, fromHelm.get(key), '', []), [], key);
+    t.strictSame(differences(o, fromHelm.get(key), '', []), [], `${base.name} and ${chart.name}: ${key}`);
   }
+}
+
+t.test('helm with the standard provider renders what kustomize renders from deploy/k8s/base', async (t) => {
+  const standard = providers.find((p) => p.provider === 'standard')?.rendering;
+  if (!standard) throw new Error('no standard rendering');
+  compare(t, render('base'), standard);
+});
+
+t.test('with the NFS server of overlays/nfs it renders what that overlay renders', async (t) => {
+  const nfs = renderChart(
+    'helm standard nfs',
+    ['providers/standard.yaml'],
+    ['storage.nfs.server=nfs.example.internal', 'storage.nfs.path=/exports/podmortem'],
+  );
+  compare(t, render('overlays/nfs'), nfs);
 });
 
 t.test('the comparison reports a difference', async (t) => {
