@@ -75,6 +75,67 @@ t.test('the real client lists the namespaces a test added, and no more the ones 
   );
 });
 
+t.test(
+  'the real client gets a namespace with its labels and annotations, and 404 for one not there',
+  async (t) => {
+    const api = await FakeKubeApi.start();
+    t.teardown(() => api.close());
+    const core = api.kubeConfig().makeApiClient(CoreV1Api);
+    api.addNamespace('shop', { labels: { team: 'web' }, annotations: { 'podmortem.io/capture': 'false' } });
+    const got = await core.readNamespace({ name: 'shop' });
+    t.equal(got.kind, 'Namespace');
+    t.equal(got.metadata?.name, 'shop');
+    t.same(got.metadata?.labels, { team: 'web' });
+    t.same(got.metadata?.annotations, { 'podmortem.io/capture': 'false' });
+    const uid = got.metadata?.uid;
+    t.match(uid, /^[0-9a-f-]{36}$/);
+
+    // Added again: the same namespace (same uid), its metadata replaced only when given.
+    api.addNamespace('shop');
+    t.same((await core.readNamespace({ name: 'shop' })).metadata?.labels, { team: 'web' });
+    api.addNamespace('shop', { labels: { 'podmortem.io/capture': 'true' } });
+    const again = await core.readNamespace({ name: 'shop' });
+    t.equal(again.metadata?.uid, uid);
+    t.same(again.metadata?.labels, { 'podmortem.io/capture': 'true' });
+    t.same(again.metadata?.annotations, {});
+    t.same(
+      (await core.listNamespace()).items.map((n) => n.metadata?.labels),
+      [{ 'podmortem.io/capture': 'true' }],
+      'the list shows the same metadata',
+    );
+
+    await t.rejects(core.readNamespace({ name: 'batch' }), { code: 404 });
+    api.removeNamespace('shop');
+    await t.rejects(core.readNamespace({ name: 'shop' }), { code: 404 });
+    await t.rejects(
+      api.kubeConfig('not-the-service-account').makeApiClient(CoreV1Api).readNamespace({ name: 'shop' }),
+      { code: 401 },
+    );
+  },
+);
+
+t.test('a pod carries the annotations it was added with', async (t) => {
+  const api = await FakeKubeApi.start();
+  t.teardown(() => api.close());
+  api.addPod({
+    namespace: 'shop',
+    name: 'cart-0',
+    nodeName: 'node-a',
+    annotations: { 'podmortem.io/capture': 'false' },
+    containers: [],
+  });
+  api.addPod({ namespace: 'shop', name: 'cart-1', nodeName: 'node-a', containers: [] });
+  const core = api.kubeConfig().makeApiClient(CoreV1Api);
+  const list = await core.listPodForAllNamespaces({ fieldSelector: 'spec.nodeName=node-a' });
+  t.same(
+    list.items.map((p) => [p.metadata?.name, p.metadata?.annotations]),
+    [
+      ['cart-0', { 'podmortem.io/capture': 'false' }],
+      ['cart-1', {}],
+    ],
+  );
+});
+
 t.test('TokenReview and SubjectAccessReview answer as the API server does', async (t) => {
   const api = await FakeKubeApi.start();
   t.teardown(() => api.close());

@@ -73,9 +73,13 @@ function serviceAccountGrants(r: Rendering, s: ServiceInRendering) {
   return grantsOf(r.objects, { kind: 'ServiceAccount', name, namespace: s.workload.namespace });
 }
 
-/** The requests the agent's pod resolver really sends while it lists and starts watching. */
+/**
+ * The requests the agent's pod resolver really sends while it lists and starts watching, and reads
+ * a namespace.
+ */
 async function collectorRequests(r: Rendering): Promise<ProxiedRequest[]> {
   const fake = await FakeKubeApi.start();
+  fake.addNamespace('team-a');
   const proxy = await RbacProxy.start(
     { url: fake.url, token: fake.serviceToken },
     serviceAccountGrants(r, inspect(r, 'collector')),
@@ -93,6 +97,8 @@ async function collectorRequests(r: Rendering): Promise<ProxiedRequest[]> {
       () => proxy.requests.some((q) => q.attributes.verb === 'watch' || !q.allowed),
       10_000,
     );
+    // A crashed pod's namespace, read for its podmortem.io/capture setting.
+    await resolver.namespaceCapture('team-a').catch(() => undefined);
   } finally {
     await resolver.shutdown(Date.now() + 2000);
     await proxy.close();
@@ -338,6 +344,10 @@ t.test("the services' real API requests pass RBAC as the manifests grant it", as
     t.ok(
       collector.some((q) => q.attributes.verb === 'watch'),
       `${r.name}: the pod resolver watched`,
+    );
+    t.ok(
+      collector.some((q) => q.attributes.verb === 'get' && q.attributes.resource === 'namespaces'),
+      `${r.name}: the pod resolver read a namespace`,
     );
     t.ok(
       query.some((q) => q.attributes.resource === 'tokenreviews'),

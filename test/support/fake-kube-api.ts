@@ -6,7 +6,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 
 // The one fake podmortem allows: no Kubernetes API server can be had here. This small server
 // speaks the real JSON shapes of the endpoints podmortem uses — pods (list, get, watch),
-// namespaces (list) and TokenReview / SubjectAccessReview — so the agent and the query API run their real
+// namespaces (list, get) and TokenReview / SubjectAccessReview — so the agent and the query API run their real
 // @kubernetes/client-node code against it. It keeps no more logic than those endpoints need.
 
 export interface FakeContainer {
@@ -23,8 +23,20 @@ export interface FakePodSpec {
   uid?: string;
   nodeName: string;
   labels?: Record<string, string>;
+  annotations?: Record<string, string>;
   owner?: { kind: string; name: string };
   containers: FakeContainer[];
+}
+
+export interface FakeNamespaceMeta {
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+
+interface FakeNamespace {
+  uid: string;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
 }
 
 export interface FakeUser {
@@ -58,6 +70,7 @@ function podObject(spec: FakePodSpec, uid: string, resourceVersion: number) {
       resourceVersion: String(resourceVersion),
       creationTimestamp: new Date().toISOString(),
       labels: spec.labels ?? {},
+      annotations: spec.annotations ?? {},
       ownerReferences: spec.owner
         ? [
             {
@@ -87,6 +100,14 @@ function podObject(spec: FakePodSpec, uid: string, resourceVersion: number) {
         state: { running: { startedAt: new Date().toISOString() } },
       })),
     },
+  };
+}
+
+function namespaceObject(name: string, ns: FakeNamespace) {
+  return {
+    metadata: { name, uid: ns.uid, labels: ns.labels, annotations: ns.annotations },
+    spec: { finalizers: ['kubernetes'] },
+    status: { phase: 'Active' },
   };
 }
 
@@ -122,8 +143,8 @@ export class FakeKubeApi {
   /** Requests by "METHOD path", for tests of caching. */
   readonly requests = new Map<string, number>();
   private readonly pods = new Map<string, Pod>();
-  /** Listed namespaces by name, with their uid; only the ones a test added (pods add none). */
-  private readonly namespaces = new Map<string, string>();
+  /** Namespaces by name; only the ones a test added (pods add none). */
+  private readonly namespaces = new Map<string, FakeNamespace>();
   private readonly events: WatchEvent[] = [];
   private readonly tokens = new Map<string, FakeUser>();
   private readonly grants: FakeGrant[] = [];
@@ -185,9 +206,17 @@ export class FakeKubeApi {
     this.publish({ type: 'DELETED', object: gone, rv: this.resourceVersion });
   }
 
-  /** Lists the namespace from now on (adding one listed already changes nothing). */
-  addNamespace(name: string): void {
-    if (!this.namespaces.has(name)) this.namespaces.set(name, randomUUID());
+  /**
+   * Lists (and gets) the namespace from now on. Adding one already there keeps its uid and, with
+   * `meta`, replaces its labels and annotations.
+   */
+  addNamespace(name: string, meta?: FakeNamespaceMeta): void {
+    const existing = this.namespaces.get(name);
+    this.namespaces.set(name, {
+      uid: existing?.uid ?? randomUUID(),
+      labels: meta ? { ...meta.labels } : (existing?.labels ?? {}),
+      annotations: meta ? { ...meta.annotations } : (existing?.annotations ?? {}),
+    });
     this.resourceVersion++;
   }
 
@@ -282,12 +311,16 @@ export class FakeKubeApi {
         apiVersion: 'v1',
         kind: 'NamespaceList',
         metadata: { resourceVersion: String(this.resourceVersion) },
-        items: [...this.namespaces].map(([name, uid]) => ({
-          metadata: { name, uid },
-          spec: { finalizers: ['kubernetes'] },
-          status: { phase: 'Active' },
-        })),
+        items: [...this.namespaces].map(([name, ns]) => namespaceObject(name, ns)),
       });
+      return;
+    }
+    const namespaceMatch = /^\/api\/v1\/namespaces\/([^/]+)$/.exec(path);
+    if (req.method === 'GET' && namespaceMatch) {
+      const name = decodeURIComponent(namespaceMatch[1] ?? '');
+      const ns = this.namespaces.get(name);
+      if (ns) json(res, { apiVersion: 'v1', kind: 'Namespace', ...namespaceObject(name, ns) });
+      else status(res, 404, 'NotFound', `namespaces "${name}" not found`);
       return;
     }
     const podMatch = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)$/.exec(path);

@@ -737,6 +737,7 @@ interface KubeCall {
 export const KUBE_CALLS: Record<string, KubeCall> = {
   listPodForAllNamespaces: { api: CoreV1Api, rule: { verb: 'list', group: '', resource: 'pods' } },
   listNamespace: { api: CoreV1Api, rule: { verb: 'list', group: '', resource: 'namespaces' } },
+  readNamespace: { api: CoreV1Api, rule: { verb: 'get', group: '', resource: 'namespaces' } },
   createTokenReview: {
     api: AuthenticationV1Api,
     rule: { verb: 'create', group: 'authentication.k8s.io', resource: 'tokenreviews' },

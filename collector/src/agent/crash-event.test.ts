@@ -239,3 +239,44 @@ t.test('a pod whose names Kubernetes would refuse: the crash is kept, without it
     t.match(e.dump.reason, named, `${what}: names the bad name`);
   }
 });
+
+t.test('capture disabled: a dump the handler kept is marked skipped, the reason first', async (t) => {
+  const owner = { kind: 'pod' as const, identity, pod, container: apiContainer };
+  const why = 'capture disabled by pod label podmortem.io/capture=false';
+  const kept = buildCrashEvent({ meta: meta(), owner, notes, nodeName: 'node-a', captureDisabled: why });
+  t.same(kept.dump, {
+    status: 'skipped',
+    reason: why,
+    size_bytes: 1000,
+    limit_bytes: 2 ** 31,
+    sha256: 'ab'.repeat(32),
+  });
+  t.equal(kept.analysis?.title, 'SIGSEGV in api-server', 'the core notes still describe the crash');
+  const cut = meta({
+    dump: { ...meta().dump, status: 'truncated', reason: 'core larger than the 200-byte limit' },
+  });
+  t.same(buildCrashEvent({ meta: cut, owner, notes, nodeName: 'node-a', captureDisabled: why }).dump, {
+    status: 'skipped',
+    reason: `${why}; core larger than the 200-byte limit`,
+    size_bytes: 1000,
+    limit_bytes: 2 ** 31,
+    sha256: 'ab'.repeat(32),
+  });
+  // No dump was kept (the handler's rate limit): nothing to set aside, the handler's word stands.
+  const none = meta({
+    dump: {
+      status: 'skipped',
+      reason: 'rate limit',
+      sizeBytes: 0,
+      storedBytes: 0,
+      compression: 'none',
+      limitBytes: 2 ** 31,
+    },
+  });
+  t.same(buildCrashEvent({ meta: none, owner, nodeName: 'node-a', captureDisabled: why }).dump, {
+    status: 'skipped',
+    reason: 'rate limit',
+    size_bytes: 0,
+    limit_bytes: 2 ** 31,
+  });
+});

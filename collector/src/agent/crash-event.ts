@@ -37,6 +37,8 @@ export interface BuildEventInput {
   notes?: CoreNotes;
   notesError?: string;
   nodeName: string;
+  /** Why the dump is not to be kept (its pod or namespace asked so): the event says skipped. */
+  captureDisabled?: string;
 }
 
 const cut = (s: string, max: number) => (s.length > max ? s.slice(0, max) : s);
@@ -91,10 +93,19 @@ function badPodNames(pod: PodInfo, container: PodContainer): string[] {
   return checks.filter(([, , ok]) => !ok).map(([what, value]) => `${what} ${JSON.stringify(cut(value, 80))}`);
 }
 
-function reasonOf(meta: SpoolMeta, notesError: string | undefined, podless?: string): string | undefined {
-  const parts = [meta.dump.reason, notesError && `core notes unreadable: ${notesError}`, podless].filter(
-    (p): p is string => typeof p === 'string' && p !== '',
-  );
+function reasonOf(
+  meta: SpoolMeta,
+  notesError: string | undefined,
+  podless?: string,
+  captureDisabled?: string,
+): string | undefined {
+  // The reason for the status comes first.
+  const parts = [
+    captureDisabled,
+    meta.dump.reason,
+    notesError && `core notes unreadable: ${notesError}`,
+    podless,
+  ].filter((p): p is string => typeof p === 'string' && p !== '');
   return parts.length > 0 ? cut(parts.join('; '), 1024) : undefined;
 }
 
@@ -150,7 +161,10 @@ export function buildCrashEvent(input: BuildEventInput): CrashEvent {
     size_bytes: meta.dump.sizeBytes,
     limit_bytes: meta.dump.limitBytes,
   };
-  const reason = reasonOf(meta, input.notesError, podless);
+  // Only a dump the handler kept can be set aside; one it did not keep keeps the handler's word.
+  const setAside = input.captureDisabled !== undefined && meta.dump.storedBytes > 0;
+  if (setAside) dump.status = 'skipped';
+  const reason = reasonOf(meta, input.notesError, podless, setAside ? input.captureDisabled : undefined);
   if (reason) dump.reason = reason;
   if (meta.dump.sha256) dump.sha256 = meta.dump.sha256;
 

@@ -5,6 +5,7 @@ import t from 'tap';
 import { newCrashId, validateCrashEvent, type CrashEvent } from '@podmortem/contract';
 import { createLogger } from '@podmortem/contract/runtime';
 import { FsStore } from '@podmortem/contract/store';
+import type { CaptureMarks } from './capture-policy.ts';
 import { buildCrashEvent } from './crash-event.ts';
 import { Delivery, type PodSource } from './delivery.ts';
 import { AgentError } from './errors.ts';
@@ -58,8 +59,14 @@ class RecordingSink implements Sink {
   }
 }
 
-/** The pod of the crashed container, known to the resolver only after `refreshesNeeded` refreshes. */
-function pods(refreshesNeeded = 0): PodSource & { refreshes: number } {
+/**
+ * The pod of the crashed container, known to the resolver only after `refreshesNeeded` refreshes;
+ * with `capture`, its podmortem.io/capture marks, and its namespace's from `namespace`.
+ */
+function pods(
+  refreshesNeeded = 0,
+  options: { capture?: CaptureMarks; namespace?: (name: string) => Promise<CaptureMarks | undefined> } = {},
+): PodSource & { refreshes: number; namespaceReads: string[] } {
   const pod: PodInfo = {
     namespace: 'shop',
     name: 'api-0',
@@ -68,14 +75,20 @@ function pods(refreshesNeeded = 0): PodSource & { refreshes: number } {
     containers: new Map([[CONTAINER_ID, { name: 'api', runtime: 'containerd' }]]),
     specContainers: [{ name: 'api' }],
   };
+  if (options.capture) pod.capture = options.capture;
   const source = {
     refreshes: 0,
+    namespaceReads: [] as string[],
     lookup: (): PodLookup =>
       source.refreshes >= refreshesNeeded
         ? { kind: 'found', pod, container: { name: 'api', runtime: 'containerd' } }
         : { kind: 'unknown' },
     refresh: async () => {
       source.refreshes++;
+    },
+    namespaceCapture: async (name: string) => {
+      source.namespaceReads.push(name);
+      return options.namespace ? options.namespace(name) : undefined;
     },
   };
   return source;
@@ -128,7 +141,7 @@ interface Setup {
 
 function setup(
   t: { teardown(fn: () => unknown): void },
-  options: { otlp?: RecordingSink; kafka?: RecordingSink; pods?: PodSource } = {},
+  options: { otlp?: RecordingSink; kafka?: RecordingSink; pods?: PodSource; captureDefault?: boolean } = {},
 ): Setup {
   const dir = mkdtempSync(join(tmpdir(), 'pm-delivery-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -158,6 +171,7 @@ function setup(
     retryInitialMs: 1,
     retryMaxMs: 5,
     podWaitMs: 60_000,
+    captureDefault: options.captureDefault ?? true,
   });
   return {
     spoolDir,
@@ -377,3 +391,125 @@ t.test('stopped by the signal: the entry stays, with what was done saved, and re
   t.equal(s.kafka.events.length, 1);
   t.same(s.left(), []);
 });
+
+// The test's core is no ELF file: the reason says so after why the dump was not kept.
+const NOT_ELF = 'core notes unreadable: not an ELF core: the file starts with 6e6f7420, not 7f454c46';
+
+/** Every file under the storage root, relative. */
+function storedFiles(s: Setup): string[] {
+  return readdirSync(s.storageRoot, { recursive: true, encoding: 'utf8' })
+    .filter((f) => f.includes('.'))
+    .sort();
+}
+
+t.test(
+  'a pod asking for no capture: its event says skipped, its core is not stored, the entry goes',
+  async (t) => {
+    const source = pods(0, { capture: { annotation: 'false' } });
+    const s = setup(t, { pods: source });
+    const id = await s.entry();
+    t.equal(await deliver(s, id), 'delivered');
+    const [event] = s.kafka.events;
+    t.same(event?.dump, {
+      status: 'skipped',
+      reason: `capture disabled by pod annotation podmortem.io/capture=false; ${NOT_ELF}`,
+      size_bytes: CORE.length,
+      limit_bytes: 2 ** 31,
+    });
+    t.same(s.otlp.events, [event]);
+    t.same(storedFiles(s), [`shop/${POD_UID}/api/${id}.json`], 'the event alone is in the store');
+    t.same(JSON.parse(readFileSync(join(s.storageRoot, `shop/${POD_UID}/api/${id}.json`), 'utf8')), event);
+    t.same(source.namespaceReads, [], 'the pod decided: its namespace was not read');
+    t.same(s.left(), [], 'the spooled core is gone with the entry');
+    t.same(
+      (await s.telemetry.crashes.get()).values.map((v) => [v.labels, v.value]),
+      [[{ namespace: 'shop', signal: 'SIGSEGV', dump_status: 'skipped' }, 1]],
+    );
+  },
+);
+
+t.test('a namespace asking for no capture, read again while the API cannot answer', async (t) => {
+  let failures = 2;
+  const source = pods(0, {
+    namespace: async () => {
+      if (failures-- > 0) throw new AgentError('PM_ERR_KUBE_UNAVAILABLE', 'reading namespace shop: down');
+      return { label: 'false' };
+    },
+  });
+  const s = setup(t, { pods: source });
+  const id = await s.entry();
+  t.equal(await deliver(s, id), 'delivered');
+  t.same(source.namespaceReads, ['shop', 'shop', 'shop']);
+  t.same(
+    (await s.telemetry.deliveryFailures.get()).values.map((v) => [v.labels, v.value]),
+    [[{ step: 'prepare', code: 'PM_ERR_KUBE_UNAVAILABLE' }, 2]],
+  );
+  t.same(s.kafka.events[0]?.dump, {
+    status: 'skipped',
+    reason: `capture disabled by namespace label podmortem.io/capture=false; ${NOT_ELF}`,
+    size_bytes: CORE.length,
+    limit_bytes: 2 ** 31,
+  });
+  t.same(storedFiles(s), [`shop/${POD_UID}/api/${id}.json`]);
+});
+
+t.test('a pod saying true in a namespace saying false is stored', async (t) => {
+  const source = pods(0, { capture: { label: 'true' }, namespace: async () => ({ label: 'false' }) });
+  const s = setup(t, { pods: source });
+  const id = await s.entry();
+  t.equal(await deliver(s, id), 'delivered');
+  t.match(s.kafka.events[0]?.dump, { status: 'stored', path: `shop/${POD_UID}/api/${id}.core.zst` });
+  t.equal(s.kafka.events[0]?.dump.reason, NOT_ELF, 'nothing about capture in the reason');
+  t.same(storedFiles(s), [`shop/${POD_UID}/api/${id}.core.zst`, `shop/${POD_UID}/api/${id}.json`]);
+  t.same(source.namespaceReads, []);
+});
+
+t.test('a bad value on the pod is ignored: its namespace and the default decide', async (t) => {
+  const source = pods(0, { capture: { annotation: 'nope' } });
+  const s = setup(t, { pods: source });
+  const id = await s.entry();
+  t.equal(await deliver(s, id), 'delivered');
+  t.match(s.kafka.events[0]?.dump, { status: 'stored', path: `shop/${POD_UID}/api/${id}.core.zst` });
+  t.same(source.namespaceReads, ['shop'], 'the namespace was read in its stead');
+});
+
+t.test('the collector default false: a crash outside any pod is recorded without its dump', async (t) => {
+  const s = setup(t, { captureDefault: false });
+  const id = await s.entry({ proc: undefined, procError: 'gone' });
+  t.equal(await deliver(s, id), 'delivered');
+  t.same(s.kafka.events[0]?.dump, {
+    status: 'skipped',
+    reason: `capture disabled by the collector default (PODMORTEM_COLLECTOR_CAPTURE_DEFAULT=false); ${NOT_ELF}`,
+    size_bytes: CORE.length,
+    limit_bytes: 2 ** 31,
+  });
+  t.same(storedFiles(s), [`_host/node-a/_process/${id}.json`]);
+  t.same(s.left(), []);
+});
+
+t.test(
+  "capture disabled for a dump the handler did not keep: the handler's status and reason stand",
+  async (t) => {
+    const s = setup(t, { pods: pods(0, { capture: { label: 'false' } }) });
+    const id = await s.entry(
+      {
+        dump: {
+          status: 'skipped',
+          reason: 'rate limit: 3 dumps in 60 s',
+          sizeBytes: 0,
+          storedBytes: 0,
+          compression: 'none',
+          limitBytes: 2 ** 31,
+        },
+      },
+      { core: false },
+    );
+    t.equal(await deliver(s, id), 'delivered');
+    t.same(s.kafka.events[0]?.dump, {
+      status: 'skipped',
+      reason: 'rate limit: 3 dumps in 60 s',
+      size_bytes: 0,
+      limit_bytes: 2 ** 31,
+    });
+  },
+);

@@ -1,7 +1,8 @@
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import type { CrashEvent } from '@podmortem/contract';
+import { isDnsLabel, type CrashEvent } from '@podmortem/contract';
 import { isRetriable, messageOf, retry } from '@podmortem/contract/runtime';
+import { captureDecision, podDecides, type CaptureDecision, type CaptureMarks } from './capture-policy.ts';
 import { identityFromProcCgroup } from './cgroup.ts';
 import { buildCrashEvent, type Owner } from './crash-event.ts';
 import { readCoreNotes, type CoreNotes } from './elf-notes.ts';
@@ -24,6 +25,8 @@ import type { DeliveryStep, Telemetry } from './telemetry.ts';
 export interface PodSource {
   lookup(identity: NonNullable<ReturnType<typeof identityFromProcCgroup>>): PodLookup;
   refresh(): Promise<void>;
+  /** A namespace's podmortem.io/capture marks; throws a retriable error while they cannot be read. */
+  namespaceCapture(name: string): Promise<CaptureMarks | undefined>;
 }
 
 export interface DeliveryParams {
@@ -41,6 +44,8 @@ export interface DeliveryParams {
   retryMaxMs: number;
   /** How long after the crash an unknown container's pod is waited for. */
   podWaitMs: number;
+  /** Whether a dump is kept when neither its pod nor its namespace says (capture-policy.ts); default true. */
+  captureDefault?: boolean;
 }
 
 export type DeliveryOutcome = 'delivered' | 'rejected' | 'gone';
@@ -168,8 +173,40 @@ export class Delivery {
         notesError ??= messageOf(err);
       }
     }
-    const input = { meta, owner, nodeName: this.p.nodeName };
+    const capture = await this.capture(owner, log);
+    const input = {
+      meta,
+      owner,
+      nodeName: this.p.nodeName,
+      ...(capture.capture ? {} : { captureDisabled: capture.reason ?? 'capture disabled' }),
+    };
     return buildCrashEvent(notes ? { ...input, notes } : notesError ? { ...input, notesError } : input);
+  }
+
+  /**
+   * Whether the crash's dump is kept, as its pod and namespace ask. The namespace is read only when
+   * the pod does not decide; a process of no known pod gets the collector's default.
+   */
+  private async capture(owner: Owner, log: Logger): Promise<CaptureDecision> {
+    if (owner.kind !== 'pod') return captureDecision(undefined, undefined, this.p.captureDefault ?? true);
+    const { pod } = owner;
+    // A namespace Kubernetes would refuse cannot be asked for (the event is recorded podless anyway).
+    const namespace =
+      podDecides(pod.capture) || !isDnsLabel(pod.namespace)
+        ? undefined
+        : { name: pod.namespace, marks: await this.p.pods.namespaceCapture(pod.namespace) };
+    const decision = captureDecision(
+      { name: `${pod.namespace}/${pod.name}`, marks: pod.capture },
+      namespace,
+      this.p.captureDefault ?? true,
+    );
+    for (const m of decision.ignored) {
+      log.warn(
+        { namespace: pod.namespace, pod: pod.name, on: `${m.object} ${m.kind}`, value: m.value },
+        `podmortem.io/capture ignored: ${JSON.stringify(m.value)} on ${m.object} ${m.name} is neither "true" nor "false"`,
+      );
+    }
+    return decision;
   }
 
   /** The pod (or container, or host) of the crashed process. Retriable while it cannot be known yet. */
@@ -219,7 +256,10 @@ export class Delivery {
   private async store(entry: SpoolEntry, meta: SpoolMeta, prepared: CrashEvent): Promise<CrashEvent> {
     // Modules first: the event stored says which of them the store holds.
     const draft = await this.p.modules.storeModules(meta, prepared);
-    if (meta.dump.storedBytes === 0) return this.p.storage.store(draft, undefined);
+    // A dump set aside (its pod or namespace asked for none) is not stored; the spool entry goes
+    // with the rest once the event is announced.
+    if (meta.dump.storedBytes === 0 || draft.dump.status === 'skipped')
+      return this.p.storage.store(draft, undefined);
     const core = await entry.coreFile(meta);
     if (core) return this.p.storage.store(draft, core);
     // The handler said it kept a dump, and it is not there: the event is all there is to store.

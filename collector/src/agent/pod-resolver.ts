@@ -8,6 +8,7 @@ import {
 } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { backoffDelay, beforeDeadline, messageOf, type Component } from '@podmortem/contract/runtime';
+import { captureMarksOf, type CaptureMarks } from './capture-policy.ts';
 import type { CgroupIdentity, ContainerRuntime } from './cgroup.ts';
 import { AgentError } from './errors.ts';
 import {
@@ -51,6 +52,10 @@ export interface PodResolverParams {
    * while no agent ran.
    */
   stateRefreshMs?: number;
+  /** A namespace's capture marks are asked for again after this long (default 30 000 ms). */
+  namespaceCacheMs?: number;
+  /** A namespace look-up not answered within this time fails, and is tried again (default 10 000 ms). */
+  namespaceTimeoutMs?: number;
 }
 
 const RUNTIME_PREFIXES: Record<string, ContainerRuntime> = {
@@ -118,6 +123,8 @@ export function podInfoOf(pod: V1Pod, previous: PodInfo | undefined): PodInfo | 
     specContainers,
   };
   if (owner) info.owner = { kind: owner.kind, name: owner.name };
+  const capture = captureMarksOf(meta);
+  if (capture) info.capture = capture;
   return info;
 }
 
@@ -143,6 +150,9 @@ export class PodResolver implements Component {
   private writeDue = 0;
   private writing: Promise<void> = Promise.resolve();
   private writeFailing = false;
+  /** Namespaces' capture marks by name, with when they were read; one entry per namespace asked for. */
+  private readonly namespaces = new Map<string, { marks: CaptureMarks | undefined; at: number }>();
+  private readonly namespaceReads = new Map<string, Promise<CaptureMarks | undefined>>();
 
   constructor(params: PodResolverParams) {
     this.params = params;
@@ -203,6 +213,56 @@ export class PodResolver implements Component {
     if (pod && container) return { kind: 'found', pod, container };
     const byUid = identity.podUid === undefined ? undefined : this.pods.get(identity.podUid);
     return byUid ? { kind: 'pod-only', pod: byUid } : { kind: 'unknown' };
+  }
+
+  /**
+   * The podmortem.io/capture marks of a namespace (undefined: none, or the namespace is gone), read
+   * from the API and kept for namespaceCacheMs. Namespaces are not watched: only crashes need them,
+   * and only when their pod does not decide by itself. While the API cannot answer, the last marks
+   * read stand; with none read yet, throws PM_ERR_KUBE_UNAVAILABLE (the crash waits in the spool).
+   */
+  async namespaceCapture(name: string): Promise<CaptureMarks | undefined> {
+    const known = this.namespaces.get(name);
+    if (known && Date.now() - known.at < (this.params.namespaceCacheMs ?? 30_000)) return known.marks;
+    let reading = this.namespaceReads.get(name);
+    if (!reading) {
+      reading = this.fetchNamespaceMarks(name).finally(() => this.namespaceReads.delete(name));
+      this.namespaceReads.set(name, reading);
+    }
+    try {
+      return await reading;
+    } catch (err) {
+      if (!known) throw err;
+      this.params.logger.warn(
+        { namespace: name, err: messageOf(err) },
+        'namespace not read; its capture setting as last read stands',
+      );
+      return known.marks;
+    }
+  }
+
+  private async fetchNamespaceMarks(name: string): Promise<CaptureMarks | undefined> {
+    const timeoutMs = this.params.namespaceTimeoutMs ?? 10_000;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    });
+    let marks: CaptureMarks | undefined;
+    try {
+      const ns = await Promise.race([this.api.readNamespace({ name }), timeout]);
+      marks = captureMarksOf(ns.metadata ?? {});
+    } catch (err) {
+      // Gone (deleted while its crash waited): it asks for nothing, the default applies.
+      if ((err as { code?: unknown }).code !== 404) {
+        throw new AgentError('PM_ERR_KUBE_UNAVAILABLE', `reading namespace ${name}: ${messageOf(err)}`, {
+          cause: err,
+        });
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+    this.namespaces.set(name, { marks, at: Date.now() });
+    return marks;
   }
 
   /**

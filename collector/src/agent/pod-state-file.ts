@@ -38,6 +38,13 @@ const PodRecord = Type.Object(
     owner: Type.Optional(
       Type.Object({ kind: Type.String(), name: Type.String() }, { additionalProperties: false }),
     ),
+    /** The podmortem.io/capture label and annotation (absent in files of older agents). */
+    capture: Type.Optional(
+      Type.Object(
+        { label: Type.Optional(Type.String()), annotation: Type.Optional(Type.String()) },
+        { additionalProperties: false },
+      ),
+    ),
     /** By container id. */
     containers: Type.Record(Type.String(), PodContainerRecord),
     specContainers: Type.Array(
@@ -81,6 +88,7 @@ export function podRecord(pod: PodInfo): PodRecord {
     specContainers: pod.specContainers,
   };
   if (pod.owner) record.owner = pod.owner;
+  if (pod.capture) record.capture = pod.capture;
   if (pod.deletedAt !== undefined) record.deletedAt = pod.deletedAt;
   return record;
 }
@@ -95,6 +103,7 @@ function podInfoOfRecord(record: PodRecord): PodInfo {
     specContainers: record.specContainers,
   };
   if (record.owner) pod.owner = record.owner;
+  if (record.capture) pod.capture = record.capture;
   if (record.deletedAt !== undefined) pod.deletedAt = record.deletedAt;
   return pod;
 }

@@ -12,7 +12,8 @@ metadata:
     {{- include "podmortem.labels" . | nindent 4 }}
 ---
 # Its node's pods, across namespaces (a field selector on spec.nodeName): the crash's pod, container
-# and owner. Read-only.
+# and owner; and a crashed pod's namespace (get), whose podmortem.io/capture label or annotation
+# says whether its dumps are kept. Read-only.
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata:
@@ -23,6 +24,9 @@ rules:
   - apiGroups: ['']
     resources: [pods]
     verbs: [get, list, watch]
+  - apiGroups: ['']
+    resources: [namespaces]
+    verbs: [get]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
