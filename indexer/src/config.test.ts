@@ -1,5 +1,12 @@
 import t from 'tap';
-import { CRASH_ALIAS, CRASH_DLQ_TOPIC, CRASH_TOPIC, DUMP_REMOVAL_TOPIC } from '@podmortem/contract';
+import {
+  ANALYSIS_REQUEST_TOPIC,
+  CRASH_ALIAS,
+  CRASH_DLQ_TOPIC,
+  CRASH_TOPIC,
+  DUMP_DELETION_TOPIC,
+  DUMP_REMOVAL_TOPIC,
+} from '@podmortem/contract';
 import { ConfigError, configTable } from '@podmortem/contract/runtime';
 import { CONFIG_PREFIX, IndexerConfigSchema, loadIndexerConfig } from './config.ts';
 
@@ -12,6 +19,26 @@ t.test('defaults are the contract names and a local stack', async (t) => {
   t.same(c.kafkaBrokers, ['kafka:9092']);
   t.equal(c.elasticsearchUrl, 'http://elasticsearch:9200');
   t.equal(c.fromBeginning, true);
+  t.equal(c.analysisRequestTopic, ANALYSIS_REQUEST_TOPIC);
+  t.equal(c.dumpDeletionTopic, DUMP_DELETION_TOPIC);
+});
+
+t.test("the indexer sets the pipeline's topics up by default", async (t) => {
+  const c = loadIndexerConfig({});
+  t.equal(c.createTopics, true, 'creates missing topics');
+  t.equal(c.topicPartitions, 6);
+  t.equal(c.topicReplicationFactor, -1, "the broker's default.replication.factor");
+  t.equal(c.topicMaxMessageBytes, 1_048_588, "Kafka's default max.message.bytes");
+  const set = loadIndexerConfig({
+    PODMORTEM_INDEXER_CREATE_TOPICS: 'false',
+    PODMORTEM_INDEXER_TOPIC_PARTITIONS: '12',
+    PODMORTEM_INDEXER_TOPIC_REPLICATION_FACTOR: '3',
+    PODMORTEM_INDEXER_TOPIC_MAX_MESSAGE_BYTES: '2097152',
+  });
+  t.same(
+    [set.createTopics, set.topicPartitions, set.topicReplicationFactor, set.topicMaxMessageBytes],
+    [false, 12, 3, 2_097_152],
+  );
 });
 
 t.test('environment variables override defaults, typed', async (t) => {
@@ -47,6 +74,17 @@ t.test('a bad value throws a ConfigError naming the variable', async (t) => {
     [{ PODMORTEM_INDEXER_DLQ_TOPIC: CRASH_TOPIC }, 'PODMORTEM_INDEXER_DLQ_TOPIC'],
     [{ PODMORTEM_INDEXER_DUMP_REMOVAL_TOPIC: CRASH_DLQ_TOPIC }, 'PODMORTEM_INDEXER_DUMP_REMOVAL_TOPIC'],
     [{ PODMORTEM_INDEXER_DUMP_REMOVAL_TOPIC: '' }, 'PODMORTEM_INDEXER_DUMP_REMOVAL_TOPIC'],
+    [{ PODMORTEM_INDEXER_ANALYSIS_REQUEST_TOPIC: CRASH_TOPIC }, 'PODMORTEM_INDEXER_ANALYSIS_REQUEST_TOPIC'],
+    [
+      { PODMORTEM_INDEXER_DUMP_DELETION_TOPIC: ANALYSIS_REQUEST_TOPIC },
+      'PODMORTEM_INDEXER_DUMP_DELETION_TOPIC',
+    ],
+    [{ PODMORTEM_INDEXER_CREATE_TOPICS: 'maybe' }, 'PODMORTEM_INDEXER_CREATE_TOPICS'],
+    [{ PODMORTEM_INDEXER_TOPIC_PARTITIONS: '0' }, 'PODMORTEM_INDEXER_TOPIC_PARTITIONS'],
+    [{ PODMORTEM_INDEXER_TOPIC_PARTITIONS: '-1' }, 'PODMORTEM_INDEXER_TOPIC_PARTITIONS'],
+    [{ PODMORTEM_INDEXER_TOPIC_REPLICATION_FACTOR: '0' }, 'PODMORTEM_INDEXER_TOPIC_REPLICATION_FACTOR'],
+    [{ PODMORTEM_INDEXER_TOPIC_REPLICATION_FACTOR: '-2' }, 'PODMORTEM_INDEXER_TOPIC_REPLICATION_FACTOR'],
+    [{ PODMORTEM_INDEXER_TOPIC_MAX_MESSAGE_BYTES: '100' }, 'PODMORTEM_INDEXER_TOPIC_MAX_MESSAGE_BYTES'],
   ];
   for (const [env, variable] of cases) {
     const err = t.throws(() => loadIndexerConfig(env), ConfigError, variable) as unknown;

@@ -1,17 +1,26 @@
 import { Type, type Static } from '@sinclair/typebox';
 import {
+  ANALYSIS_REQUEST_TOPIC,
   ANALYSIS_TOPIC,
   CRASH_ALIAS,
   CRASH_DLQ_TOPIC,
   CRASH_TOPIC,
+  DUMP_DELETION_TOPIC,
   DUMP_REMOVAL_TOPIC,
 } from '@podmortem/contract';
 import {
   checkConsumerGroupTimings,
+  checkTopicSetupSettings,
   configRule,
+  elasticsearchConnection,
+  elasticsearchSettings,
   opsServerSettings,
   envName,
+  kafkaSecurity,
+  kafkaSecuritySettings,
   loadConfig,
+  topicSetupSettings,
+  urlSetting,
 } from '@podmortem/contract/runtime';
 
 // The indexer's one configuration schema: environment variables PODMORTEM_INDEXER_<KEY>, each with
@@ -35,6 +44,7 @@ export const IndexerConfigSchema = Type.Object({
     default: 30_000,
     description: 'Timeout of one Kafka request (metadata and admin calls too); then it is retried',
   }),
+  ...kafkaSecuritySettings(),
   groupId: Type.String({
     minLength: 1,
     default: 'podmortem-indexer',
@@ -56,6 +66,23 @@ export const IndexerConfigSchema = Type.Object({
     default: CRASH_DLQ_TOPIC,
     description: 'Dead-letter topic for records that are invalid or that Elasticsearch rejects',
   }),
+  analysisRequestTopic: Type.String({
+    minLength: 1,
+    default: ANALYSIS_REQUEST_TOPIC,
+    description:
+      'Topic of re-analysis requests (the query API produces, the analyzer consumes); the indexer only creates it (createTopics)',
+  }),
+  dumpDeletionTopic: Type.String({
+    minLength: 1,
+    default: DUMP_DELETION_TOPIC,
+    description:
+      "Topic of users' dump deletion requests (the query API produces, retention consumes); the indexer only creates it (createTopics)",
+  }),
+  ...topicSetupSettings({
+    default: true,
+    description:
+      "Create the pipeline's topics that are missing at start-up (crash, analysis, dump removal, dead-letter, re-analysis request and dump deletion topics); a topic not created is a warning with the command that creates it",
+  }),
   fromBeginning: Type.Boolean({
     default: true,
     description: 'Where a new group starts: the oldest record (true) or new records only (false)',
@@ -74,11 +101,8 @@ export const IndexerConfigSchema = Type.Object({
   fetchMaxWaitMs: Ms(500, 'Longest wait of a fetch for fetchMinBytes'),
   sessionTimeoutMs: Ms(30_000, 'Kafka group session timeout: a member silent this long is removed', 6000),
   heartbeatIntervalMs: Ms(3000, 'Kafka group heartbeat interval, also while a batch waits for Elasticsearch'),
-  elasticsearchUrl: Type.String({
-    pattern: '^https?://',
-    default: 'http://elasticsearch:9200',
-    description: 'Elasticsearch URL',
-  }),
+  elasticsearchUrl: urlSetting('http://elasticsearch:9200', 'Elasticsearch URL'),
+  ...elasticsearchSettings(),
   elasticsearchRequestTimeoutMs: Ms(60_000, 'Timeout of one request to Elasticsearch'),
   indexAlias: Type.String({
     pattern: '^[a-z0-9][a-z0-9._-]*$',
@@ -138,6 +162,10 @@ export function loadIndexerConfig(
 ): IndexerConfig {
   const config = loadConfig(IndexerConfigSchema, CONFIG_PREFIX, env, overrides);
   checkConsumerGroupTimings(config, CONFIG_PREFIX);
+  checkTopicSetupSettings(config, CONFIG_PREFIX);
+  // Read here for their errors only (exit 2 naming the variable); main reads them for its clients.
+  kafkaSecurity(config, CONFIG_PREFIX);
+  elasticsearchConnection(config, CONFIG_PREFIX);
   const must = configRule(CONFIG_PREFIX);
   must(
     config.bulkShardWaitMs < config.elasticsearchRequestTimeoutMs,
@@ -154,6 +182,17 @@ export function loadIndexerConfig(
     ![config.topic, config.analysisTopic, config.dlqTopic].includes(config.dumpRemovalTopic),
     'dumpRemovalTopic',
     'must differ from the crash, analysis and dead-letter topics',
+  );
+  const consumed = [config.topic, config.analysisTopic, config.dumpRemovalTopic, config.dlqTopic];
+  must(
+    !consumed.includes(config.analysisRequestTopic),
+    'analysisRequestTopic',
+    'must differ from the crash, analysis, dump removal and dead-letter topics',
+  );
+  must(
+    ![...consumed, config.analysisRequestTopic].includes(config.dumpDeletionTopic),
+    'dumpDeletionTopic',
+    'must differ from the crash, analysis, dump removal, dead-letter and re-analysis request topics',
   );
   return config;
 }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { DLQ_HEADERS } from '@podmortem/contract';
 import {
+  KAFKA_DEFAULT_MAX_MESSAGE_BYTES,
   SessionProducer,
   beforeDeadline,
   messageOf,
@@ -41,8 +42,8 @@ export interface DeadLetter {
   error: string;
 }
 
-/** Kafka's default max.message.bytes, assumed until the topic's own is known. */
-export const KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588;
+// Kafka's default max.message.bytes is assumed until the topic's own is known.
+export { KAFKA_DEFAULT_MAX_MESSAGE_BYTES };
 
 // What Kafka counts against max.message.bytes is a whole record batch. These bound its parts from
 // above (batch header; a record's length, attributes, deltas and varint lengths; a header's).

@@ -2,6 +2,8 @@ import type { Client } from '@elastic/elasticsearch';
 import {
   beforeDeadline,
   checkTopicsExist,
+  ensureTopics,
+  envName,
   GroupMember,
   kafkaWaitOut,
   retry,
@@ -10,25 +12,53 @@ import {
   type Component,
   type Logger,
   type RetryPolicy,
+  type TopicSpec,
+  waitForTopics,
 } from '@podmortem/contract/runtime';
 import type { Kafka } from 'kafkajs';
 import { AnalysisMerger, DumpRemovalMerger } from './analysis-merger.ts';
 import { createBatchHandler, type BatchHandler } from './batch-handler.ts';
 import { BulkWriter } from './bulk-writer.ts';
-import type { IndexerConfig } from './config.ts';
+import { CONFIG_PREFIX, type IndexerConfig } from './config.ts';
 import { DeadLetterWriter } from './dead-letter.ts';
 import type { IndexerTelemetry } from './telemetry.ts';
-import { checkTopicSettings } from './topic-settings.ts';
+import { checkTopicSettings, DLQ_HEADROOM_BYTES } from './topic-settings.ts';
 import { installCrashTemplatesWithRetry, waitForElasticsearch } from './template-installer.ts';
 
-// The indexer component: waits for Elasticsearch, installs or upgrades the index templates, waits
-// for its topics, then consumes the crash and analysis topics in a consumer group (see
-// batch-handler.ts). One consumer takes both topics: one group membership, heartbeat, readiness
-// and shutdown; offsets are still committed per topic-partition, and both kinds of record wait
-// for the same Elasticsearch anyway. The merge does not depend on which topic is read first
-// (crash-merge.ts).
+// The indexer component: waits for Elasticsearch, installs or upgrades the index templates, sets
+// the pipeline's topics up (pipelineTopics) and waits for its own, then consumes the crash and
+// analysis topics in a consumer group (see batch-handler.ts). A topic it may not create is a
+// warning with the command that creates it (topics-setup.ts in the runtime), and it stays not
+// ready until someone has. One consumer takes both topics: one group membership, heartbeat,
+// readiness and shutdown; offsets are still committed per topic-partition, and both kinds of
+// record wait for the same Elasticsearch anyway. The merge does not depend on which topic is read
+// first (crash-merge.ts).
 // shutdown(deadline): no new chunk starts, the chunk in flight finishes or is abandoned
 // uncommitted near the deadline, and the consumer leaves the group; safe before start and twice.
+
+/**
+ * Every topic of the pipeline, as the indexer creates the missing ones: the indexer is the one
+ * service every installation runs beside Kafka, so it sets up the re-analysis request and dump
+ * deletion topics too, which it does not use. The DLQ's max.message.bytes leaves room for the
+ * letter's headers, so a record its source topic accepted is dead-lettered whole.
+ */
+export function pipelineTopics(config: IndexerConfig): TopicSpec[] {
+  const spec = (topic: string, maxMessageBytes: number): TopicSpec => ({
+    topic,
+    partitions: config.topicPartitions,
+    replicationFactor: config.topicReplicationFactor,
+    configs: { 'max.message.bytes': String(maxMessageBytes) },
+  });
+  const max = config.topicMaxMessageBytes;
+  return [
+    spec(config.topic, max),
+    spec(config.analysisTopic, max),
+    spec(config.dumpRemovalTopic, max),
+    spec(config.dlqTopic, max + DLQ_HEADROOM_BYTES),
+    spec(config.analysisRequestTopic, max),
+    spec(config.dumpDeletionTopic, max),
+  ];
+}
 
 export interface IndexerParams {
   config: IndexerConfig;
@@ -122,7 +152,23 @@ export class Indexer implements Component {
     );
     const kafkaRetry = kafkaWaitOut(this.retry, signal, logger);
     const topics = [config.topic, config.analysisTopic, config.dumpRemovalTopic];
-    await retry('kafka topics', () => checkTopicsExist(kafka, [...topics, config.dlqTopic]), kafkaRetry);
+    const own = [...topics, config.dlqTopic];
+    const setup = await retry(
+      'kafka topics setup',
+      () =>
+        ensureTopics(kafka, pipelineTopics(config), {
+          create: config.createTopics,
+          logger,
+          brokers: config.kafkaBrokers,
+          createVariable: envName(CONFIG_PREFIX, 'createTopics'),
+          timeoutMs: config.kafkaTimeoutMs,
+        }),
+      kafkaRetry,
+    );
+    // Only its own topics hold the indexer up; the others' users wait for them.
+    const awaited = setup.missing.map((m) => m.topic).filter((topic) => own.includes(topic));
+    if (awaited.length > 0) await waitForTopics(kafka, awaited, { ...kafkaRetry, logger });
+    await retry('kafka topics', () => checkTopicsExist(kafka, own), kafkaRetry);
     const settings = await checkTopicSettings({
       kafka,
       sources: topics,

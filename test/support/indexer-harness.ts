@@ -548,6 +548,9 @@ export function indexerEnv(o: IndexerRunOptions, opsPort: number): Record<string
     PODMORTEM_INDEXER_ANALYSIS_TOPIC: o.names.analyses,
     PODMORTEM_INDEXER_DUMP_REMOVAL_TOPIC: o.names.removals,
     PODMORTEM_INDEXER_DLQ_TOPIC: o.names.dlq,
+    // Topics the indexer only creates when missing: the test's own names, not the defaults.
+    PODMORTEM_INDEXER_ANALYSIS_REQUEST_TOPIC: o.names.requests,
+    PODMORTEM_INDEXER_DUMP_DELETION_TOPIC: o.names.deletions,
     PODMORTEM_INDEXER_GROUP_ID: o.names.group,
     PODMORTEM_INDEXER_INDEX_ALIAS: o.names.alias,
     PODMORTEM_INDEXER_OPS_HOST: '127.0.0.1',

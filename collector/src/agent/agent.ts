@@ -2,10 +2,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { OpsServer, type Component } from '@podmortem/contract/runtime';
+import { envName, kafkaSecurity, OpsServer, retryPolicy, type Component } from '@podmortem/contract/runtime';
 import { kubeConfigFrom } from '@podmortem/contract/runtime/kube-config';
 import { storeFrom } from '@podmortem/contract/store';
-import type { CollectorConfig } from './config.ts';
+import { ENV_PREFIX, type CollectorConfig } from './config.ts';
 import { Delivery } from './delivery.ts';
 import { HandlerLogTail } from './handler-log-tail.ts';
 import { ModuleWriter } from './module-writer.ts';
@@ -124,7 +124,26 @@ export function createAgent(params: AgentParams): Agent {
       topic: config.kafkaTopic,
       clientId: config.kafkaClientId,
       timeoutMs: config.kafkaTimeoutMs,
+      security: kafkaSecurity(config, ENV_PREFIX),
       logger,
+      ...(config.createTopics
+        ? {
+            topicSetup: {
+              spec: {
+                topic: config.kafkaTopic,
+                partitions: config.topicPartitions,
+                replicationFactor: config.topicReplicationFactor,
+                configs: { 'max.message.bytes': String(config.topicMaxMessageBytes) },
+              },
+              createVariable: envName(ENV_PREFIX, 'createTopics'),
+              retry: retryPolicy({
+                retries: Infinity,
+                initialMs: config.retryInitialMs,
+                maxMs: config.retryMaxMs,
+              }),
+            },
+          }
+        : {}),
     }),
     ...(params.sinks ?? []),
   ];
@@ -140,6 +159,7 @@ export function createAgent(params: AgentParams): Agent {
     retryInitialMs: config.retryInitialMs,
     retryMaxMs: config.retryMaxMs,
     podWaitMs: config.podWaitMs,
+    captureDefault: config.captureDefault,
   });
   const watcher = new SpoolWatcher({
     spool,

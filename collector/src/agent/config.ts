@@ -1,6 +1,13 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { CRASH_TOPIC, DNS_SUBDOMAIN_MAX, DNS_SUBDOMAIN_PATTERN } from '@podmortem/contract';
-import { loadConfig } from '@podmortem/contract/runtime';
+import {
+  checkTopicSetupSettings,
+  kafkaSecurity,
+  kafkaSecuritySettings,
+  loadConfig,
+  topicSetupSettings,
+  urlSetting,
+} from '@podmortem/contract/runtime';
 import { checkStoreSettings, storeSettings } from '@podmortem/contract/store';
 import { HANDLER_CONFIG_KEYS } from '../handler-config.ts';
 
@@ -56,6 +63,11 @@ export const CollectorConfigSchema = Type.Object(
       description:
         'Bytes of dumps one namespace may hold on the storage root (0 = no quota); over it a crash is recorded with dump.status skipped',
     }),
+    captureDefault: Type.Boolean({
+      default: true,
+      description:
+        'Keep the dumps of pods whose pod and namespace set no podmortem.io/capture label or annotation ("true"/"false"); a dump not kept is recorded with dump.status skipped',
+    }),
     stateDir: Path(
       '/var/lib/podmortem/state',
       "What the agent keeps across restarts (a hostPath): the original kernel settings' backups and the pod cache (pods.json)",
@@ -108,11 +120,18 @@ export const CollectorConfigSchema = Type.Object(
       description: 'Kafka client id',
     }),
     kafkaTimeoutMs: Ms(30_000, 'Kafka request timeout'),
-    otlpEndpoint: Type.String({
-      pattern: '^https?://',
-      default: 'http://otel-collector:4318/v1/logs',
-      description: 'OTLP/HTTP logs endpoint (full URL, …/v1/logs)',
+    ...kafkaSecuritySettings(),
+    // Off by default: every node runs an agent, and hundreds of them each asking the controller
+    // to create one topic (each needing the right to) is the indexer's job done once.
+    ...topicSetupSettings({
+      default: false,
+      description:
+        'Create the crash topic at start-up when it is missing (in the background; crashes wait in the spool meanwhile); the indexer creates it by default, so this is for an agent running without one. Give the topic settings the indexer has',
     }),
+    otlpEndpoint: urlSetting(
+      'http://otel-collector:4318/v1/logs',
+      'OTLP/HTTP logs endpoint (full URL, …/v1/logs)',
+    ),
     otlpTimeoutMs: Ms(10_000, 'OTLP export timeout'),
     kubeconfig: Type.String({
       default: '',
@@ -168,5 +187,8 @@ export function loadCollectorConfig(
 ): CollectorConfig {
   const config = loadConfig(CollectorConfigSchema, ENV_PREFIX, env, overrides);
   checkStoreSettings(config, ENV_PREFIX);
+  // Read here for its errors only (exit 2 naming the variable); the agent reads it for its client.
+  kafkaSecurity(config, ENV_PREFIX);
+  checkTopicSetupSettings(config, ENV_PREFIX);
   return config;
 }
