@@ -41,7 +41,8 @@ export const idempotentProducerConfig: Readonly<ProducerConfig> = Object.freeze(
   idempotent: true,
   // More than one in flight may reorder the records of a partition after a retry.
   maxInFlightRequests: 1,
-  // A topic appears through deploy/, with its partitions and replication; never by a typo.
+  // A topic is made on purpose, with its partitions and replication (topics-setup.ts); never by a
+  // typo.
   allowAutoTopicCreation: false,
   createPartitioner: Partitioners.DefaultPartitioner,
 });
