@@ -1,5 +1,5 @@
 import t from 'tap';
-import { parseHandlerArgs, UNLIMITED } from './args.ts';
+import { askedOfHandler, parseHandlerArgs, UNLIMITED } from './args.ts';
 
 const good = [
   '4242',
@@ -59,4 +59,15 @@ t.test('malformed arguments are named, the good ones kept', async (t) => {
   t.equal(a.kernel.pid, 0);
   t.equal(a.kernel.comm, 'my app');
   t.equal(a.kernel.gid, 2000);
+});
+
+t.test('--help and --version alone are a person asking, never a crash', async (t) => {
+  t.equal(askedOfHandler(['--help']), 'help');
+  t.equal(askedOfHandler(['-h']), 'help');
+  t.equal(askedOfHandler(['--config', '/etc/x.json', '--help']), 'help', 'through the wrapper');
+  t.equal(askedOfHandler(['--config', '/etc/x.json', '--version']), 'version');
+  t.equal(askedOfHandler(['--config', '/etc/x.json', ...good]), undefined, "the kernel's call");
+  t.equal(askedOfHandler(['--help', ...good.slice(1)]), undefined, 'a crash whose first field is odd');
+  t.equal(askedOfHandler([]), undefined);
+  t.equal(askedOfHandler(['--config', '--help']), undefined, '--help as the config file');
 });

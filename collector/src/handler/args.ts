@@ -83,3 +83,14 @@ export function parseHandlerArgs(argv: string[]): HandlerArgs {
     );
   return configPath === undefined ? { kernel, errors, raw: args } : { configPath, kernel, errors, raw: args };
 }
+
+/**
+ * What a person asks of the handler (`podmortem-handler --help`; the wrapper puts --config first):
+ * one flag alone, which the kernel, passing every core_pattern field, never sends.
+ */
+export function askedOfHandler(argv: readonly string[]): 'help' | 'version' | undefined {
+  const rest = argv[0] === '--config' ? argv.slice(2) : argv;
+  if (rest.length !== 1) return undefined;
+  if (rest[0] === '--help' || rest[0] === '-h') return 'help';
+  return rest[0] === '--version' ? 'version' : undefined;
+}

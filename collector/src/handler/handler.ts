@@ -37,11 +37,12 @@ import { hostname } from 'node:os';
 import { newCrashId } from '@podmortem/contract/crash-id';
 import { CoreHead, keepingHead } from './core-head.ts';
 import { pipeInput, writeCore, type CoreInput } from './core-writer.ts';
-import { parseHandlerArgs } from './args.ts';
+import { askedOfHandler, parseHandlerArgs } from './args.ts';
 import { DEFAULT_HANDLER_CONFIG_PATH, loadHandlerConfig, type HandlerConfig } from '../handler-config.ts';
 import { handlerLog, rotateHandlerLog, type HandlerLog } from './log.ts';
 import { captureModules, type ModuleCaptureSummary } from './modules.ts';
 import { readProcFacts } from './proc-facts.ts';
+import { handlerUsage } from './usage.ts';
 import { rateLimitKey, takeDumpSlot } from './rate-limit.ts';
 import {
   publishSpoolCore,
@@ -393,8 +394,15 @@ export async function runHandler(argv: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
+  const asked = askedOfHandler(process.argv.slice(2));
   // Exits explicitly: a read of the kernel's pipe abandoned at the deadline would keep Node waiting.
-  runHandler(process.argv.slice(2)).then(
+  (asked === undefined
+    ? runHandler(process.argv.slice(2))
+    : handlerUsage(asked, process.argv[1]).then((text) => {
+        process.stdout.write(text);
+        return 0;
+      })
+  ).then(
     (code) => process.exit(code),
     () => process.exit(1),
   );
