@@ -20,8 +20,8 @@ import { until } from './support/poll.ts';
 // containers; the pods and namespaces, with their labels and annotations, come from the Kubernetes
 // API stand-in. A pod or namespace saying "false" gets its crash recorded (store, Kafka, OTLP) as
 // dump.status skipped with the reason, and no core in the store; a pod saying "true" in such a
-// namespace is stored; a value neither "true" nor "false" is ignored with a warning.
-// kernel.core_pattern is held under the
+// namespace is stored; a value neither "true" nor "false" is ignored with a warning; the
+// collector's default applies to pods that say nothing. kernel.core_pattern is held under the
 // shared lock and restored whatever happens.
 
 const SYSCTL = '/proc/sys/kernel';
@@ -209,5 +209,25 @@ t.test('podmortem.io/capture on pods and namespaces decides which dumps are stor
   );
   t.same(await agent.stop(), [0, null]);
 
+  await t.test('the collector default false: a pod that says nothing is not stored', async (t) => {
+    const quietDefault = await setup.start({
+      PODMORTEM_COLLECTOR_MANAGE_CORE_PATTERN: 'true',
+      PODMORTEM_COLLECTOR_CAPTURE_DEFAULT: 'false',
+    });
+    const silent = addPod(setup, 'payments');
+    const event = await crash(t, setup, silent);
+    await recordedWithoutDump(
+      t,
+      setup,
+      silent,
+      event,
+      'capture disabled by the collector default (PODMORTEM_COLLECTOR_CAPTURE_DEFAULT=false)',
+    );
+    // A pod saying true still is, whatever the default.
+    const wanted = addPod(setup, 'payments', { 'podmortem.io/capture': 'true' });
+    await storedWithDump(t, setup, wanted, await crash(t, setup, wanted));
+    await setup.untilSpoolEmpty();
+    t.same(await quietDefault.stop(), [0, null]);
+  });
   t.equal(readSysctl('core_pattern'), original.pattern, 'kernel.core_pattern restored');
 });

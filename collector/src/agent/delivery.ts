@@ -44,8 +44,8 @@ export interface DeliveryParams {
   retryMaxMs: number;
   /** How long after the crash an unknown container's pod is waited for. */
   podWaitMs: number;
-  /** Whether a dump is kept when neither its pod nor its namespace says (capture-policy.ts); default true. */
-  captureDefault?: boolean;
+  /** Whether a dump is kept when neither its pod nor its namespace says (capture-policy.ts). */
+  captureDefault: boolean;
 }
 
 export type DeliveryOutcome = 'delivered' | 'rejected' | 'gone';
@@ -188,7 +188,7 @@ export class Delivery {
    * the pod does not decide; a process of no known pod gets the collector's default.
    */
   private async capture(owner: Owner, log: Logger): Promise<CaptureDecision> {
-    if (owner.kind !== 'pod') return captureDecision(undefined, undefined, this.p.captureDefault ?? true);
+    if (owner.kind !== 'pod') return captureDecision(undefined, undefined, this.p.captureDefault);
     const { pod } = owner;
     // A namespace Kubernetes would refuse cannot be asked for (the event is recorded podless anyway).
     const namespace =
@@ -198,7 +198,7 @@ export class Delivery {
     const decision = captureDecision(
       { name: `${pod.namespace}/${pod.name}`, marks: pod.capture },
       namespace,
-      this.p.captureDefault ?? true,
+      this.p.captureDefault,
     );
     for (const m of decision.ignored) {
       log.warn(
