@@ -3,6 +3,8 @@ import { ANALYSIS_REQUEST_TOPIC, ANALYSIS_TOPIC, CRASH_TOPIC } from '@podmortem/
 import {
   checkConsumerGroupTimings,
   configRule,
+  kafkaSecurity,
+  kafkaSecuritySettings,
   opsServerSettings,
   loadConfig,
 } from '@podmortem/contract/runtime';
@@ -33,6 +35,7 @@ export const AnalyzerConfigSchema = Type.Object({
     default: 30_000,
     description: 'Timeout of one Kafka request (metadata and admin calls too); then it is retried',
   }),
+  ...kafkaSecuritySettings(),
   groupId: Type.String({
     minLength: 1,
     default: 'podmortem-analyzer',
@@ -128,6 +131,8 @@ export function loadAnalyzerConfig(
   const config = loadConfig(AnalyzerConfigSchema, CONFIG_PREFIX, env, overrides);
   checkConsumerGroupTimings(config, CONFIG_PREFIX);
   checkStoreSettings(config, CONFIG_PREFIX);
+  // Read here for its errors only (exit 2 naming the variable); main reads it for its client.
+  kafkaSecurity(config, CONFIG_PREFIX);
   const must = configRule(CONFIG_PREFIX);
   must(
     config.analysisTopic !== config.topic,

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { createKafka, OpsServer, runService } from '@podmortem/contract/runtime';
+import { createKafka, kafkaSecurity, OpsServer, runService } from '@podmortem/contract/runtime';
 import { storeFrom } from '@podmortem/contract/store';
 import { Analyzer } from './analyzer.ts';
-import { loadAnalyzerConfig } from './config.ts';
+import { AnalyzerConfigSchema, CONFIG_PREFIX, loadAnalyzerConfig } from './config.ts';
 import { createTelemetry } from './telemetry.ts';
 
 // `node analyzer/src/main.ts`: the analyzer process. Configuration comes from PODMORTEM_ANALYZER_*
@@ -14,6 +14,12 @@ const { version } = JSON.parse(readFileSync(new URL('../package.json', import.me
 
 await runService({
   name: 'podmortem-analyzer',
+  about: {
+    summary:
+      "The analyzer: for each stored crash (and each re-analysis request) it reads the dump and the executable from the store, unwinds every thread with eu-stack under time and memory limits, computes the crash's signature and title, and publishes the analysis on Kafka for the indexer.",
+    schema: AnalyzerConfigSchema,
+    prefix: CONFIG_PREFIX,
+  },
   loadConfig: () => loadAnalyzerConfig(),
   startFailedMessage: 'start-up failed',
   build: ({ config, logger, fatal }) => {
@@ -22,6 +28,7 @@ await runService({
       brokers: config.kafkaBrokers,
       clientId: config.kafkaClientId,
       requestTimeoutMs: config.kafkaTimeoutMs,
+      security: kafkaSecurity(config, CONFIG_PREFIX),
       logger,
     });
     const analyzer = new Analyzer({

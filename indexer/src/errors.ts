@@ -1,5 +1,11 @@
 import { errors as esErrors } from '@elastic/elasticsearch';
-import { defineErrors, messageOf, PodmortemError, registryOptions } from '@podmortem/contract/runtime';
+import {
+  defineErrors,
+  ElasticsearchAuthError,
+  messageOf,
+  PodmortemError,
+  registryOptions,
+} from '@podmortem/contract/runtime';
 
 // The indexer's error codes. Records that can never be indexed go to the dead-letter topic with
 // their code in a header; everything Elasticsearch or Kafka may still accept later is retried.
@@ -15,6 +21,7 @@ export const INDEXER_ERRORS = defineErrors({
   PM_ERR_ES_RETRY: { retriable: true, message: 'Elasticsearch could not take some documents now' },
   PM_ERR_ES_UNAVAILABLE: { retriable: true, message: 'Elasticsearch did not answer or failed' },
   PM_ERR_ES_REQUEST: { retriable: false, message: 'Elasticsearch refused the request' },
+  PM_ERR_ES_AUTH: { retriable: false, message: 'Elasticsearch refused the credentials' },
   PM_ERR_ES_NOT_READY: { retriable: true, message: 'the Elasticsearch cluster is not ready' },
   PM_ERR_TEMPLATE: { retriable: false, message: 'the index templates could not be installed' },
   PM_ERR_DLQ: { retriable: true, message: 'the dead-letter topic did not acknowledge' },
@@ -42,6 +49,9 @@ export function retriableStatus(status: number): boolean {
  */
 export function fromElasticsearchError(what: string, err: unknown): IndexerError {
   if (err instanceof IndexerError) return err;
+  // Its message names the variables of the credentials (see namingElasticsearchRefusals).
+  if (err instanceof ElasticsearchAuthError)
+    return new IndexerError('PM_ERR_ES_AUTH', `${what}: ${err.message}`, err);
   if (err instanceof esErrors.ResponseError) {
     const status = err.meta.statusCode ?? 0;
     const code = retriableStatus(status) ? 'PM_ERR_ES_UNAVAILABLE' : 'PM_ERR_ES_REQUEST';

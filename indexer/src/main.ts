@@ -1,6 +1,15 @@
 import { Client } from '@elastic/elasticsearch';
-import { closing, createKafka, OpsServer, runService } from '@podmortem/contract/runtime';
-import { loadIndexerConfig } from './config.ts';
+import {
+  closing,
+  createKafka,
+  elasticsearchClientOptions,
+  elasticsearchConnection,
+  kafkaSecurity,
+  namingElasticsearchRefusals,
+  OpsServer,
+  runService,
+} from '@podmortem/contract/runtime';
+import { CONFIG_PREFIX, IndexerConfigSchema, loadIndexerConfig } from './config.ts';
 import { Indexer } from './indexer.ts';
 import { Retention } from './retention.ts';
 import { createTelemetry } from './telemetry.ts';
@@ -10,20 +19,31 @@ import { createTelemetry } from './telemetry.ts';
 
 await runService({
   name: 'podmortem-indexer',
+  about: {
+    summary:
+      "The indexer: it consumes the crash events, analyses and dump removals from Kafka and bulk-indexes them into Elasticsearch's monthly crash indices, committing offsets only once Elasticsearch acknowledged; records that cannot be indexed go to the dead-letter topic. It also deletes the indices older than the retention.",
+    schema: IndexerConfigSchema,
+    prefix: CONFIG_PREFIX,
+  },
   loadConfig: () => loadIndexerConfig(),
   startFailedMessage: 'start-up failed',
   build: ({ config, logger, fatal }) => {
     const telemetry = createTelemetry();
-    const es = new Client({
-      node: config.elasticsearchUrl,
-      // One retry policy for the whole service: the bulk writer's and the start-up's.
-      maxRetries: 0,
-      requestTimeout: config.elasticsearchRequestTimeoutMs,
-    });
+    const connection = elasticsearchConnection(config, CONFIG_PREFIX);
+    const es = namingElasticsearchRefusals(
+      new Client({
+        ...elasticsearchClientOptions(connection),
+        // One retry policy for the whole service: the bulk writer's and the start-up's.
+        maxRetries: 0,
+        requestTimeout: config.elasticsearchRequestTimeoutMs,
+      }),
+      connection,
+    );
     const kafka = createKafka({
       brokers: config.kafkaBrokers,
       clientId: config.kafkaClientId,
       requestTimeoutMs: config.kafkaTimeoutMs,
+      security: kafkaSecurity(config, CONFIG_PREFIX),
       logger,
     });
     const indexer = new Indexer({

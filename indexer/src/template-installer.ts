@@ -58,7 +58,8 @@ export async function waitForElasticsearch(es: Client, logger: Logger, options: 
     {
       ...options.retry,
       signal: options.signal,
-      retriable: (err) => err instanceof IndexerError,
+      // Refused credentials stay refused: the start-up fails naming their variables.
+      retriable: (err) => err instanceof IndexerError && err.code !== 'PM_ERR_ES_AUTH',
       onRetry: (err, attempt, delayMs) => {
         logger.warn({ err: messageOf(err), attempt, delayMs }, 'waiting for Elasticsearch');
         options.onRetry?.();

@@ -5,7 +5,13 @@ import {
   validateCrashEvent,
   type CrashEvent,
 } from '@podmortem/contract';
-import { createKafka, messageOf, SessionProducer, type Logger } from '@podmortem/contract/runtime';
+import {
+  createKafka,
+  messageOf,
+  SessionProducer,
+  type KafkaSecurity,
+  type Logger,
+} from '@podmortem/contract/runtime';
 import { PM_ERR_BACKEND_UNAVAILABLE, PM_ERR_CRASH_INVALID } from './errors.ts';
 import type { Telemetry } from './telemetry.ts';
 
@@ -19,6 +25,8 @@ export interface AnalysisRequestsParams {
   clientId: string;
   topic: string;
   timeoutMs: number;
+  /** TLS and SASL (see kafkaSecurity); none: plaintext. */
+  security?: KafkaSecurity;
   logger: Logger;
   telemetry: Telemetry;
 }
@@ -42,13 +50,15 @@ export function apiProducer(params: {
   brokers: string[];
   clientId: string;
   timeoutMs: number;
+  security?: KafkaSecurity;
   logger: Logger;
 }): SessionProducer {
-  const { brokers, clientId, timeoutMs, logger } = params;
+  const { brokers, clientId, timeoutMs, security, logger } = params;
   const kafka = createKafka({
     brokers,
     clientId,
     logger,
+    ...(security ? { security } : {}),
     connectionTimeoutMs: timeoutMs,
     requestTimeoutMs: timeoutMs,
     retry: { retries: 1, initialRetryTime: 100, maxRetryTime: 1000 },

@@ -13,10 +13,11 @@ import Fastify, {
   type FastifySchemaValidationError,
 } from 'fastify';
 import type { Logger } from 'pino';
+import { kafkaSecurity } from '@podmortem/contract/runtime';
 import type { Store } from '@podmortem/contract/store';
 import { AnalysisRequests } from './analysis-requests.ts';
 import { Access } from './auth.ts';
-import { logsFieldsOf, type Config } from './config.ts';
+import { CONFIG_PREFIX, logsFieldsOf, type Config } from './config.ts';
 import { CrashStore } from './crash-store.ts';
 import { crashContextRoutes } from './crash-context.ts';
 import { crashDeleteRoutes } from './crash-delete.ts';
@@ -133,11 +134,13 @@ export async function buildApp(params: AppParams): Promise<App> {
     indexNamespaces: () => crashes.namespaces(),
     logins: new LoginLimiter({ max: config.authFailureMax, windowMs: config.authFailureWindowMs }),
   });
+  const security = kafkaSecurity(config, CONFIG_PREFIX);
   const analysisRequests = new AnalysisRequests({
     brokers: config.kafkaBrokers,
     clientId: config.kafkaClientId,
     topic: config.requestTopic,
     timeoutMs: config.kafkaTimeoutMs,
+    security,
     logger,
     telemetry,
   });
@@ -148,6 +151,7 @@ export async function buildApp(params: AppParams): Promise<App> {
     clientId: config.kafkaClientId,
     topic: config.dumpDeletionTopic,
     timeoutMs: config.kafkaTimeoutMs,
+    security,
     logger,
     telemetry,
   });

@@ -6,7 +6,16 @@ import {
   POD_METRIC_QUERIES,
 } from '@podmortem/contract';
 import { isIP } from 'node:net';
-import { configRule, loadConfig, opsServerSettings } from '@podmortem/contract/runtime';
+import {
+  configRule,
+  elasticsearchConnection,
+  elasticsearchSettings,
+  kafkaSecurity,
+  kafkaSecuritySettings,
+  loadConfig,
+  opsServerSettings,
+  urlSetting,
+} from '@podmortem/contract/runtime';
 import { checkStoreSettings, storeSettings } from '@podmortem/contract/store';
 
 // The query API's configuration: one schema, every key with its default and meaning, read from
@@ -27,7 +36,8 @@ export const ConfigSchema = Type.Object({
     description: 'The storage root (NFS volume) the collector stores dumps under',
   }),
   ...storeSettings(),
-  elasticsearchUrl: str('http://elasticsearch:9200', 'Elasticsearch URL'),
+  elasticsearchUrl: urlSetting('http://elasticsearch:9200', 'Elasticsearch URL'),
+  ...elasticsearchSettings(),
   crashIndex: Type.String({
     default: CRASH_ALIAS,
     minLength: 1,
@@ -35,7 +45,7 @@ export const ConfigSchema = Type.Object({
     description:
       'The alias the indexer writes under: searches go through it, a crash by id is read from <alias>-YYYY.MM of its id’s month',
   }),
-  prometheusUrl: str('http://prometheus:9090', 'Prometheus URL (query_range API)'),
+  prometheusUrl: urlSetting('http://prometheus:9090', 'Prometheus URL (query_range API)'),
   kubeconfig: str(
     '',
     'Kubeconfig file for TokenReview/SubjectAccessReview; empty = in-cluster or the default kubeconfig',
@@ -96,9 +106,9 @@ export const ConfigSchema = Type.Object({
   logsContainerField: str('', 'Overrides the preset’s container name field'),
   logsMessageField: str('', 'Overrides the preset’s message field'),
   logsTimestampField: str('', 'Overrides the preset’s timestamp field'),
-  grafanaUrl: str('', 'Grafana base URL for context links; empty = no link'),
+  grafanaUrl: urlSetting('', 'Grafana base URL for context links; empty = no link'),
   grafanaDashboardUid: str('podmortem-pod', 'UID of the Grafana pod dashboard'),
-  kibanaUrl: str('', 'Kibana base URL for Discover links; empty = no link'),
+  kibanaUrl: urlSetting('', 'Kibana base URL for Discover links; empty = no link'),
   kibanaDataView: str('', 'Kibana data view id for the logs; empty = Kibana’s default'),
   groupsNewWithin: Type.String({
     default: '24h',
@@ -118,6 +128,7 @@ export const ConfigSchema = Type.Object({
     120_000,
     'Kafka connection and request timeout of a re-analysis request (then 503)',
   ),
+  ...kafkaSecuritySettings(),
   requestTopic: Type.String({
     minLength: 1,
     default: ANALYSIS_REQUEST_TOPIC,
@@ -129,7 +140,7 @@ export const ConfigSchema = Type.Object({
     description:
       "Topic a user's dump deletion request is published to (the retention service performs it); same brokers and timeout as re-analysis",
   }),
-  otlpTracesEndpoint: str('', 'OTLP/HTTP traces endpoint (…/v1/traces); empty = no traces exported'),
+  otlpTracesEndpoint: urlSetting('', 'OTLP/HTTP traces endpoint (…/v1/traces); empty = no traces exported'),
   docs: Type.Boolean({ default: true, description: 'Serve the OpenAPI UI at /docs' }),
   shutdownGraceMs: int(10_000, 0, 300_000, 'How long in-flight requests get on SIGTERM'),
   // /metrics lists namespaces and download counts: on a port of its own, like every service's.
@@ -144,6 +155,9 @@ export function readConfig(
 ): Config {
   const config = loadConfig(ConfigSchema, CONFIG_PREFIX, env, overrides);
   checkStoreSettings(config, CONFIG_PREFIX);
+  // Read here for their errors only (exit 2 naming the variable); main reads them for its clients.
+  kafkaSecurity(config, CONFIG_PREFIX);
+  elasticsearchConnection(config, CONFIG_PREFIX);
   const must = configRule(CONFIG_PREFIX);
   for (const proxy of config.trustProxy)
     must(isAddressOrCidr(proxy), 'trustProxy', `${JSON.stringify(proxy)} is not an IP address or CIDR`);

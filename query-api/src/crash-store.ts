@@ -1,6 +1,14 @@
 import { Client, errors as esErrors, type estypes } from '@elastic/elasticsearch';
 import { crashIndexForId, type CrashEvent } from '@podmortem/contract';
-import { messageOf } from '@podmortem/contract/runtime';
+import {
+  ElasticsearchAuthError,
+  elasticsearchClientOptions,
+  messageOf,
+  namingElasticsearchRefusals,
+  type Component,
+  type ElasticsearchConnection,
+  type Logger,
+} from '@podmortem/contract/runtime';
 import { PM_ERR_BACKEND_UNAVAILABLE } from './errors.ts';
 import { sortValuesOf, type SortValues } from './cursor.ts';
 import { searchBody, SORT, type SearchRequest } from './search-query.ts';
@@ -13,10 +21,38 @@ import type { Telemetry } from './telemetry.ts';
 
 /**
  * The Elasticsearch client of the API: one retry only, so that a caller hears of an unreachable
- * cluster (503) in a moment rather than after the client's long default backoff.
+ * cluster (503) in a moment rather than after the client's long default backoff. A URL alone, or
+ * the connection of the API's settings (CA, credentials; see elasticsearchConnection).
  */
-export function createElasticsearchClient(url: string, timeoutMs = 15_000): Client {
-  return new Client({ node: url, maxRetries: 1, requestTimeout: timeoutMs });
+export function createElasticsearchClient(
+  connection: string | ElasticsearchConnection,
+  timeoutMs = 15_000,
+): Client {
+  const c = typeof connection === 'string' ? { node: connection, credentialVariables: [] } : connection;
+  return namingElasticsearchRefusals(
+    new Client({ ...elasticsearchClientOptions(c), maxRetries: 1, requestTimeout: timeoutMs }),
+    c,
+  );
+}
+
+/**
+ * A start-up component asking Elasticsearch once whether it takes the API's credentials: refused
+ * ones fail the start-up (exit 1, the variables named) rather than every search after it with a
+ * 503. Any other failure is logged and the API starts anyway: it serves while the cluster is down.
+ */
+export function elasticsearchCredentialsCheck(es: Client, logger: Logger): Component {
+  return {
+    name: 'elasticsearch-credentials',
+    async start() {
+      try {
+        await es.ping();
+      } catch (err) {
+        if (err instanceof ElasticsearchAuthError) throw err;
+        logger.warn({ err: messageOf(err) }, 'Elasticsearch did not answer at start-up; serving anyway');
+      }
+    },
+    shutdown: () => Promise.resolve(),
+  };
 }
 
 export interface CrashHit {

@@ -5,7 +5,12 @@ import {
   validateCrashEvent,
   type CrashEvent,
 } from '@podmortem/contract';
-import { messageOf, type Logger, type SessionProducer } from '@podmortem/contract/runtime';
+import {
+  messageOf,
+  type KafkaSecurity,
+  type Logger,
+  type SessionProducer,
+} from '@podmortem/contract/runtime';
 import { isStoreError, readStoredEvent, type Store } from '@podmortem/contract/store';
 import { apiProducer, requestEventOf } from './analysis-requests.ts';
 import { PM_ERR_BACKEND_UNAVAILABLE, PM_ERR_CRASH_INVALID } from './errors.ts';
@@ -25,6 +30,8 @@ export interface DumpDeletionsParams {
   clientId: string;
   topic: string;
   timeoutMs: number;
+  /** TLS and SASL (see kafkaSecurity); none: plaintext. */
+  security?: KafkaSecurity;
   logger: Logger;
   telemetry: Telemetry;
 }

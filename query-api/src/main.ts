@@ -1,10 +1,17 @@
-import { beforeDeadline, closing, OpsServer, runService, type Component } from '@podmortem/contract/runtime';
+import {
+  beforeDeadline,
+  closing,
+  elasticsearchConnection,
+  OpsServer,
+  runService,
+  type Component,
+} from '@podmortem/contract/runtime';
 import { kubeConfigFrom } from '@podmortem/contract/runtime/kube-config';
 import { storeFrom } from '@podmortem/contract/store';
 import type { FastifyInstance } from 'fastify';
 import { buildApp, VERSION, type AppParams } from './app.ts';
-import { readConfig } from './config.ts';
-import { createElasticsearchClient } from './crash-store.ts';
+import { CONFIG_PREFIX, ConfigSchema, readConfig } from './config.ts';
+import { createElasticsearchClient, elasticsearchCredentialsCheck } from './crash-store.ts';
 import { createKubeReviews } from './kube-reviews.ts';
 import { PrometheusClient } from './prometheus-client.ts';
 import { StorageReader } from './storage-reader.ts';
@@ -42,10 +49,19 @@ class HttpServer implements Component {
 
 await runService({
   name: 'podmortem-query-api',
+  about: {
+    summary:
+      "The query API, the HTTP server the podmortem CLI talks to: search crashes, read one with its pod's logs and metrics around it, download its dump, ask for a re-analysis or a deletion. Callers authenticate with a Kubernetes token and see only the namespaces they may read.",
+    schema: ConfigSchema,
+    prefix: CONFIG_PREFIX,
+  },
   loadConfig: () => readConfig(),
   startFailedMessage: 'the query API could not start',
   build: ({ config, logger }) => {
-    const es = createElasticsearchClient(config.elasticsearchUrl, config.elasticsearchTimeoutMs);
+    const es = createElasticsearchClient(
+      elasticsearchConnection(config, CONFIG_PREFIX),
+      config.elasticsearchTimeoutMs,
+    );
     const tracerProvider = createTracerProvider({
       otlpEndpoint: config.otlpTracesEndpoint,
       version: VERSION,
@@ -75,6 +91,7 @@ await runService({
       components: [
         closing('tracer-provider', () => tracerProvider.shutdown()),
         closing('elasticsearch-client', () => es.close()),
+        elasticsearchCredentialsCheck(es, logger),
         ops,
         http,
       ],

@@ -4,6 +4,8 @@ import {
   checkConsumerGroupTimings,
   configRule,
   envName,
+  kafkaSecurity,
+  kafkaSecuritySettings,
   loadConfig,
   opsServerSettings,
 } from '@podmortem/contract/runtime';
@@ -73,6 +75,7 @@ export const RetentionConfigSchema = Type.Object({
     default: 30_000,
     description: 'Timeout of one Kafka request; then it is retried',
   }),
+  ...kafkaSecuritySettings(),
   removalTopic: Type.String({
     minLength: 1,
     default: DUMP_REMOVAL_TOPIC,
@@ -135,6 +138,8 @@ export function loadRetentionConfig(
   const config = loadConfig(RetentionConfigSchema, CONFIG_PREFIX, env, overrides);
   checkConsumerGroupTimings(config, CONFIG_PREFIX);
   checkStoreSettings(config, CONFIG_PREFIX);
+  // Read here for its errors only (exit 2 naming the variable); main reads it for its client.
+  kafkaSecurity(config, CONFIG_PREFIX);
   const must = configRule(CONFIG_PREFIX);
   must(
     config.eventMaxAgeDays === 0 || config.eventMaxAgeDays >= config.maxAgeDays,

@@ -1,8 +1,8 @@
 import { CoreV1Api } from '@kubernetes/client-node';
-import { createKafka, OpsServer, runService } from '@podmortem/contract/runtime';
+import { createKafka, kafkaSecurity, OpsServer, runService } from '@podmortem/contract/runtime';
 import { kubeConfigFrom } from '@podmortem/contract/runtime/kube-config';
 import { storeFrom } from '@podmortem/contract/store';
-import { loadRetentionConfig } from './config.ts';
+import { CONFIG_PREFIX, loadRetentionConfig, RetentionConfigSchema } from './config.ts';
 import { DeletionWorker } from './deletions.ts';
 import { Retention } from './retention.ts';
 import { createTelemetry } from './telemetry.ts';
@@ -12,6 +12,12 @@ import { createTelemetry } from './telemetry.ts';
 
 await runService({
   name: 'podmortem-retention',
+  about: {
+    summary:
+      "The retention service, the store's one remover: one active replica (elected through a Kafka lease) removes cores by age, by budget and of deleted namespaces, keeping their events; every replica performs the users' deletion requests the query API publishes. Each removal is published for the indexer.",
+    schema: RetentionConfigSchema,
+    prefix: CONFIG_PREFIX,
+  },
   loadConfig: () => loadRetentionConfig(),
   startFailedMessage: 'start-up failed',
   build: ({ config, logger, fatal }) => {
@@ -20,6 +26,7 @@ await runService({
       brokers: config.kafkaBrokers,
       clientId: config.kafkaClientId,
       requestTimeoutMs: config.kafkaTimeoutMs,
+      security: kafkaSecurity(config, CONFIG_PREFIX),
       logger,
     });
     const store = storeFrom(config);
