@@ -287,6 +287,10 @@ t.test("the services' real API requests pass RBAC as the chart grants it", async
       `${r.name}: the pod resolver watched`,
     );
     t.ok(
+      requests.some((q) => q.attributes.verb === 'get' && q.attributes.resource === 'namespaces'),
+      `${r.name}: the pod resolver read a namespace`,
+    );
+    t.ok(
       requests.some((q) => q.attributes.resource === 'tokenreviews'),
       `${r.name}: a TokenReview was sent`,
     );

@@ -1,19 +1,10 @@
-import { readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { CoreV1Api, type V1ClusterRole, type V1Container } from '@kubernetes/client-node';
-import { pino } from 'pino';
+import type { V1ClusterRole, V1Container } from '@kubernetes/client-node';
 import { Registry } from 'prom-client';
 import t from 'tap';
 import { parse } from 'yaml';
 import { OpsServer } from '@podmortem/contract/runtime';
-import { PodResolver } from '../collector/src/agent/pod-resolver.ts';
 import { routesOf } from '../query-api/src/app.ts';
-import { Access } from '../query-api/src/auth.ts';
-import { createKubeReviews, type Caller } from '../query-api/src/kube-reviews.ts';
-import { LoginLimiter } from '../query-api/src/login-limiter.ts';
 import { documentApp } from '../query-api/src/openapi-app.ts';
-import { createTelemetry } from '../query-api/src/telemetry.ts';
-import { FakeKubeApi } from './support/fake-kube-api.ts';
 import {
   KUBE_CALLS,
   SERVICES,
@@ -29,24 +20,23 @@ import {
   checkStorage,
   checkUserRoles,
   checkVolumeBinding,
-  inspectService,
   kubeCallsOf,
   probePaths,
   unusedManifestFiles,
   workloadOf,
-  type ServiceInRendering,
   type ServiceName,
 } from './support/k8s-checks.ts';
+import { describe } from './support/k8s-rbac.ts';
 import {
-  RbacProxy,
-  describe,
-  grantsOf,
-  type ProxiedRequest,
-  type ResourceAttributes,
-} from './support/k8s-rbac.ts';
+  accessLiterals,
+  accessReviews,
+  collectorRequests,
+  inspect,
+  inspectAll,
+  queryApiRequests,
+  retentionRequests,
+} from './support/k8s-requests.ts';
 import { kustomizations, render, type KubeObject, type Rendering } from './support/kustomize.ts';
-import { repoDir } from './support/stack.ts';
-import { until } from './support/poll.ts';
 
 // deploy/k8s against the code it deploys, with no cluster: the real kustomize renders the base and
 // every overlay, and each rendering is checked against the services' own configuration loaders,
@@ -56,153 +46,6 @@ import { until } from './support/poll.ts';
 
 const renderings = kustomizations().map(render);
 const base = renderings.find((r) => r.name === 'base');
-const silent = pino({ level: 'silent' });
-
-function inspect(r: Rendering, service: ServiceName): ServiceInRendering {
-  const s = inspectService(r, service);
-  if (typeof s === 'string') throw new Error(s);
-  return s;
-}
-
-function inspectAll(r: Rendering): ServiceInRendering[] {
-  return SERVICES.map((spec) => inspect(r, spec.service));
-}
-
-function serviceAccountGrants(r: Rendering, s: ServiceInRendering) {
-  const name = s.workload.template.spec?.serviceAccountName ?? 'default';
-  return grantsOf(r.objects, { kind: 'ServiceAccount', name, namespace: s.workload.namespace });
-}
-
-/**
- * The requests the agent's pod resolver really sends while it lists and starts watching, and reads
- * a namespace.
- */
-async function collectorRequests(r: Rendering): Promise<ProxiedRequest[]> {
-  const fake = await FakeKubeApi.start();
-  fake.addNamespace('team-a');
-  const proxy = await RbacProxy.start(
-    { url: fake.url, token: fake.serviceToken },
-    serviceAccountGrants(r, inspect(r, 'collector')),
-  );
-  const resolver = new PodResolver({
-    kubeConfig: proxy.kubeConfig(),
-    nodeName: 'node-0',
-    tombstoneMs: 60_000,
-    logger: silent,
-  });
-  try {
-    await resolver.start();
-    await until(
-      'a watch started, or a request refused',
-      () => proxy.requests.some((q) => q.attributes.verb === 'watch' || !q.allowed),
-      10_000,
-    );
-    // A crashed pod's namespace, read for its podmortem.io/capture setting.
-    await resolver.namespaceCapture('team-a').catch(() => undefined);
-  } finally {
-    await resolver.shutdown(Date.now() + 2000);
-    await proxy.close();
-    await fake.close();
-  }
-  return proxy.requests;
-}
-
-/** The request retention's pass sends for the namespaces, through the client call it makes. */
-async function retentionRequests(r: Rendering): Promise<ProxiedRequest[]> {
-  const fake = await FakeKubeApi.start();
-  fake.addNamespace('team-a');
-  const proxy = await RbacProxy.start(
-    { url: fake.url, token: fake.serviceToken },
-    serviceAccountGrants(r, inspect(r, 'retention')),
-  );
-  try {
-    await proxy
-      .kubeConfig()
-      .makeApiClient(CoreV1Api)
-      .listNamespace()
-      .catch(() => undefined);
-    return proxy.requests;
-  } finally {
-    await proxy.close();
-    await fake.close();
-  }
-}
-
-/** The requests the query API's authentication and authorisation really send, for every check it makes. */
-async function queryApiRequests(
-  r: Rendering,
-): Promise<{ requests: ProxiedRequest[]; caller: Caller | undefined }> {
-  const fake = await FakeKubeApi.start();
-  fake.addToken('alice-token', { username: 'alice' });
-  const proxy = await RbacProxy.start(
-    { url: fake.url, token: fake.serviceToken },
-    serviceAccountGrants(r, inspect(r, 'query-api')),
-  );
-  try {
-    const reviews = createKubeReviews(proxy.kubeConfig(), { timeoutMs: 5000 });
-    const caller = await reviews.reviewToken('alice-token').catch(() => undefined);
-    if (caller) {
-      const access = new Access({
-        reviews,
-        telemetry: createTelemetry(undefined, false),
-        logger: silent,
-        ttlMs: 1000,
-        namespaceTtlMs: 1000,
-        indexNamespaces: () => Promise.resolve(['team-a']),
-        logins: new LoginLimiter({ max: 1000, windowMs: 60_000 }),
-      });
-      // Every question the API can ask: search in one namespace and across all, read one crash,
-      // download and delete its dump, in a namespace and (host processes) cluster-wide. Refusals
-      // are expected.
-      const asks: (() => Promise<unknown>)[] = [
-        () => access.listScope(caller, 'team-a'),
-        () => access.listScope(caller),
-        () => access.mayRead(caller, 'team-a'),
-        () => access.mayRead(caller, 'team-a', 'dump'),
-        () => access.mayRead(caller, undefined),
-        () => access.mayRead(caller, undefined, 'dump'),
-        () => access.mayDeleteDump(caller, 'team-a'),
-        () => access.mayDeleteDump(caller, undefined),
-      ];
-      for (const ask of asks) await ask().catch(() => undefined);
-    }
-    return { requests: proxy.requests, caller };
-  } finally {
-    await proxy.close();
-    await fake.close();
-  }
-}
-
-/** The resource attributes of the SubjectAccessReviews sent, as the API server would read them. */
-function accessReviews(requests: ProxiedRequest[]): ResourceAttributes[] {
-  return requests
-    .filter((q) => q.attributes.resource === 'subjectaccessreviews')
-    .map((q) => {
-      const spec = (q.body as { spec?: { resourceAttributes?: Record<string, string | undefined> } }).spec;
-      const a = spec?.resourceAttributes ?? {};
-      return {
-        verb: a.verb ?? '',
-        group: a.group ?? '',
-        resource: a.resource ?? '',
-        subresource: a.subresource === '' ? undefined : a.subresource,
-        namespace: a.namespace === '' ? undefined : a.namespace,
-      };
-    });
-}
-
-/** The query API's sources name these verbs and subresources in its access checks. */
-function accessLiterals(): { verbs: Set<string>; subresources: Set<string> } {
-  const dir = join(repoDir, 'query-api/src');
-  const text = readdirSync(dir)
-    .filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts'))
-    .map((f) => readFileSync(join(dir, f), 'utf8'))
-    .join('\n');
-  const all = (re: RegExp) => new Set([...text.matchAll(re)].map((m) => m[1] ?? ''));
-  return {
-    verbs: all(/\bverb: '([a-z]+)'/g),
-    subresources: all(/(?:subresource\??: |mayRead\([^)]*, )'([a-z]+)'/g),
-  };
-}
 
 t.test('the base and every overlay render with kustomize', async (t) => {
   t.ok(base, 'base renders');

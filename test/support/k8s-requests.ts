@@ -16,8 +16,7 @@ import { repoDir } from './stack.ts';
 
 // The Kubernetes API requests the services really make, sent through RBAC evaluated from a
 // rendering's roles (test/support/k8s-rbac.ts) to the stand-in API server: for any rendering, the
-// kustomize base and overlays or the Helm chart. The same helpers as test/k8s-manifests.test.ts
-// uses inline.
+// kustomize base and overlays (test/k8s-manifests.test.ts) or the Helm chart (test/helm.test.ts).
 
 const silent = pino({ level: 'silent' });
 
@@ -36,9 +35,13 @@ function serviceAccountGrants(r: Rendering, s: ServiceInRendering) {
   return grantsOf(r.objects, { kind: 'ServiceAccount', name, namespace: s.workload.namespace });
 }
 
-/** The requests the agent's pod resolver really sends while it lists and starts watching. */
+/**
+ * The requests the agent's pod resolver really sends while it lists and starts watching, and reads
+ * a namespace.
+ */
 export async function collectorRequests(r: Rendering): Promise<ProxiedRequest[]> {
   const fake = await FakeKubeApi.start();
+  fake.addNamespace('team-a');
   const proxy = await RbacProxy.start(
     { url: fake.url, token: fake.serviceToken },
     serviceAccountGrants(r, inspect(r, 'collector')),
@@ -56,6 +59,8 @@ export async function collectorRequests(r: Rendering): Promise<ProxiedRequest[]>
       () => proxy.requests.some((q) => q.attributes.verb === 'watch' || !q.allowed),
       10_000,
     );
+    // A crashed pod's namespace, read for its podmortem.io/capture setting.
+    await resolver.namespaceCapture('team-a').catch(() => undefined);
   } finally {
     await resolver.shutdown(Date.now() + 2000);
     await proxy.close();
