@@ -217,6 +217,23 @@ t.test(
   },
 );
 
+t.test(
+  'the agent creating its topic with Kafka away starts anyway, retries, and stops cleanly',
+  async (t) => {
+    const setup = await collectorSetup(stack.kafkaBrokers, { liveConsumer: false });
+    t.teardown(() => setup.close());
+    const agent = await setup.start({
+      PODMORTEM_COLLECTOR_KAFKA_BROKERS: '127.0.0.1:1',
+      PODMORTEM_COLLECTOR_KAFKA_TOPIC: uniqueName('pm-topics-away'),
+      PODMORTEM_COLLECTOR_CREATE_TOPICS: 'true',
+    });
+    t.pass('running: the setup does not hold the start up');
+    await until('the setup to retry twice', () => agent.logged('Kafka not ready, retrying').length >= 2);
+    t.same(await agent.stop(), [0, null], 'SIGTERM ends it with status 0 while the setup waits');
+    t.same(agent.logged('Kafka topic created'), [], 'nothing created');
+  },
+);
+
 /** Runs a kafka-topics.sh command with the local stack's Kafka jars (no kafka-topics.sh is installed). */
 async function runKafkaTopics(command: string): Promise<{ code: number | null; output: string }> {
   const [script, ...args] = command.split(' ');
