@@ -28,7 +28,7 @@ import { addUser } from './support/query-api.ts';
 import { startService, stopService, type ServiceProcess } from './support/service-process.ts';
 import { stack } from './support/stack.ts';
 import { elfHead, note, prpsinfo, prstatus, syntheticCore } from './support/synthetic-core.ts';
-import { makeCertificates } from './support/tls.ts';
+import { makeCertificates, makeClientCertificate } from './support/tls.ts';
 
 // Secured connections only: a private Kafka with a SASL_SSL listener (SCRAM users, a certificate
 // of a CA made here by openssl) and the stack's Elasticsearch behind nginx terminating TLS with
@@ -53,6 +53,7 @@ const ES_API_KEY = Buffer.from(`pm-key:${randomUUID()}`).toString('base64');
 const certs = await makeCertificates(dir);
 const kafka = await privateServer('kafka', {
   saslSsl: { keyAndCertFile: certs.keyAndCertFile, users: { [KAFKA_USER]: KAFKA_PASSWORD } },
+  mutualTls: { keyAndCertFile: certs.keyAndCertFile, clientCaFile: certs.caFile },
 });
 t.teardown(() => kafka.destroy());
 await kafka.up();
@@ -362,6 +363,51 @@ t.test(
     t.match(log, 'Elasticsearch refused the credentials (PODMORTEM_INDEXER_ELASTICSEARCH_API_KEY_FILE)');
   },
 );
+
+t.test('mutual TLS: with its client certificate the indexer is ready, without one it is not', async (t) => {
+  const n = await names(t, 'pm-secured-mtls');
+  const client = await makeClientCertificate(dir, certs, 'podmortem-indexer');
+  const plainTls = {
+    PODMORTEM_INDEXER_KAFKA_SASL_MECHANISM: 'none',
+    PODMORTEM_INDEXER_KAFKA_SASL_USERNAME: '',
+    PODMORTEM_INDEXER_KAFKA_SASL_PASSWORD_FILE: '',
+  };
+  const mtlsAddress = kafka.mutualTlsAddress ?? '';
+  const withCert = await withIndexer(
+    t,
+    startIndexer({
+      names: n,
+      brokers: [mtlsAddress],
+      elasticsearchUrl: proxy.basicUrl,
+      env: securedEnv({
+        ...plainTls,
+        PODMORTEM_INDEXER_KAFKA_TLS_CERT_FILE: client.certFile,
+        PODMORTEM_INDEXER_KAFKA_TLS_KEY_FILE: client.keyFile,
+      }),
+    }),
+  );
+  await until('the indexer with a client certificate to be ready', () => withCert.ready(), 120_000);
+  await stopIndexer(withCert);
+
+  const without = await withIndexer(
+    t,
+    startIndexer({
+      names: n,
+      brokers: [mtlsAddress],
+      elasticsearchUrl: proxy.basicUrl,
+      env: securedEnv(plainTls),
+    }),
+  );
+  // The broker's TLS alert, as kafkajs reports the connection error.
+  await until('the indexer without a client certificate to be refused', () =>
+    without.logs.some((l) => l.includes('Kafka not ready, retrying') && l.includes('bad certificate')),
+  );
+  t.equal(await without.ready(), false, 'not ready: the broker wants a client certificate');
+  t.ok(
+    withCert.logs.some((l) => l.includes('indexer running')),
+    'the one with a certificate ran',
+  );
+});
 
 t.test('a missing CA file is a configuration error naming the variable (status 2)', async (t) => {
   const n = uniqueNames('pm-secured-ca');

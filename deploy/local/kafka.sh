@@ -27,7 +27,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 # opens SASL_SSL on that port (SCRAM-SHA-256 and SCRAM-SHA-512), with the server's PEM private key
 # (unencrypted PKCS#8) and certificate chain in the one file PODMORTEM_KAFKA_SSL_PEM_FILE, and the
 # SCRAM users of PODMORTEM_KAFKA_SCRAM_USERS ("name=password ...", both mechanisms), written when
-# the storage is formatted. Inter-broker and controller traffic stays on PLAINTEXT.
+# the storage is formatted. PODMORTEM_KAFKA_SSL_PORT opens an SSL listener (mutual TLS) with the
+# same key store, taking only clients whose certificate a CA of PODMORTEM_KAFKA_SSL_CLIENT_CA_FILE
+# signed. Inter-broker and controller traffic stays on PLAINTEXT.
 
 POM="$LOCAL_DIR/kafka/pom.xml"
 KAFKA_DIR="$STACK_DIR/kafka"
@@ -54,6 +56,8 @@ MIN_INSYNC=${PODMORTEM_KAFKA_MIN_INSYNC_REPLICAS:-1}
 SASL_SSL_PORT=${PODMORTEM_KAFKA_SASL_SSL_PORT:-}
 SSL_PEM_FILE=${PODMORTEM_KAFKA_SSL_PEM_FILE:-}
 SCRAM_USERS=${PODMORTEM_KAFKA_SCRAM_USERS:-}
+SSL_PORT=${PODMORTEM_KAFKA_SSL_PORT:-}
+SSL_CLIENT_CA_FILE=${PODMORTEM_KAFKA_SSL_CLIENT_CA_FILE:-}
 JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 VERSION=${PODMORTEM_KAFKA_VERSION:-$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM")}
 [ -n "$VERSION" ] || die "no kafka.version in $POM"
@@ -92,6 +96,13 @@ write_config() {
     listeners+=",SASL_SSL://$HOST:$SASL_SSL_PORT"
     advertised+=",SASL_SSL://$HOST:$SASL_SSL_PORT"
     protocols+=",SASL_SSL:SASL_SSL"
+  fi
+  if [ -n "$SSL_PORT" ]; then
+    [ -f "$SSL_PEM_FILE" ] || die "PODMORTEM_KAFKA_SSL_PORT needs PODMORTEM_KAFKA_SSL_PEM_FILE (key and certificate chain)"
+    [ -f "$SSL_CLIENT_CA_FILE" ] || die "PODMORTEM_KAFKA_SSL_PORT needs PODMORTEM_KAFKA_SSL_CLIENT_CA_FILE"
+    listeners+=",SSL://$HOST:$SSL_PORT"
+    advertised+=",SSL://$HOST:$SSL_PORT"
+    protocols+=",SSL:SSL"
   fi
   cat >"$SERVER_PROPS" <<EOF
 # Written by deploy/local/kafka.sh on every start; edit that script, not this file.
@@ -132,6 +143,17 @@ listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.se
 listener.name.sasl_ssl.ssl.keystore.type=PEM
 listener.name.sasl_ssl.ssl.keystore.location=$SSL_PEM_FILE
 listener.name.sasl_ssl.ssl.client.auth=none
+EOF
+  fi
+  if [ -n "$SSL_PORT" ]; then
+    cat >>"$SERVER_PROPS" <<EOF
+
+# The mutual TLS listener (PODMORTEM_KAFKA_SSL_PORT): a client certificate of the client CA required.
+listener.name.ssl.ssl.keystore.type=PEM
+listener.name.ssl.ssl.keystore.location=$SSL_PEM_FILE
+listener.name.ssl.ssl.truststore.type=PEM
+listener.name.ssl.ssl.truststore.location=$SSL_CLIENT_CA_FILE
+listener.name.ssl.ssl.client.auth=required
 EOF
   fi
   # Everything at INFO into one rolling file; the console gets nothing.

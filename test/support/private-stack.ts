@@ -22,6 +22,8 @@ export interface PrivateServer {
   readonly address: string;
   /** Kafka with the saslSsl option: host:port of its SASL_SSL listener. */
   readonly saslSslAddress?: string;
+  /** Kafka with the mutualTls option: host:port of its SSL listener. */
+  readonly mutualTlsAddress?: string;
   up(): Promise<void>;
   down(): Promise<void>;
   /** Stops the server and removes its folder. */
@@ -41,6 +43,11 @@ export interface PrivateServerOptions {
    * and certificate chain in one PEM file and its SCRAM users, name → password.
    */
   saslSsl?: { keyAndCertFile: string; users: Record<string, string> };
+  /**
+   * Kafka: an SSL listener requiring a client certificate signed by a CA of `clientCaFile`, with
+   * the same key store as saslSsl (given there or here).
+   */
+  mutualTls?: { keyAndCertFile: string; clientCaFile: string };
 }
 
 export async function privateServer(
@@ -58,6 +65,7 @@ export async function privateServer(
   };
   let address: string;
   let saslSslAddress: string | undefined;
+  let mutualTlsAddress: string | undefined;
   if (component === 'kafka') {
     const port = await freePort();
     env.PODMORTEM_KAFKA_PORT = String(port);
@@ -71,6 +79,13 @@ export async function privateServer(
         .map(([name, password]) => `${name}=${password}`)
         .join(' ');
       saslSslAddress = `${stack.host}:${securePort}`;
+    }
+    if (options.mutualTls) {
+      const tlsPort = await freePort();
+      env.PODMORTEM_KAFKA_SSL_PORT = String(tlsPort);
+      env.PODMORTEM_KAFKA_SSL_PEM_FILE = options.mutualTls.keyAndCertFile;
+      env.PODMORTEM_KAFKA_SSL_CLIENT_CA_FILE = options.mutualTls.clientCaFile;
+      mutualTlsAddress = `${stack.host}:${tlsPort}`;
     }
   } else if (component === 'seaweedfs') {
     const port = await freePort();
@@ -104,6 +119,7 @@ export async function privateServer(
   return {
     address,
     ...(saslSslAddress === undefined ? {} : { saslSslAddress }),
+    ...(mutualTlsAddress === undefined ? {} : { mutualTlsAddress }),
     up: () => call('up'),
     down: () => call('down'),
     destroy: async () => {

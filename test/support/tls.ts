@@ -17,6 +17,8 @@ export interface TestCertificates {
   keyFile: string;
   /** The key and the certificate in one PEM file, as Kafka's PEM key store reads them. */
   keyAndCertFile: string;
+  /** The CA's private key, for the client certificates of makeClientCertificate. */
+  caKeyFile: string;
 }
 
 async function openssl(dir: string, args: string[]): Promise<void> {
@@ -93,5 +95,46 @@ export async function makeCertificates(dir: string, prefix = 'test'): Promise<Te
     certFile: f('server.crt'),
     keyFile: f('server.key'),
     keyAndCertFile: f('server.pem'),
+    caKeyFile: f('ca.key'),
   };
+}
+
+/** A client certificate (mutual TLS) for `name`, signed by the CA of `certs`. */
+export async function makeClientCertificate(
+  dir: string,
+  certs: TestCertificates,
+  name: string,
+): Promise<{ certFile: string; keyFile: string }> {
+  const f = (file: string) => join(dir, `client-${name}-${file}`);
+  await openssl(dir, [
+    'req',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-subj',
+    `/CN=${name}`,
+    '-keyout',
+    f('key.pem'),
+    '-out',
+    f('csr.pem'),
+  ]);
+  writeFileSync(f('ext'), ['basicConstraints=CA:FALSE', 'extendedKeyUsage=clientAuth', ''].join('\n'));
+  await openssl(dir, [
+    'x509',
+    '-req',
+    '-in',
+    f('csr.pem'),
+    '-CA',
+    certs.caFile,
+    '-CAkey',
+    certs.caKeyFile,
+    '-CAcreateserial',
+    '-days',
+    '2',
+    '-extfile',
+    f('ext'),
+    '-out',
+    f('cert.pem'),
+  ]);
+  return { certFile: f('cert.pem'), keyFile: f('key.pem') };
 }
