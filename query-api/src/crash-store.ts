@@ -45,7 +45,8 @@ export function elasticsearchCredentialsCheck(es: Client, logger: Logger): Compo
     name: 'elasticsearch-credentials',
     async start() {
       try {
-        await es.ping();
+        // Bounded: a cluster that does not answer must not hold the API's start-up for long.
+        await es.ping({}, { requestTimeout: 5000, maxRetries: 0 });
       } catch (err) {
         if (err instanceof ElasticsearchAuthError) throw err;
         logger.warn({ err: messageOf(err) }, 'Elasticsearch did not answer at start-up; serving anyway');
