@@ -49,11 +49,12 @@ export function kafkaSecuritySettings() {
     ),
     kafkaSaslUsername: Type.String({
       default: '',
-      description: 'Kafka SASL: the user name (or kafkaSaslUsernameFile)',
+      description: 'Kafka SASL: the user name (or the _KAFKA_SASL_USERNAME_FILE setting)',
     }),
     kafkaSaslUsernameFile: Type.String({
       default: '',
-      description: 'Kafka SASL: file holding the user name (a mounted Secret), instead of kafkaSaslUsername',
+      description:
+        'Kafka SASL: file holding the user name (a mounted Secret), instead of the _KAFKA_SASL_USERNAME setting',
     }),
     kafkaSaslPasswordFile: Type.String({
       default: '',
