@@ -269,6 +269,14 @@ export async function captureModules(
           : skip('cache-error', errText(again));
       }
     }
+    // A handler that finished between the look above and this claim renamed its claim to the
+    // bytes, which freed the claim's name: the module is cached, and copying it again would store
+    // a second copy (seen in a storm of crashes of one binary).
+    if ((await exists(paths.stored)) || (await exists(paths.bytes))) {
+      await out.close();
+      await rm(paths.claim, { force: true });
+      return { capture: 'cached' };
+    }
     let outcome: Outcome | undefined;
     try {
       outcome = await copyInto(file, out, size);
