@@ -5,16 +5,10 @@ import {
   validateCrashEvent,
   type CrashEvent,
 } from '@podmortem/contract';
-import {
-  messageOf,
-  type KafkaSecurity,
-  type Logger,
-  type SessionProducer,
-} from '@podmortem/contract/runtime';
+import { messageOf, type SessionProducer } from '@podmortem/contract/runtime';
 import { isStoreError, readStoredEvent, type Store } from '@podmortem/contract/store';
-import { apiProducer, requestEventOf } from './analysis-requests.ts';
+import { apiProducer, requestEventOf, type AnalysisRequestsParams } from './analysis-requests.ts';
 import { PM_ERR_BACKEND_UNAVAILABLE, PM_ERR_CRASH_INVALID } from './errors.ts';
-import type { Telemetry } from './telemetry.ts';
 
 // A user's deletion of a stored core, as the API takes part in it: once the route has checked the
 // caller's rights, the API reads the crash's stored event (the truth about its dump, whatever the
@@ -24,16 +18,9 @@ import type { Telemetry } from './telemetry.ts';
 // the producer connects on the first deletion, so an API whose Kafka is down serves everything
 // else and a deletion then is a quick 503.
 
-export interface DumpDeletionsParams {
+/** The re-analysis requests' brokers, timeout and security, and the store to read events from. */
+export interface DumpDeletionsParams extends AnalysisRequestsParams {
   store: Store;
-  brokers: string[];
-  clientId: string;
-  topic: string;
-  timeoutMs: number;
-  /** TLS and SASL (see kafkaSecurity); none: plaintext. */
-  security?: KafkaSecurity;
-  logger: Logger;
-  telemetry: Telemetry;
 }
 
 export type DeletionOutcome =
